@@ -1,0 +1,13 @@
+"""minibert: BERT from scratch in NumPy, every forward and backward pass written by hand.
+
+    from minibert import BertConfig, BertModel
+    model = BertModel(BertConfig.preset("tiny"), seed=0)
+    seq, pooled = model.forward(input_ids, token_type_ids, attention_mask)
+    model.zero_grad(); model.backward(d_seq, d_pooled)
+"""
+from minibert import backend
+from minibert.config import BertConfig
+from minibert.model import BertModel
+
+__version__ = "0.1.0"
+__all__ = ["backend", "BertConfig", "BertModel", "__version__"]

@@ -1,0 +1,88 @@
+"""Activations as forward/backward pairs: GELU (exact and tanh form) and tanh.
+
+BERT's `hidden_act`:
+  "gelu"     exact:  GELU(x) = x * Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2
+             (Hugging Face's "gelu", Google's 2018 checkpoints)
+  "gelu_new" tanh approximation:
+             GELU(x) ~ x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x^3)
+             (Google's current modeling.py; differs from the exact form by <= ~5e-4)
+"""
+from __future__ import annotations
+
+import math
+
+from minibert.backend import get_xp
+from minibert.ops.erf import erf
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+def gelu_forward(x):
+    """Exact GELU. x: any shape -> same shape. cache: (x, Phi(x))."""
+    cdf = erf(x * _INV_SQRT2)
+    cdf += 1.0
+    cdf *= 0.5                              # Phi(x), the standard normal CDF
+    return x * cdf, (x, cdf)
+
+
+def gelu_backward(dy, cache):
+    """d/dx [x Phi(x)] = Phi(x) + x phi(x), with phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
+    x, cdf = cache
+    xp = get_xp(x)
+    pdf = xp.exp(-0.5 * x * x)
+    pdf *= _INV_SQRT_2PI                    # phi(x), the standard normal density
+    pdf *= x
+    pdf += cdf                              # Phi(x) + x phi(x)
+    pdf *= dy
+    return pdf
+
+
+def gelu_tanh_forward(x):
+    """tanh-approximated GELU ("gelu_new"). cache: (x, tanh(u))."""
+    xp = get_xp(x)
+    u = x * x
+    u *= _GELU_C
+    u += 1.0
+    u *= x
+    u *= _SQRT_2_OVER_PI                    # u = sqrt(2/pi) (x + 0.044715 x^3)
+    t = xp.tanh(u)
+    y = t + 1.0
+    y *= x
+    y *= 0.5
+    return y, (x, t)
+
+
+def gelu_tanh_backward(dy, cache):
+    """y = x/2 (1 + t), t = tanh(u), so
+    dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx,   du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
+    x, t = cache
+    du = x * x
+    du *= 3.0 * _GELU_C
+    du += 1.0
+    du *= _SQRT_2_OVER_PI
+    sech2 = 1.0 - t * t
+    grad = 0.5 * x * sech2 * du
+    grad += 0.5 * (1.0 + t)
+    grad *= dy
+    return grad
+
+
+def tanh_forward(x):
+    """y = tanh(x); the pooler's activation. cache: y."""
+    y = get_xp(x).tanh(x)
+    return y, y
+
+
+def tanh_backward(dy, cache):
+    """dy/dx = 1 - tanh(x)^2 = 1 - y^2."""
+    y = cache
+    return dy * (1.0 - y * y)
+
+
+ACTIVATIONS = {
+    "gelu": (gelu_forward, gelu_backward),
+    "gelu_new": (gelu_tanh_forward, gelu_tanh_backward),
+}

@@ -1,0 +1,87 @@
+"""Scaled dot-product attention and multi-head attention.
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + mask) V
+
+Why 1/sqrt(d): if the d entries of a query and a key are independent with
+mean 0 and variance 1, their dot product has variance d. Without the scale,
+scores grow with d, the softmax saturates to one-hot, and its gradient
+vanishes. Dividing by sqrt(d) keeps the scores at unit variance.
+
+The padding mask is additive and acts on *keys* only: a padded key gets a
+huge negative score (the dtype's minimum, as in Hugging Face; Google used
+-10000) so no query attends to it. Padded *queries* are computed as usual
+(their outputs are ignored later), exactly as in the references.
+
+Shapes: B batch, A heads, T tokens, d = H / A head size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy
+
+from minibert.backend import get_xp
+from minibert.ops.dropout import dropout_backward, dropout_forward
+from minibert.ops.softmax import softmax_backward, softmax_forward
+
+
+def attention_mask_bias(attention_mask, dtype):
+    """(B, T) of 1 (token) / 0 (padding) -> (B, 1, 1, T) additive bias: 0 or the dtype's minimum.
+
+    Broadcasts over heads and query positions: it masks keys only.
+    """
+    xp = get_xp(attention_mask)
+    lowest = numpy.finfo(dtype).min
+    bias = (1.0 - attention_mask.astype(dtype)) * dtype.type(lowest)
+    return bias[:, None, None, :]
+
+
+def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0, rng=None,
+                                         training=False, dropout_mask=None):
+    """q, k, v: (B, A, T, d)   mask_bias: (B, 1, 1, T) or None   ->   out: (B, A, T, d).
+
+    cache: (q_scaled, k, v, probs, dropout cache, scale). The probabilities are
+    kept for the backward and for plotting attention maps.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    q_scaled = q * scale                                     # fold 1/sqrt(d) into Q: (B,A,T,d) is smaller than (B,A,T,T)
+    scores = q_scaled @ k.swapaxes(-1, -2)                   # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
+    if mask_bias is not None:
+        scores += mask_bias                                  # masked keys -> dtype minimum
+    probs, _ = softmax_forward(scores, inplace=True)         # (B,A,T,T), rows sum to 1
+    dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training, dropout_mask)
+    out = dropped @ v                                        # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
+    return out, (q_scaled, k, v, probs, dropped, drop_cache, scale)
+
+
+def scaled_dot_product_attention_backward(dout, cache):
+    """Returns (dq, dk, dv). In the forward pass:
+         S = (s Q) K^T + mask,  P = softmax(S),  P' = dropout(P),  O = P' V
+       so going back:
+         dV  = P'^T dO                     (B,A,T,T)^T @ (B,A,T,d)
+         dP' = dO V^T                      (B,A,T,d) @ (B,A,d,T)
+         dP  = dropout backward of dP'
+         dS  = softmax backward of dP      (the mask is a constant: no gradient)
+         dQ  = s * dS K,   dK = dS^T (s Q)
+    """
+    q_scaled, k, v, probs, dropped, drop_cache, scale = cache
+    dv = dropped.swapaxes(-1, -2) @ dout
+    dprobs = dout @ v.swapaxes(-1, -2)
+    dprobs = dropout_backward(dprobs, drop_cache)
+    dscores = softmax_backward(dprobs, probs)
+    dq = dscores @ k
+    dq *= scale
+    dk = dscores.swapaxes(-1, -2) @ q_scaled
+    return dq, dk, dv
+
+
+def split_heads(x, num_heads):
+    """(B, T, H) -> (B, A, T, d): a view, no copy. Head a owns columns [a*d, (a+1)*d)."""
+    B, T, H = x.shape
+    return x.reshape(B, T, num_heads, H // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """(B, A, T, d) -> (B, T, H), the inverse of split_heads (one copy, to contiguous memory)."""
+    B, A, T, d = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, A * d)

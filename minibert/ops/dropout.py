@@ -1,0 +1,40 @@
+"""Dropout with an explicit, seeded random generator ("inverted" dropout, as PyTorch).
+
+Training: each element is zeroed with probability p and the survivors are
+scaled by 1/(1-p), so the expected value is unchanged and evaluation needs no
+rescaling. The mask is drawn on the host with a NumPy Generator (the same
+numbers on CPU and GPU), then moved to the array's device.
+"""
+from __future__ import annotations
+
+import numpy
+
+from minibert.backend import get_xp
+
+
+def dropout_mask(shape, p, rng, xp, dtype):
+    """A (shape) array of 0 and 1/(1-p): keep with probability 1-p."""
+    keep = rng.random(shape, dtype=numpy.float32) >= p
+    return xp.asarray(keep.astype(dtype) * dtype.type(1.0 / (1.0 - p)))
+
+
+def dropout_forward(x, p, rng=None, training=True, mask=None):
+    """y = x * mask. Identity (cache None) when not training or p == 0.
+
+    `mask` can be given explicitly (gradient checks use a fixed mask); otherwise
+    it is drawn from `rng`, a numpy.random.Generator.
+    """
+    if not training or p == 0.0:
+        return x, None
+    xp = get_xp(x)
+    if mask is None:
+        if rng is None:
+            raise ValueError("dropout in training mode needs a seeded rng (numpy.random.Generator) or a mask")
+        mask = dropout_mask(x.shape, p, rng, xp, x.dtype)
+    return x * mask, mask
+
+
+def dropout_backward(dy, cache):
+    """dx = dy * mask (the same elements are dropped and scaled)."""
+    mask = cache
+    return dy if mask is None else dy * mask

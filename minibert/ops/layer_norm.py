@@ -1,0 +1,55 @@
+"""Layer normalisation over the last axis (the hidden size H).
+
+    mu    = mean_j x_j
+    var   = mean_j (x_j - mu)^2          (biased, as in BERT and PyTorch)
+    rstd  = 1 / sqrt(var + eps)          (eps = 1e-12 in BERT)
+    xhat  = (x - mu) * rstd
+    y     = gamma * xhat + beta
+"""
+from __future__ import annotations
+
+from minibert.backend import get_xp
+
+
+def layer_norm_forward(x, gamma, beta, eps):
+    """x: (..., H)   gamma, beta: (H,)   ->   y: (..., H).
+
+    cache keeps only what the backward needs: xhat, rstd and gamma.
+    """
+    xp = get_xp(x)
+    mu = x.mean(axis=-1, keepdims=True)                 # (..., 1)
+    xhat = x - mu                                       # (..., H), centred
+    var = (xhat * xhat).mean(axis=-1, keepdims=True)    # (..., 1)
+    rstd = 1.0 / xp.sqrt(var + eps)                     # (..., 1)
+    xhat *= rstd                                        # normalised, in place
+    y = xhat * gamma
+    y += beta
+    return y, (xhat, rstd, gamma)
+
+
+def layer_norm_backward(dy, cache):
+    """Returns (dx, dgamma, dbeta).
+
+    In the forward pass y = gamma * xhat + beta, so
+      dbeta  = sum over rows of dy
+      dgamma = sum over rows of dy * xhat
+      dxhat  = dy * gamma
+    and because every xhat_j depends on all x_i through mu and rstd, the
+    Jacobian-vector product (derived in docs/layer_norm.md) is
+      dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+    The two mean terms are what a naive "dx = dxhat * rstd" forgets.
+    """
+    xhat, rstd, gamma = cache
+    H = xhat.shape[-1]
+    dy2 = dy.reshape(-1, H)
+    xhat2 = xhat.reshape(-1, H)
+    dbeta = dy2.sum(axis=0)
+    dgamma = (dy2 * xhat2).sum(axis=0)
+    dxhat = dy * gamma                                                  # (..., H)
+    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)                     # (..., 1)
+    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)       # (..., 1)
+    dx = dxhat
+    dx -= mean_dxhat
+    dx -= xhat * mean_dxhat_xhat
+    dx *= rstd
+    return dx, dgamma, dbeta

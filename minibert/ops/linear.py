@@ -1,0 +1,42 @@
+"""Linear (dense) layer: y = x W^T + b.
+
+Shapes (legend used across minibert): B batch, T tokens, H hidden, I
+intermediate, A heads, d head size, V vocabulary, N = B*T rows.
+The weight is stored (out, in), PyTorch's and Hugging Face's layout, so a real
+checkpoint's `...dense.weight` drops in unchanged. (Google's TF checkpoints
+store the transpose, (in, out).)
+"""
+from __future__ import annotations
+
+
+def linear_forward(x, weight, bias=None):
+    """y = x @ W^T + b.
+
+    x: (..., in)   weight: (out, in)   bias: (out,) or None   ->   y: (..., out)
+    cache: what the backward needs, (x, weight, has_bias).
+    """
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])            # (N, in): one big 2-D matmul, not a loop over B
+    y = x2 @ weight.T                          # (N, in) @ (in, out) -> (N, out)
+    if bias is not None:
+        y += bias                              # broadcast over rows, in place (no temporary)
+    return y.reshape(*lead, weight.shape[0]), (x, weight, bias is not None)
+
+
+def linear_backward(dy, cache, need_dx=True):
+    """Gradients of y = x W^T + b.
+
+    In the forward pass y[n, o] = sum_i x[n, i] W[o, i] + b[o], so
+      dx = dy @ W          (N, out) @ (out, in) -> (N, in)
+      dW = dy^T @ x        (out, N) @ (N, in)   -> (out, in)
+      db = sum_n dy[n]     (out,)
+    Returns (dx, dW, db); dx is None when need_dx is False (the first layer's
+    input, or a frozen stack below), db is None when there was no bias.
+    """
+    x, weight, has_bias = cache
+    x2 = x.reshape(-1, x.shape[-1])
+    dy2 = dy.reshape(-1, dy.shape[-1])
+    dW = dy2.T @ x2
+    db = dy2.sum(axis=0) if has_bias else None
+    dx = (dy2 @ weight).reshape(x.shape) if need_dx else None
+    return dx, dW, db

@@ -1,0 +1,49 @@
+"""Softmax cross-entropy with an ignore index (-100, PyTorch's default).
+
+    loss = -(1/n) sum over rows r with label[r] != -100 of log p[r, label[r]]
+
+Rows labelled -100 (padding, unmasked tokens) count neither in the sum nor in
+n. Averaging over all rows instead is a classic bug: the loss shrinks as the
+share of ignored rows grows.
+"""
+from __future__ import annotations
+
+from minibert.backend import get_xp
+
+IGNORE_INDEX = -100
+
+
+def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
+    """logits: (N, C), labels: (N,) ints in [0, C) or ignore_index -> loss (scalar array).
+
+    If every row is ignored the loss is 0 with zero gradient (PyTorch returns
+    nan there; minibert keeps a NaN loss for real problems).
+    """
+    xp = get_xp(logits)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"cross_entropy: logits must be (N, C) and labels (N,); got {logits.shape} and {labels.shape}")
+    valid = labels != ignore_index                                  # (N,) bool
+    n = int(valid.sum())
+    if n:
+        lo, hi = int(labels[valid].min()), int(labels[valid].max())
+        if lo < 0 or hi >= logits.shape[1]:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"cross_entropy: label {bad} out of range [0, {logits.shape[1]}) "
+                             f"(use {ignore_index} for positions without a label)")
+    safe = xp.where(valid, labels, 0)                               # any in-range class for ignored rows
+    shifted = logits - logits.max(axis=1, keepdims=True)            # (N, C), for a stable log-sum-exp
+    log_z = xp.log(xp.exp(shifted).sum(axis=1))                     # (N,)
+    rows = xp.arange(logits.shape[0])
+    nll = log_z - shifted[rows, safe]                               # (N,) -log p[label]
+    loss = (nll * valid).sum() / max(n, 1)
+    return loss, (shifted, log_z, safe, valid, n)
+
+
+def cross_entropy_backward(dloss, cache):
+    """dlogits[r] = (softmax(logits[r]) - onehot(label[r])) * dloss / n for counted rows, 0 otherwise."""
+    shifted, log_z, safe, valid, n = cache
+    xp = get_xp(shifted)
+    probs = xp.exp(shifted - log_z[:, None])                        # (N, C) softmax
+    probs[xp.arange(probs.shape[0]), safe] -= 1.0
+    probs *= (valid * (dloss / max(n, 1)))[:, None].astype(probs.dtype, copy=False)
+    return probs
