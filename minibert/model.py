@@ -22,15 +22,14 @@ import numpy
 from minibert import backend
 from minibert.backend import get_xp
 from minibert.config import BertConfig
-from minibert.ops.activations import ACTIVATIONS, tanh_backward, tanh_forward
-from minibert.ops.attention import (attention_mask_bias, merge_heads,
-                                    scaled_dot_product_attention_backward,
-                                    scaled_dot_product_attention_forward, split_heads)
-from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.embedding import embedding_backward, embedding_forward
-from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
-from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.attention import (attention_mask_bias, multi_head_attention_backward,
+                                    multi_head_attention_forward)
+from minibert.ops.embedding import bert_embeddings_backward, bert_embeddings_forward
+from minibert.ops.ffn import ffn_backward, ffn_forward
+from minibert.ops.pooler import pooler_backward, pooler_forward
+from minibert.ops.residual import add_norm_backward, add_norm_forward
 
+_QKV = ("query", "key", "value")
 
 def bert_parameter_shapes(config: BertConfig) -> dict:
     """Hugging Face BertModel state-dict name -> shape, in the reference's order."""
@@ -172,118 +171,60 @@ class BertModel:
             raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
         return ids, types, mask
 
-    # -- embeddings --------------------------------------------------------
-    def _embeddings_forward(self, ids, types):
-        p, cfg = self.params, self.config
-        T = ids.shape[1]
-        x, c_word = embedding_forward(ids, p["embeddings.word_embeddings.weight"])         # (B,T,H)
-        t, c_type = embedding_forward(types, p["embeddings.token_type_embeddings.weight"])  # (B,T,H)
-        x += t
-        x += p["embeddings.position_embeddings.weight"][:T]        # positions 0..T-1, broadcast over B
-        x, c_ln = layer_norm_forward(x, p["embeddings.LayerNorm.weight"], p["embeddings.LayerNorm.bias"],
-                                     cfg.layer_norm_eps)
-        x, c_drop = dropout_forward(x, cfg.hidden_dropout_prob, self.rng, self.training)
-        return x, (c_word, c_type, c_ln, c_drop, T)
-
-    def _embeddings_backward(self, dx, cache):
-        g = self.grads
-        c_word, c_type, c_ln, c_drop, T = cache
-        dx = dropout_backward(dx, c_drop)
-        dx, dgamma, dbeta = layer_norm_backward(dx, c_ln)
-        g["embeddings.LayerNorm.weight"] += dgamma
-        g["embeddings.LayerNorm.bias"] += dbeta
-        # the sum word + type + position sends the same gradient to all three
-        g["embeddings.position_embeddings.weight"][:T] += dx.sum(axis=0)                       # (T, H)
-        embedding_backward(dx, c_type, dweight=g["embeddings.token_type_embeddings.weight"])  # scatter-add
-        embedding_backward(dx, c_word, dweight=g["embeddings.word_embeddings.weight"],       # scatter-add,
-                           padding_idx=self.config.pad_token_id)                       # [PAD] rows skipped (as HF)
-
     # -- one encoder layer -------------------------------------------------
-    def _qkv_weights(self, prefix):
-        """Q, K and V are three Linear(H, H) layers (their HF names); run them as one
-        (H -> 3H) matmul, because one big matmul is faster than three small ones."""
+    def _qkv(self, prefix):
+        """BERT's separate query/key/value Linear(H, H) layers, stacked into one (3H, H)
+        weight for a single fused matmul (see multi_head_attention_forward)."""
         p = self.params
         xp = get_xp(p[prefix + "query.weight"])
-        names = ("query", "key", "value")
-        w = xp.concatenate([p[prefix + n + ".weight"] for n in names], axis=0)   # (3H, H)
-        b = xp.concatenate([p[prefix + n + ".bias"] for n in names], axis=0)     # (3H,)
+        w = xp.concatenate([p[prefix + n + ".weight"] for n in _QKV], axis=0)   # (3H, H)
+        b = xp.concatenate([p[prefix + n + ".bias"] for n in _QKV], axis=0)     # (3H,)
         return w, b
 
     def _layer_forward(self, i, x, mask_bias):
-        p, cfg = self.params, self.config
-        pre = f"encoder.layer.{i}."
-        H, A = cfg.hidden_size, cfg.num_attention_heads
-        act_forward, _ = ACTIVATIONS[cfg.hidden_act]
-        # --- multi-head self-attention ---
-        w_qkv, b_qkv = self._qkv_weights(pre + "attention.self.")
-        qkv, c_qkv = linear_forward(x, w_qkv, b_qkv)                          # (B,T,H) @ (H,3H) -> (B,T,3H)
-        q = split_heads(qkv[..., :H], A)                                      # (B,A,T,d) views
-        k = split_heads(qkv[..., H:2 * H], A)
-        v = split_heads(qkv[..., 2 * H:], A)
-        ctx, c_att = scaled_dot_product_attention_forward(
-            q, k, v, mask_bias, cfg.attention_probs_dropout_prob, self.rng, self.training)
-        ctx = merge_heads(ctx)                                                # (B,A,T,d) -> (B,T,H)
-        a, c_o = linear_forward(ctx, p[pre + "attention.output.dense.weight"],
-                                p[pre + "attention.output.dense.bias"])       # (B,T,H) @ (H,H)
-        a, c_d1 = dropout_forward(a, cfg.hidden_dropout_prob, self.rng, self.training)
-        a += x                                                                # residual
-        h, c_ln1 = layer_norm_forward(a, p[pre + "attention.output.LayerNorm.weight"],
-                                      p[pre + "attention.output.LayerNorm.bias"], cfg.layer_norm_eps)
-        # --- feed-forward network ---
-        f, c_i = linear_forward(h, p[pre + "intermediate.dense.weight"],
-                                p[pre + "intermediate.dense.bias"])           # (B,T,H) @ (H,I) -> (B,T,I)
-        f, c_act = act_forward(f)                                             # GELU
-        o, c_o2 = linear_forward(f, p[pre + "output.dense.weight"],
-                                 p[pre + "output.dense.bias"])                # (B,T,I) @ (I,H) -> (B,T,H)
-        o, c_d2 = dropout_forward(o, cfg.hidden_dropout_prob, self.rng, self.training)
-        o += h                                                                # residual
-        out, c_ln2 = layer_norm_forward(o, p[pre + "output.LayerNorm.weight"],
-                                        p[pre + "output.LayerNorm.bias"], cfg.layer_norm_eps)
-        return out, (c_qkv, c_att, c_o, c_d1, c_ln1, c_i, c_act, c_o2, c_d2, c_ln2)
+        """x: (B, T, H) -> (B, T, H): attention block, then feed-forward block, each Add & Norm."""
+        p, cfg, pre = self.params, self.config, f"encoder.layer.{i}."
+        drop = dict(rng=self.rng, training=self.training)
+        w_qkv, b_qkv = self._qkv(pre + "attention.self.")
+        a, c_att = multi_head_attention_forward(
+            x, w_qkv, b_qkv, p[pre + "attention.output.dense.weight"], p[pre + "attention.output.dense.bias"],
+            cfg.num_attention_heads, mask_bias, cfg.attention_probs_dropout_prob, **drop)
+        h, c_an1 = add_norm_forward(x, a, p[pre + "attention.output.LayerNorm.weight"],
+                                    p[pre + "attention.output.LayerNorm.bias"], cfg.layer_norm_eps,
+                                    cfg.hidden_dropout_prob, **drop)                  # LN(x + drop(attn))
+        f, c_ffn = ffn_forward(h, p[pre + "intermediate.dense.weight"], p[pre + "intermediate.dense.bias"],
+                               p[pre + "output.dense.weight"], p[pre + "output.dense.bias"], cfg.hidden_act)
+        out, c_an2 = add_norm_forward(h, f, p[pre + "output.LayerNorm.weight"], p[pre + "output.LayerNorm.bias"],
+                                      cfg.layer_norm_eps, cfg.hidden_dropout_prob, **drop)  # LN(h + drop(ffn))
+        return out, (c_att, c_an1, c_ffn, c_an2)
 
     def _layer_backward(self, i, dout, cache):
-        g, cfg = self.grads, self.config
-        pre = f"encoder.layer.{i}."
-        xp = get_xp(dout)
-        _, act_backward = ACTIVATIONS[cfg.hidden_act]
-        c_qkv, c_att, c_o, c_d1, c_ln1, c_i, c_act, c_o2, c_d2, c_ln2 = cache
-        # --- feed-forward network, last line first ---
-        do, dgamma, dbeta = layer_norm_backward(dout, c_ln2)     # out = LN(o)
+        """The forward's lines in reverse; every parameter gradient is added into self.grads."""
+        g, pre = self.grads, f"encoder.layer.{i}."
+        c_att, c_an1, c_ffn, c_an2 = cache
+        # out = LN(h + drop(f)): the gradient reaches h twice, directly and through the FFN
+        dh, df, dgamma, dbeta = add_norm_backward(dout, c_an2)
         g[pre + "output.LayerNorm.weight"] += dgamma
         g[pre + "output.LayerNorm.bias"] += dbeta
-        dh = do.copy()                                           # o = f' + h: the residual sends `do` to h ...
-        do = dropout_backward(do, c_d2)                          # ... and through the FFN branch
-        df, dw, db = linear_backward(do, c_o2)
-        g[pre + "output.dense.weight"] += dw
-        g[pre + "output.dense.bias"] += db
-        df = act_backward(df, c_act)
-        dh_ffn, dw, db = linear_backward(df, c_i)
-        g[pre + "intermediate.dense.weight"] += dw
-        g[pre + "intermediate.dense.bias"] += db
-        dh += dh_ffn
-        # --- attention block ---
-        da, dgamma, dbeta = layer_norm_backward(dh, c_ln1)       # h = LN(a)
+        dh_ffn, dw1, db1, dw2, db2 = ffn_backward(df, c_ffn)
+        g[pre + "intermediate.dense.weight"] += dw1
+        g[pre + "intermediate.dense.bias"] += db1
+        g[pre + "output.dense.weight"] += dw2
+        g[pre + "output.dense.bias"] += db2
+        dh_ffn += dh                                  # (dh may share memory with df: add into the fresh array)
+        # h = LN(x + drop(a)): the same pattern around the attention block
+        dx, da, dgamma, dbeta = add_norm_backward(dh_ffn, c_an1)
         g[pre + "attention.output.LayerNorm.weight"] += dgamma
         g[pre + "attention.output.LayerNorm.bias"] += dbeta
-        dx = da.copy()                                           # a = attn' + x: residual to x
-        da = dropout_backward(da, c_d1)
-        dctx, dw, db = linear_backward(da, c_o)
-        g[pre + "attention.output.dense.weight"] += dw
-        g[pre + "attention.output.dense.bias"] += db
-        A = cfg.num_attention_heads
-        dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dctx, A), c_att)
-        B, _, T, d = dq.shape
-        dqkv = xp.empty((B, T, 3, A, d), dtype=dq.dtype)         # merge heads straight into the fused layout
-        dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)
-        dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
-        dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
-        dx_attn, dw, db = linear_backward(dqkv.reshape(B, T, 3 * A * d), c_qkv)
-        H = A * d
-        for j, name in enumerate(("query", "key", "value")):     # split the fused (3H, H) gradient
-            g[pre + f"attention.self.{name}.weight"] += dw[j * H:(j + 1) * H]
-            g[pre + f"attention.self.{name}.bias"] += db[j * H:(j + 1) * H]
-        dx += dx_attn
-        return dx
+        dx_att, dw_qkv, db_qkv, dw_o, db_o = multi_head_attention_backward(da, c_att)
+        g[pre + "attention.output.dense.weight"] += dw_o
+        g[pre + "attention.output.dense.bias"] += db_o
+        H = self.config.hidden_size
+        for j, name in enumerate(_QKV):               # split the fused (3H, H) gradient back into Q, K, V
+            g[pre + f"attention.self.{name}.weight"] += dw_qkv[j * H:(j + 1) * H]
+            g[pre + f"attention.self.{name}.bias"] += db_qkv[j * H:(j + 1) * H]
+        dx_att += dx
+        return dx_att
 
     # -- the whole model ---------------------------------------------------
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
@@ -294,15 +235,17 @@ class BertModel:
         ids, types, mask = self._check_inputs(input_ids, token_type_ids, attention_mask)
         p = self.params
         mask_bias = attention_mask_bias(mask, self.dtype)                     # (B,1,1,T)
-        x, c_emb = self._embeddings_forward(ids, types)
+        x, c_emb = bert_embeddings_forward(
+            ids, types, p["embeddings.word_embeddings.weight"], p["embeddings.position_embeddings.weight"],
+            p["embeddings.token_type_embeddings.weight"], p["embeddings.LayerNorm.weight"],
+            p["embeddings.LayerNorm.bias"], self.config.layer_norm_eps, self.config.hidden_dropout_prob,
+            self.rng, self.training)
         c_layers = []
         for i in range(self.config.num_hidden_layers):
             x, c = self._layer_forward(i, x, mask_bias)
             c_layers.append(c)
-        first = x[:, 0]                                                       # [CLS]: (B, H)
-        z, c_pool = linear_forward(first, p["pooler.dense.weight"], p["pooler.dense.bias"])
-        pooled, c_tanh = tanh_forward(z)
-        self._cache = (c_emb, c_layers, c_pool, c_tanh, x.shape)
+        pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
+        self._cache = (c_emb, c_layers, c_pool, x.shape)
         return x, pooled
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
@@ -310,8 +253,9 @@ class BertModel:
         gradients of forward's two outputs (either may be None = zero)."""
         if self._cache is None:
             raise RuntimeError("backward() called before forward() (or twice for one forward)")
-        c_emb, c_layers, c_pool, c_tanh, x_shape = self._cache
+        c_emb, c_layers, c_pool, x_shape = self._cache
         self._cache = None
+        g = self.grads
         xp = get_xp(self.params["pooler.dense.weight"])
         if d_last_hidden_state is not None and tuple(d_last_hidden_state.shape) != tuple(x_shape):
             raise ValueError(f"d_last_hidden_state has shape {d_last_hidden_state.shape}, expected {x_shape}")
@@ -320,19 +264,24 @@ class BertModel:
         dx = (xp.zeros(x_shape, dtype=self.dtype) if d_last_hidden_state is None
               else xp.array(d_last_hidden_state, dtype=self.dtype))          # a copy: we add into it
         if d_pooler_output is not None:
-            dz = tanh_backward(xp.asarray(d_pooler_output, dtype=self.dtype), c_tanh)
-            dfirst, dw, db = linear_backward(dz, c_pool)
-            self.grads["pooler.dense.weight"] += dw
-            self.grads["pooler.dense.bias"] += db
-            dx[:, 0] += dfirst
+            dx_pool, dw, db = pooler_backward(xp.asarray(d_pooler_output, dtype=self.dtype), c_pool)
+            g["pooler.dense.weight"] += dw
+            g["pooler.dense.bias"] += db
+            dx += dx_pool
         for i in reversed(range(self.config.num_hidden_layers)):
             dx = self._layer_backward(i, dx, c_layers[i])
-        self._embeddings_backward(dx, c_emb)
+        _, dpos, dtype_, dgamma, dbeta = bert_embeddings_backward(
+            dx, c_emb, dword=g["embeddings.word_embeddings.weight"],     # scatter-added in place
+            padding_idx=self.config.pad_token_id)                        # [PAD] positions skipped, as HF
+        g["embeddings.position_embeddings.weight"] += dpos
+        g["embeddings.token_type_embeddings.weight"] += dtype_
+        g["embeddings.LayerNorm.weight"] += dgamma
+        g["embeddings.LayerNorm.bias"] += dbeta
 
     def attention_probs(self):
         """The attention probabilities of the last forward, one (B, A, T, T) array per layer."""
         if self._cache is None:
             raise RuntimeError("run forward() first")
-        return [c[1][3] for c in self._cache[1]]
+        return [c[0][1][3] for c in self._cache[1]]   # layer cache -> attention cache -> probs
 
     __call__ = forward

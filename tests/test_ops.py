@@ -1,0 +1,83 @@
+"""Every op's backward against float64 finite differences (odd sizes, non-zero params, padding mask)."""
+import numpy as np
+import pytest
+
+from minibert import gradcheck
+from minibert.ops import erf
+
+OPS = list(gradcheck.op_checks(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("check", OPS, ids=[c[0] for c in OPS])
+def test_op_gradient(check):
+    name, fwd, bwd, inputs, wrt = check
+    result = gradcheck.check_op(name, fwd, bwd, inputs, wrt, np.random.default_rng(1), max_entries=60)
+    assert result.max_rel_error < 1e-6, f"{name}: max relative error {result.max_rel_error:.2e} in {result.worst}"
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """The checker itself must fail on a wrong gradient (a test that cannot fail is a defect)."""
+    from minibert.ops import layer_norm_backward, layer_norm_forward
+
+    def naive_backward(d, cache):     # forgets the mean terms of the LayerNorm Jacobian
+        xhat, rstd, gamma = cache
+        _, dg, db = layer_norm_backward(d, cache)
+        return {"x": d * gamma * rstd, "g": dg, "b": db}
+
+    rng = np.random.default_rng(2)
+    inputs = dict(x=rng.normal(size=(3, 7, 36)), g=rng.normal(size=36), b=rng.normal(size=36))
+    result = gradcheck.check_op("naive", lambda x, g, b: layer_norm_forward(x, g, b, 1e-12), naive_backward,
+                                inputs, "xgb", rng)
+    assert result.max_rel_error > 1e-2 and result.worst == "x"
+
+
+def test_erf_float64_matches_math_erf():
+    import math
+    x = np.linspace(-8, 8, 40001)
+    ref = np.array([math.erf(v) for v in x])
+    assert np.max(np.abs(erf(x) - ref)) < 5e-15
+    assert np.isnan(erf(np.array([np.nan]))[0])
+
+
+def test_erf_float32_accuracy():
+    import math
+    x = np.linspace(-8, 8, 40001).astype(np.float32)
+    ref = np.array([math.erf(float(v)) for v in x])
+    assert np.max(np.abs(erf(x).astype(np.float64) - ref)) < 1e-6
+    assert erf(x).dtype == np.float32
+
+
+def test_softmax_is_stable_on_large_logits():
+    from minibert.ops import softmax_forward
+    p, _ = softmax_forward(np.array([[1000.0, 1000.0, -1000.0]]))
+    assert np.allclose(p, [[0.5, 0.5, 0.0]])
+
+
+def test_cross_entropy_ignores_positions():
+    from minibert.ops import cross_entropy_forward
+    logits = np.log(np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))
+    loss, _ = cross_entropy_forward(logits, np.array([0, -100, 1]))
+    assert np.isclose(float(loss), -(np.log(0.5) + np.log(0.8)) / 2)   # mean over the 2 counted rows only
+    with pytest.raises(ValueError, match="label 2 out of range"):
+        cross_entropy_forward(logits, np.array([0, 2, 1]))
+
+
+def test_embedding_backward_accumulates_repeated_ids():
+    from minibert.ops import embedding_backward, embedding_forward
+    w = np.zeros((5, 2))
+    _, cache = embedding_forward(np.array([[3, 3, 1]]), w)
+    dw = embedding_backward(np.ones((1, 3, 2)), cache)
+    assert dw[3].tolist() == [2.0, 2.0] and dw[1].tolist() == [1.0, 1.0]
+
+
+def test_dropout_statistics_and_determinism():
+    from minibert.ops import dropout_forward
+    x = np.ones((200, 500))
+    y1, _ = dropout_forward(x, 0.1, np.random.default_rng(5))
+    y2, _ = dropout_forward(x, 0.1, np.random.default_rng(5))
+    assert np.array_equal(y1, y2)
+    assert abs((y1 == 0).mean() - 0.1) < 0.005
+    assert np.allclose(y1[y1 != 0], 1 / 0.9)
+    assert dropout_forward(x, 0.1, training=False)[0] is x
+    with pytest.raises(ValueError, match="seeded rng"):
+        dropout_forward(x, 0.1)
