@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from minibert.backend import get_xp
-from minibert.ops.erf import erf
+from minibert.ops.erf import erf_and_gaussian
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -21,23 +21,25 @@ _GELU_C = 0.044715
 
 
 def gelu_forward(x):
-    """Exact GELU. x: any shape -> same shape. cache: (x, Phi(x))."""
-    cdf = erf(x * _INV_SQRT2)
+    """Exact GELU. x: any shape -> same shape. cache: (x, Phi(x), phi(x)).
+
+    erf(x/sqrt 2) comes with exp(-x^2/2) (see erf_and_gaussian), so the normal
+    density phi(x) the backward needs is kept instead of recomputed.
+    """
+    cdf, pdf = erf_and_gaussian(x * _INV_SQRT2)
     cdf += 1.0
-    cdf *= 0.5                              # Phi(x), the standard normal CDF
-    return x * cdf, (x, cdf)
+    cdf *= 0.5                              # Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
+    pdf *= _INV_SQRT_2PI                    # phi(x) = exp(-x^2 / 2) / sqrt(2 pi), its density
+    return x * cdf, (x, cdf, pdf)
 
 
 def gelu_backward(dy, cache):
-    """d/dx [x Phi(x)] = Phi(x) + x phi(x), with phi(x) = exp(-x^2/2) / sqrt(2 pi)."""
-    x, cdf = cache
-    xp = get_xp(x)
-    pdf = xp.exp(-0.5 * x * x)
-    pdf *= _INV_SQRT_2PI                    # phi(x), the standard normal density
-    pdf *= x
-    pdf += cdf                              # Phi(x) + x phi(x)
-    pdf *= dy
-    return pdf
+    """d/dx [x Phi(x)] = Phi(x) + x phi(x)."""
+    x, cdf, pdf = cache
+    grad = x * pdf
+    grad += cdf
+    grad *= dy
+    return grad
 
 
 def gelu_tanh_forward(x):

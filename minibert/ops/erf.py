@@ -62,21 +62,43 @@ def _erf_float64(a, xp):
 
 
 def _erf_float32(a, xp):
-    t = 1.0 / (1.0 + _AS_P * a)
-    poly = _AS_A[4]
-    for c in _AS_A[3::-1]:                # Horner: ((a5 t + a4) t + a3) t ... then * t
-        poly = poly * t + c
-    poly *= t
-    poly *= xp.exp(-a * a)
-    return 1.0 - poly
+    """A&S 7.1.26 for a >= 0; returns (erf(a), exp(-a^2)). Every step writes into one of
+    two buffers (`out=` / in place): on the (B, T, I) FFN activation each temporary
+    would cost a fresh 16 MB allocation and a pass over memory."""
+    t = a * _AS_P
+    t += 1.0
+    xp.reciprocal(t, out=t)                     # t = 1 / (1 + p a)
+    poly = t * _AS_A[4]
+    for c in _AS_A[3::-1]:                      # Horner: ((a5 t + a4) t + a3) t + ... + a1, then * t
+        poly += c
+        poly *= t
+    gauss = a * a
+    xp.negative(gauss, out=gauss)
+    xp.exp(gauss, out=gauss)                    # exp(-a^2)
+    poly *= gauss
+    xp.subtract(1.0, poly, out=poly)            # erf(a) = 1 - poly(t) exp(-a^2)
+    return poly, gauss
+
+
+def erf_and_gaussian(x):
+    """(erf(x), exp(-x^2)) elementwise, in the dtype of x.
+
+    GELU's backward needs the Gaussian exp(-x^2) too, and the float32 formula
+    computes it on the way, so both come out of one call.
+    """
+    xp = get_xp(x)
+    if xp.__name__ == "cupy":
+        import cupyx.scipy.special
+        return cupyx.scipy.special.erf(x), xp.exp(-x * x)
+    a = xp.abs(x)
+    if x.dtype == numpy.float64:
+        e, gauss = _erf_float64(a, xp), xp.exp(-a * a)
+    else:
+        e, gauss = _erf_float32(a, xp)
+    xp.copysign(e, x, out=e)                    # erf is odd
+    return e, gauss
 
 
 def erf(x):
     """Elementwise erf, in the dtype of x (see the module docstring for accuracy)."""
-    xp = get_xp(x)
-    if xp.__name__ == "cupy":
-        import cupyx.scipy.special
-        return cupyx.scipy.special.erf(x)
-    a = xp.abs(x)
-    e = _erf_float64(a, xp) if x.dtype == numpy.float64 else _erf_float32(a, xp).astype(x.dtype, copy=False)
-    return xp.copysign(e, x)
+    return erf_and_gaussian(x)[0]
