@@ -60,6 +60,8 @@ def numerical_gradient(loss_fn, x, indices, h=STEP):
     x is perturbed in place and restored, so loss_fn must read x (not a copy).
     Returns a host array of len(indices).
     """
+    if not x.flags.c_contiguous:
+        raise ValueError("numerical_gradient needs a C-contiguous array (reshape would copy and perturb nothing)")
     flat = x.reshape(-1)   # a view: writing to it writes x
     grads = numpy.empty(len(indices))
     for n, i in enumerate(indices):

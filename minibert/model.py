@@ -5,9 +5,9 @@ Legend: B batch, T tokens, H hidden, A heads, d = H/A head size, I intermediate
 
     x0  = dropout(LayerNorm(word[ids] + position[0..T) + token_type[types]))
     for each layer (post-LN, as in BERT):
-        h = LayerNorm(x + dropout(MultiHeadAttention(x) W_o + b_o))
-        x = LayerNorm(h + dropout(GELU(h W_1 + b_1) W_2 + b_2))
-    pooled = tanh(x[:, 0] W_p + b_p)          # the [CLS] vector
+        h = LayerNorm(x + dropout(MultiHeadAttention(x) W_o^T + b_o))
+        x = LayerNorm(h + dropout(GELU(h W_1^T + b_1) W_2^T + b_2))
+    pooled = tanh(x[:, 0] W_p^T + b_p)        # the [CLS] vector (weights stored (out, in))
 
 Parameters live in one flat dict whose keys are Hugging Face's BertModel
 state-dict names, with the same shapes (Linear weights are (out, in)), so real
@@ -104,6 +104,7 @@ class BertModel:
         self.rng = numpy.random.default_rng([seed, 1])   # dropout masks: a stream of its own
         self.training = True
         self._cache = None
+        self._attention_probs = None
 
     # -- modes -------------------------------------------------------------
     def train(self):
@@ -246,6 +247,7 @@ class BertModel:
             c_layers.append(c)
         pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
         self._cache = (c_emb, c_layers, c_pool, x.shape)
+        self._attention_probs = [c[0][1][3] for c in c_layers]   # layer -> attention cache -> probs
         return x, pooled
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
@@ -280,8 +282,8 @@ class BertModel:
 
     def attention_probs(self):
         """The attention probabilities of the last forward, one (B, A, T, T) array per layer."""
-        if self._cache is None:
+        if self._attention_probs is None:
             raise RuntimeError("run forward() first")
-        return [c[0][1][3] for c in self._cache[1]]   # layer cache -> attention cache -> probs
+        return self._attention_probs
 
     __call__ = forward

@@ -170,6 +170,12 @@ def test_bad_inputs_raise_clear_errors():
         model.backward(np.zeros((3, 7, 35)))
 
 
+def test_config_defaults_are_berts():
+    cfg = BertConfig()
+    assert (cfg.layer_norm_eps, cfg.initializer_range, cfg.vocab_size, cfg.max_position_embeddings,
+            cfg.type_vocab_size, cfg.hidden_act, cfg.hidden_dropout_prob) == (1e-12, 0.02, 30522, 512, 2, "gelu", 0.1)
+
+
 def test_config_errors_and_presets(tmp_path):
     with pytest.raises(ConfigError, match="divisible by num_attention_heads"):
         BertConfig(hidden_size=100, num_attention_heads=3)

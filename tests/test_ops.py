@@ -81,3 +81,9 @@ def test_dropout_statistics_and_determinism():
     assert dropout_forward(x, 0.1, training=False)[0] is x
     with pytest.raises(ValueError, match="seeded rng"):
         dropout_forward(x, 0.1)
+
+
+def test_cross_entropy_with_every_label_ignored_is_zero():
+    from minibert.ops import cross_entropy_backward, cross_entropy_forward
+    loss, cache = cross_entropy_forward(np.ones((2, 3)), np.array([-100, -100]))
+    assert float(loss) == 0.0 and not np.any(cross_entropy_backward(1.0, cache))

@@ -40,8 +40,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
                                          training=False, dropout_mask=None):
     """q, k, v: (B, A, T, d)   mask_bias: (B, 1, 1, T) or None   ->   out: (B, A, T, d).
 
-    cache: (q_scaled, k, v, probs, dropout cache, scale). The probabilities are
-    kept for the backward and for plotting attention maps.
+    cache: (q_scaled, k, v, probs, dropped probs, dropout cache, scale). The
+    probabilities (cache[3]) are kept for the backward and for attention maps.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     q_scaled = q * scale                                     # fold 1/sqrt(d) into Q: (B,A,T,d) is smaller than (B,A,T,T)

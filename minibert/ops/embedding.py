@@ -48,7 +48,7 @@ def bert_embeddings_forward(ids, token_type_ids, word, position, token_type, gam
         x = word[ids] + position[0..T) + token_type[token_type_ids]     (B, T, H)
         out = dropout(LayerNorm(x))
 
-    ids, token_type_ids: (B, T)   word: (V, H)   position: (P, H)   token_type: (2, H)
+    ids, token_type_ids: (B, T)   word: (V, H)   position: (P, H)   token_type: (type_vocab_size, H)
     Positions are learned vectors (not the Transformer's sinusoids), sliced to T.
     """
     T = ids.shape[1]

@@ -16,8 +16,9 @@ IGNORE_INDEX = -100
 def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     """logits: (N, C), labels: (N,) ints in [0, C) or ignore_index -> loss (scalar array).
 
-    If every row is ignored the loss is 0 with zero gradient (PyTorch returns
-    nan there; minibert keeps a NaN loss for real problems).
+    If every row is ignored the loss is 0 with zero gradient. PyTorch returns
+    nan there; minibert does not, so that a NaN loss always means a real
+    numerical problem (and a batch without predictions does no harm).
     """
     xp = get_xp(logits)
     if logits.ndim != 2 or labels.shape != logits.shape[:1]:

@@ -24,7 +24,9 @@ def add_norm_backward(dout, cache):
     """Returns (dx, dsublayer_out, dgamma, dbeta).
 
     In the forward pass s = x + dropout(sub), so the gradient of s flows to x
-    unchanged (the residual "gradient highway") and to sub through dropout."""
+    unchanged (the residual "gradient highway") and to sub through dropout.
+    Without dropout, dx and dsublayer_out are the *same array* (no copy is
+    made): read both before writing into either."""
     c_drop, c_ln = cache
     ds, dgamma, dbeta = layer_norm_backward(dout, c_ln)
     dsub = dropout_backward(ds, c_drop)
