@@ -12,6 +12,7 @@ import sys
 
 COMMAND_MODULES = [
     "minibert.gradcheck",         # gradcheck: finite-difference check of every op and the model
+    "minibert.pretrain",          # pretrain, plot, fill-mask
 ]
 
 

@@ -135,3 +135,28 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def assign_params(params: dict, arrays: dict, where: str = "checkpoint", allow_missing=()) -> None:
+    """Copy host arrays into a model's parameter arrays in place (on the model's device and dtype).
+
+    Everything is checked before anything is written, so a bad file leaves the
+    model untouched: names missing from the file, names the model does not have,
+    and shape mismatches (naming the key and both shapes) all raise CheckpointError.
+    """
+    missing = [k for k in params if k not in arrays and k not in allow_missing]
+    unexpected = [k for k in arrays if k not in params]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} weights: {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected weights: {', '.join(unexpected[:6])}"
+                        f"{' ...' if len(unexpected) > 6 else ''}")
+    for k, v in arrays.items():
+        if k in params and tuple(v.shape) != tuple(params[k].shape):
+            problems.append(f"{k} has shape {tuple(v.shape)} in the {where} but {tuple(params[k].shape)} in the model")
+    if problems:
+        raise CheckpointError(f"{where} does not fit the model: " + "; ".join(problems))
+    for k, v in arrays.items():
+        target = params[k]
+        target[...] = backend.get_xp(target).asarray(v, dtype=target.dtype)

@@ -1,0 +1,97 @@
+"""Plots: training curves of a run folder, attention maps.
+
+Figures are built with matplotlib's object API (`Figure`, no pyplot state), so
+they save to PNG on a machine with no display and show inline in a notebook
+(return the Figure as a cell's last value).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy
+
+
+def _figure(rows, cols, size):
+    from matplotlib.figure import Figure
+    return Figure(figsize=size, layout="constrained"), rows, cols
+
+
+def read_log(run_dir) -> tuple[list[dict], list[dict]]:
+    """(training rows, evaluation rows) of RUN_DIR/log.jsonl."""
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no log at {path}: is {run_dir} a run folder?")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "eval_loss" in r]
+    return train, evals
+
+
+def _smooth(values, window):
+    if len(values) < window or window < 2:
+        return numpy.asarray(values, dtype=float)
+    kernel = numpy.ones(window) / window
+    return numpy.convolve(values, kernel, mode="valid")
+
+
+def plot_pretraining(run_dir, out=None) -> Path:
+    """Loss (train and held-out), MLM and NSP accuracy, and learning rate against step -> curves.png."""
+    train, evals = read_log(run_dir)
+    fig, _, _ = _figure(2, 2, (11, 7))
+    axes = fig.subplots(2, 2)
+    steps = numpy.array([r["step"] for r in train])
+    window = max(1, len(train) // 50)
+    sm_steps = steps[window - 1:] if len(steps) >= window else steps
+
+    ax = axes[0, 0]
+    for key, label in (("loss", "train loss (MLM + NSP)"), ("mlm_loss", "train MLM loss")):
+        ax.plot(steps, [r[key] for r in train], alpha=0.25)
+        ax.plot(sm_steps, _smooth([r[key] for r in train], window), label=label, color=ax.lines[-1].get_color())
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="held-out loss")
+    ax.set(title="loss", xlabel="step", ylabel="cross-entropy")
+    ax.legend()
+
+    ax = axes[0, 1]
+    ax.plot(sm_steps, _smooth([r["mlm_accuracy"] for r in train], window), label="train")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_mlm_accuracy"] for r in evals], "o-", label="held-out")
+    ax.set(title="masked-LM accuracy", xlabel="step", ylabel="accuracy")
+    ax.legend()
+
+    ax = axes[1, 0]
+    ax.plot(sm_steps, _smooth([r["nsp_accuracy"] for r in train], window), label="train")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_nsp_accuracy"] for r in evals], "o-", label="held-out")
+    ax.axhline(0.5, color="gray", linestyle=":", label="chance")
+    ax.set(title="next-sentence accuracy", xlabel="step", ylabel="accuracy")
+    ax.legend()
+
+    ax = axes[1, 1]
+    ax.plot(steps, [r["lr"] for r in train])
+    ax.set(title="learning rate (warm-up, then linear decay)", xlabel="step", ylabel="lr")
+
+    out = Path(out) if out else Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def plot_attention(probs, tokens, title="attention", max_heads=None):
+    """A grid of attention maps: probs (A, T, T) of one sequence (or (L, A, T, T) for every layer)."""
+    probs = numpy.asarray(probs)
+    if probs.ndim == 3:
+        probs = probs[None]
+    L, A = probs.shape[:2]
+    A = min(A, max_heads or A)
+    fig, _, _ = _figure(L, A, (2.6 * A + 1, 2.6 * L + 0.5))
+    axes = numpy.atleast_2d(fig.subplots(L, A, squeeze=False))
+    for layer in range(L):
+        for head in range(A):
+            ax = axes[layer, head]
+            ax.imshow(probs[layer, head], cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(tokens)), tokens, fontsize=6)
+            ax.set_title(f"layer {layer} head {head}", fontsize=8)
+    fig.suptitle(title)
+    return fig
