@@ -423,6 +423,8 @@ def register(subparsers):
                              ("seq-len", int, "max_seq_length of the instances"),
                              ("max-predictions", int, "max masked positions per sequence"),
                              ("dupe-factor", int, "masked copies of the corpus"),
+                             ("short-seq-prob", float, "share of instances with a shorter target length"),
+                             ("heldout-fraction", float, "share of documents held out for evaluation"),
                              ("lr", float, "peak learning rate"), ("warmup", float, "warm-up fraction of the steps"),
                              ("weight-decay", float, "AdamW decoupled weight decay"),
                              ("max-grad-norm", float, "clip the global gradient norm (0: off)"),
