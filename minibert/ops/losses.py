@@ -32,19 +32,26 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
             raise ValueError(f"cross_entropy: label {bad} out of range [0, {logits.shape[1]}) "
                              f"(use {ignore_index} for positions without a label)")
     safe = xp.where(valid, labels, 0)                               # any in-range class for ignored rows
-    shifted = logits - logits.max(axis=1, keepdims=True)            # (N, C), for a stable log-sum-exp
-    log_z = xp.log(xp.exp(shifted).sum(axis=1))                     # (N,)
     rows = xp.arange(logits.shape[0])
-    nll = log_z - shifted[rows, safe]                               # (N,) -log p[label]
+    # One (N, C) buffer goes logits -> shifted -> exp -> probabilities, in place: with
+    # C = 30522 vocabulary entries a temporary per step would cost more than the math.
+    probs = logits - logits.max(axis=1, keepdims=True)              # (N, C) shifted, for a stable log-sum-exp
+    picked = probs[rows, safe]                                      # (N,) shifted logit of the label
+    xp.exp(probs, out=probs)
+    z = probs.sum(axis=1)                                           # (N,) sum_c exp(shifted)
+    nll = xp.log(z) - picked                                        # -log softmax at the label
     loss = (nll * valid).sum() / max(n, 1)
-    return loss, (shifted, log_z, safe, valid, n)
+    probs /= z[:, None]                                             # softmax, kept for the backward
+    return loss, (probs, safe, valid, n)
 
 
 def cross_entropy_backward(dloss, cache):
-    """dlogits[r] = (softmax(logits[r]) - onehot(label[r])) * dloss / n for counted rows, 0 otherwise."""
-    shifted, log_z, safe, valid, n = cache
-    xp = get_xp(shifted)
-    probs = xp.exp(shifted - log_z[:, None])                        # (N, C) softmax
+    """dlogits[r] = (softmax(logits[r]) - onehot(label[r])) * dloss / n for counted rows, 0 otherwise.
+
+    Works in place on the cached probabilities (call it once per forward).
+    """
+    probs, safe, valid, n = cache
+    xp = get_xp(probs)
     probs[xp.arange(probs.shape[0]), safe] -= 1.0
     probs *= (valid * (dloss / max(n, 1)))[:, None].astype(probs.dtype, copy=False)
     return probs
