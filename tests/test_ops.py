@@ -87,3 +87,12 @@ def test_cross_entropy_with_every_label_ignored_is_zero():
     from minibert.ops import cross_entropy_backward, cross_entropy_forward
     loss, cache = cross_entropy_forward(np.ones((2, 3)), np.array([-100, -100]))
     assert float(loss) == 0.0 and not np.any(cross_entropy_backward(1.0, cache))
+
+
+def test_blockwise_gelu_equals_the_readable_formula():
+    """Large arrays take the block-by-block path: it must give exactly the same numbers."""
+    from minibert.ops.activations import BLOCK, _gelu_parts, gelu_forward
+    x = np.random.default_rng(0).normal(size=(3, BLOCK + 77)).astype(np.float32)
+    y, (_, cdf, pdf) = gelu_forward(x)
+    ry, rcdf, rpdf = _gelu_parts(x)
+    assert y.shape == x.shape and np.array_equal(y, ry) and np.array_equal(cdf, rcdf) and np.array_equal(pdf, rpdf)

@@ -14,10 +14,45 @@ import math
 from minibert.backend import get_xp
 from minibert.ops.erf import erf_and_gaussian
 
+# Elements per block for `blockwise` (256 KB of float32: the block and its temporaries fit in L2).
+BLOCK = 1 << 16
+
+
+def blockwise(fn, x, block=BLOCK):
+    """fn(x) for an elementwise fn returning a tuple of arrays shaped like x, computed block by block.
+
+    The same numbers as fn(x). Why: the float32 erf takes ~20 passes over its
+    input; on the (B, T, I) FFN activation (16 MB for BERT-mini at batch 32 x 128)
+    each pass streams the whole array through memory, while on a 256 KB block
+    all 20 passes run inside the CPU cache (about 2x faster here). On CuPy
+    (one fused kernel per op anyway) and for small arrays it is just fn(x).
+    """
+    xp = get_xp(x)
+    if xp.__name__ != "numpy" or x.size <= block:
+        return fn(x)
+    flat = x.reshape(-1)
+    outs = None
+    for start in range(0, flat.size, block):
+        parts = fn(flat[start:start + block])
+        if outs is None:
+            outs = [xp.empty(flat.shape, dtype=p.dtype) for p in parts]
+        for out, part in zip(outs, parts):
+            out[start:start + block] = part
+    return tuple(out.reshape(x.shape) for out in outs)
+
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
+
+
+def _gelu_parts(x):
+    """(GELU(x), Phi(x), phi(x)) elementwise: the readable formula."""
+    cdf, pdf = erf_and_gaussian(x * _INV_SQRT2)
+    cdf += 1.0
+    cdf *= 0.5                              # Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
+    pdf *= _INV_SQRT_2PI                    # phi(x) = exp(-x^2 / 2) / sqrt(2 pi), its density
+    return x * cdf, cdf, pdf
 
 
 def gelu_forward(x):
@@ -26,11 +61,8 @@ def gelu_forward(x):
     erf(x/sqrt 2) comes with exp(-x^2/2) (see erf_and_gaussian), so the normal
     density phi(x) the backward needs is kept instead of recomputed.
     """
-    cdf, pdf = erf_and_gaussian(x * _INV_SQRT2)
-    cdf += 1.0
-    cdf *= 0.5                              # Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
-    pdf *= _INV_SQRT_2PI                    # phi(x) = exp(-x^2 / 2) / sqrt(2 pi), its density
-    return x * cdf, (x, cdf, pdf)
+    y, cdf, pdf = blockwise(_gelu_parts, x)
+    return y, (x, cdf, pdf)
 
 
 def gelu_backward(dy, cache):
