@@ -112,6 +112,9 @@ class BertConfig:
             raise ConfigError(f"a config must be a JSON object, got {type(d).__name__}")
         if d.get("model_type", "bert") != "bert":
             raise ConfigError(f"config.json describes model_type {d['model_type']!r}, not 'bert'")
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ConfigError(f"position_embedding_type {d['position_embedding_type']!r} is not supported: "
+                              f"minibert implements BERT's learned absolute positions")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 

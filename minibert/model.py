@@ -106,6 +106,34 @@ class BertModel:
         self._cache = None
         self._attention_probs = None
 
+    # -- real checkpoints ----------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder, dtype="float32") -> "BertModel":
+        """Load a Hugging Face / sentence-transformers folder (config.json + model.safetensors).
+
+        Returns the model in eval mode (as transformers does). Head weights in the
+        file (cls.*, classifier.*) are ignored with a warning that names them.
+        """
+        import warnings
+
+        from minibert.weights import find_model_folder, load_bert_weights
+
+        folder = find_model_folder(folder)
+        config = BertConfig.load(folder)
+        dt = backend.resolve_dtype(dtype)
+        zeros = {k: backend.to_device(numpy.zeros(s), dtype=dt) for k, s in bert_parameter_shapes(config).items()}
+        model = cls(config, dtype=dt, params=zeros)          # no random init: every weight is overwritten
+        rest = load_bert_weights(model, folder)
+        if rest:
+            warnings.warn(f"{folder}: ignored {len(rest)} weights that BertModel has no place for "
+                          f"(heads): {', '.join(sorted(rest)[:4])}{' ...' if len(rest) > 4 else ''}", stacklevel=2)
+        return model.eval()
+
+    def save_pretrained(self, folder):
+        """Write config.json + model.safetensors that transformers' BertModel.from_pretrained loads."""
+        from minibert.weights import save_bert_weights
+        return save_bert_weights(self, folder)
+
     # -- modes -------------------------------------------------------------
     def train(self):
         """Dropout on (as torch.nn.Module.train)."""
