@@ -1,0 +1,1 @@
+"""See tensorflow/__init__.py: a stand-in, not TensorFlow."""
