@@ -47,61 +47,73 @@ _GELU_C = 0.044715
 
 
 def _gelu_parts(x):
-    """(GELU(x), Phi(x), phi(x)) elementwise: the readable formula."""
+    """(GELU(x), dGELU/dx) elementwise, the readable formula:
+
+        GELU(x)  = x Phi(x)
+        GELU'(x) = Phi(x) + x phi(x),    phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    """
     cdf, pdf = erf_and_gaussian(x * _INV_SQRT2)
     cdf += 1.0
     cdf *= 0.5                              # Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
-    pdf *= _INV_SQRT_2PI                    # phi(x) = exp(-x^2 / 2) / sqrt(2 pi), its density
-    return x * cdf, cdf, pdf
+    pdf *= _INV_SQRT_2PI                    # phi(x), its density (exp(-x^2/2) came with the erf)
+    y = x * cdf
+    pdf *= x
+    pdf += cdf                              # Phi(x) + x phi(x)
+    return y, pdf
 
 
 def gelu_forward(x):
-    """Exact GELU. x: any shape -> same shape. cache: (x, Phi(x), phi(x)).
+    """Exact GELU. x: any shape -> same shape. cache: the local derivative GELU'(x).
 
-    erf(x/sqrt 2) comes with exp(-x^2/2) (see erf_and_gaussian), so the normal
-    density phi(x) the backward needs is kept instead of recomputed.
+    The derivative is computed here, next to the value (erf(x/sqrt 2) comes
+    with exp(-x^2/2), see erf_and_gaussian), so the backward is one multiply
+    and the cache holds one array instead of x, Phi(x) and phi(x).
     """
-    y, cdf, pdf = blockwise(_gelu_parts, x)
-    return y, (x, cdf, pdf)
+    y, dydx = blockwise(_gelu_parts, x)
+    return y, dydx
 
 
 def gelu_backward(dy, cache):
-    """d/dx [x Phi(x)] = Phi(x) + x phi(x)."""
-    x, cdf, pdf = cache
-    grad = x * pdf
-    grad += cdf
-    grad *= dy
-    return grad
+    """Chain rule through an elementwise function: dx = dy * GELU'(x)."""
+    return dy * cache
 
 
-def gelu_tanh_forward(x):
-    """tanh-approximated GELU ("gelu_new"). cache: (x, tanh(u))."""
+def _gelu_tanh_parts(x):
+    """(y, dy/dx) of the tanh approximation:
+        y     = x/2 (1 + t),   t = tanh(u),   u = sqrt(2/pi) (x + 0.044715 x^3)
+        dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx,   du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    """
     xp = get_xp(x)
-    u = x * x
-    u *= _GELU_C
+    x2 = x * x
+    u = x2 * _GELU_C
     u += 1.0
     u *= x
-    u *= _SQRT_2_OVER_PI                    # u = sqrt(2/pi) (x + 0.044715 x^3)
+    u *= _SQRT_2_OVER_PI                    # u
     t = xp.tanh(u)
-    y = t + 1.0
-    y *= x
-    y *= 0.5
-    return y, (x, t)
-
-
-def gelu_tanh_backward(dy, cache):
-    """y = x/2 (1 + t), t = tanh(u), so
-    dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx,   du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    x, t = cache
-    du = x * x
+    half_1pt = t + 1.0
+    half_1pt *= 0.5                         # (1 + t) / 2
+    y = x * half_1pt
+    du = x2                                 # reuse x^2's buffer for du/dx
     du *= 3.0 * _GELU_C
     du += 1.0
     du *= _SQRT_2_OVER_PI
-    sech2 = 1.0 - t * t
-    grad = 0.5 * x * sech2 * du
-    grad += 0.5 * (1.0 + t)
-    grad *= dy
-    return grad
+    t *= t
+    xp.subtract(1.0, t, out=t)              # 1 - t^2 = sech^2(u)
+    t *= du
+    t *= x
+    t *= 0.5
+    t += half_1pt
+    return y, t
+
+
+def gelu_tanh_forward(x):
+    """tanh-approximated GELU ("gelu_new"). cache: the local derivative."""
+    return blockwise(_gelu_tanh_parts, x)
+
+
+def gelu_tanh_backward(dy, cache):
+    """dx = dy * dy/dx (computed in the forward)."""
+    return dy * cache
 
 
 def tanh_forward(x):
