@@ -19,7 +19,7 @@ def layer_norm_forward(x, gamma, beta, eps):
     xp = get_xp(x)
     mu = x.mean(axis=-1, keepdims=True)                 # (..., 1)
     xhat = x - mu                                       # (..., H), centred
-    var = (xhat * xhat).mean(axis=-1, keepdims=True)    # (..., 1)
+    var = xp.einsum("...k,...k->...", xhat, xhat)[..., None] / x.shape[-1]   # (..., 1), mean of squares
     rstd = 1.0 / xp.sqrt(var + eps)                     # (..., 1)
     xhat *= rstd                                        # normalised, in place
     y = xhat * gamma
@@ -47,7 +47,7 @@ def layer_norm_backward(dy, cache):
     dgamma = (dy2 * xhat2).sum(axis=0)
     dxhat = dy * gamma                                                  # (..., H)
     mean_dxhat = dxhat.mean(axis=-1, keepdims=True)                     # (..., 1)
-    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)       # (..., 1)
+    mean_dxhat_xhat = get_xp(dy).einsum("...k,...k->...", dxhat, xhat)[..., None] / H   # (..., 1)
     dx = dxhat
     dx -= mean_dxhat
     dx -= xhat * mean_dxhat_xhat

@@ -26,6 +26,8 @@ def softmax_backward(dp, cache):
     dp_j/dx_i = p_j (delta_ij - p_i), so
       dx = p * (dp - sum_j dp_j p_j)."""
     p = cache
-    dx = dp * p                                         # (..., K)
-    dx -= p * dx.sum(axis=-1, keepdims=True)            # p*dp - p*sum(p*dp)
+    xp = get_xp(p)
+    row_dot = xp.einsum("...k,...k->...", dp, p)[..., None]   # sum_j dp_j p_j, (..., 1), no (..., K) temporary
+    dx = dp - row_dot
+    dx *= p                                             # p * (dp - sum(dp * p))
     return dx
