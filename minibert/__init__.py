@@ -8,6 +8,7 @@
 from minibert import backend
 from minibert.config import BertConfig
 from minibert.model import BertModel
+from minibert.embed import embed  # noqa: E402  (the function; the module stays importable as minibert.embed)
 
 __version__ = "0.1.0"
-__all__ = ["backend", "BertConfig", "BertModel", "__version__"]
+__all__ = ["backend", "BertConfig", "BertModel", "embed", "__version__"]

@@ -14,6 +14,9 @@ COMMAND_MODULES = [
     "minibert.gradcheck",         # gradcheck: finite-difference check of every op and the model
     "minibert.pretrain",          # pretrain, plot, fill-mask
     "minibert.tokenization.cli",  # tokenize, train-vocab
+    "minibert.embed",             # embed: texts -> sentence vectors (.npy)
+    "minibert.vectors",           # search, similarity, cluster, polysemy, analogy, attention
+    "minibert.records",           # records: cluster, classify and check the rows of a CSV
 ]
 
 

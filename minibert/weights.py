@@ -41,8 +41,10 @@ def find_model_folder(path) -> Path:
             entries = json.loads(modules.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{modules} is not valid JSON: {err}") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise CheckpointError(f"{modules} should hold a list of modules (sentence-transformers' layout)")
         for entry in entries:
-            if entry.get("type", "").endswith("models.Transformer"):
+            if str(entry.get("type", "")).endswith("models.Transformer"):
                 path = path / entry.get("path", "")
                 break
     if not (path / CONFIG_NAME).is_file():
@@ -51,6 +53,9 @@ def find_model_folder(path) -> Path:
         found = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.h5"))
         hint = (f" (it has {', '.join(found)}: minibert reads only safetensors, never pickled .bin files; "
                 f"convert with transformers' save_pretrained(..., safe_serialization=True))") if found else ""
+        if (path / (WEIGHTS_NAME + ".index.json")).is_file():
+            hint = (" (its weights are sharded into several files, model.safetensors.index.json; minibert reads "
+                    "one file: save with transformers' save_pretrained(..., max_shard_size=\"100GB\"))")
         raise CheckpointError(f"{path} has no {WEIGHTS_NAME}{hint}")
     return path
 
@@ -88,21 +93,110 @@ def load_bert_weights(model, folder) -> dict:
     from minibert.checkpoint import assign_params
 
     folder = find_model_folder(folder)
-    arrays = normalise_names(load_arrays(folder / WEIGHTS_NAME))
+    arrays = normalise_names(read_weights(folder / WEIGHTS_NAME))
     encoder, rest = split_prefix(arrays)
     _check_dtypes(encoder, folder)
+    mismatches = config_mismatches(model.config, encoder)
+    if mismatches:
+        raise CheckpointError(f"{folder / CONFIG_NAME} does not match the weights in {folder / WEIGHTS_NAME}: "
+                              + "; ".join(mismatches))
     pooler = [k for k in model.params if k.startswith("pooler.")]
     missing_pooler = [k for k in pooler if k not in encoder]
     assign_params(model.params, encoder, where=str(folder / WEIGHTS_NAME), allow_missing=missing_pooler)
     if missing_pooler:
-        warnings.warn(f"{folder} has no pooler weights; the pooler keeps its random initialisation", stacklevel=2)
+        warnings.warn(f"{folder} has no pooler weights; the pooler keeps the values it had "
+                      f"(zeros after from_pretrained)", stacklevel=2)
     return rest
 
 
+def read_weights(path) -> dict:
+    """{name: host array} of a safetensors file. bfloat16 tensors (which NumPy cannot hold) are
+    widened to float32 exactly: a bfloat16 is the top 16 bits of a float32."""
+    try:
+        return load_arrays(path)
+    except TypeError as err:                      # safetensors.numpy: "data type 'bfloat16' not understood"
+        if "bfloat16" not in str(err):
+            raise CheckpointError(f"{path}: {err}") from None
+    return _read_with_bfloat16(Path(path))
+
+
+def _read_with_bfloat16(path: Path) -> dict:
+    """The safetensors layout read by hand: 8 bytes (little-endian header length), a JSON
+    header {name: {dtype, shape, data_offsets}}, then the raw bytes of every tensor."""
+    import numpy
+
+    dtypes = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+              "I8": "i1", "U8": "u1", "BOOL": "?"}
+    raw = path.read_bytes()
+    try:
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8:8 + n])
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+    data = memoryview(raw)[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        if end > len(data):
+            raise CheckpointError(f"{path} is truncated: {name} needs bytes up to {end}, the file has {len(data)}")
+        chunk = data[start:end]
+        if info["dtype"] == "BF16":
+            bits = numpy.frombuffer(chunk, dtype="<u2").astype(numpy.uint32) << 16
+            array = bits.view(numpy.float32)
+        elif info["dtype"] in dtypes:
+            array = numpy.frombuffer(chunk, dtype=dtypes[info["dtype"]]).copy()
+        else:
+            raise CheckpointError(f"{path}: tensor {name} has dtype {info['dtype']}, which minibert cannot read")
+        out[name] = array.reshape(info["shape"])
+    return out
+
+
+def config_mismatches(config, arrays: dict) -> list[str]:
+    """What config.json says against what the weights' shapes say, one sentence per field that differs.
+
+    Read off the weights: vocab_size, hidden_size and max_position_embeddings and
+    type_vocab_size (the embedding tables), num_hidden_layers (the encoder.layer.N
+    indices), intermediate_size (layer 0's FFN). num_attention_heads cannot be
+    read off any shape (the heads are slices of one H x H matrix): a wrong head
+    count loads without error and computes something else.
+    """
+    import re
+
+    found = {}
+    tables = (("embeddings.word_embeddings.weight", "vocab_size"),
+              ("embeddings.position_embeddings.weight", "max_position_embeddings"),
+              ("embeddings.token_type_embeddings.weight", "type_vocab_size"))
+    for key, field in tables:
+        if key in arrays and arrays[key].ndim == 2:
+            found[field] = (arrays[key].shape[0], key)
+            found.setdefault("hidden_size", (arrays[key].shape[1], key))
+    layers = {int(m.group(1)) for k in arrays if (m := re.match(r"encoder\.layer\.(\d+)\.", k))}
+    if layers:
+        found["num_hidden_layers"] = (max(layers) + 1, f"encoder.layer.0 .. encoder.layer.{max(layers)}")
+    key = "encoder.layer.0.intermediate.dense.weight"
+    if key in arrays and arrays[key].ndim == 2:
+        found["intermediate_size"] = (arrays[key].shape[0], key)
+    problems = []
+    for field, (value, where) in found.items():
+        if getattr(config, field) != value:
+            problems.append(f"config says {field}={getattr(config, field)} but the weights have {value} ({where})")
+    return problems
+
+
 def _check_dtypes(arrays: dict, folder) -> None:
+    """Every weight is floating point and finite (a file whose bytes were overwritten usually
+    holds NaN or inf somewhere; safetensors itself has no checksum to catch it)."""
+    import numpy
+
     for k, v in arrays.items():
         if v.dtype.kind != "f":
             raise CheckpointError(f"{folder}: weight {k} has dtype {v.dtype}, expected floating point")
+        if not numpy.isfinite(v).all():
+            bad = int(v.size - numpy.isfinite(v).sum())
+            raise CheckpointError(f"{folder}: weight {k} holds {bad} NaN or infinite values "
+                                  f"(corrupted file?); nothing was loaded")
 
 
 def save_bert_weights(model, folder, extra: dict | None = None, architectures=("BertModel",)) -> Path:
