@@ -16,7 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = REPO_ROOT.parent / "shared" / "data"
 GUTENBERG = DATA / "gutenberg"
 # The two held-out books named in ../shared/data/gutenberg/README.md.
 HELD_OUT_BOOKS = ("stevenson-jekyll_and_hyde.txt", "wells-time_machine.txt")
