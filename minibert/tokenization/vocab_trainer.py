@@ -313,5 +313,5 @@ def train_vocab(lines, vocab_size: int, do_lower_case: bool = True, strip_accent
 
 
 def _progress(iterable, show: bool, **kwargs):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
     return tqdm(iterable, disable=not show, mininterval=0.5, **kwargs)
