@@ -126,9 +126,10 @@ class BertForPreTraining:
             self.bert.params[k] = self.params["bert." + k]
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
-        """Returns a dict: mlm_logits (M, V) at the M labelled positions (in row-major order of (B, T)),
-        masked_positions (M, 2) on the host, nsp_logits (B, 2), and when labels are given
-        mlm_loss, nsp_loss, loss (device scalars), mlm_correct / nsp_correct (ints)."""
+        """Returns a dict: mlm_logits (M, V) at the M labelled positions (every position when no
+        labels are given), positions (M,) their flat indices into B*T (row-major), nsp_logits (B, 2);
+        with labels: mlm_loss (device scalar), mlm_correct, mlm_count (ints); with
+        next_sentence_label: nsp_loss, nsp_correct, nsp_count; and loss = mlm_loss + nsp_loss."""
         p, cfg = self.params, self.config
         seq, pooled = self.bert.forward(input_ids, token_type_ids, attention_mask)
         xp = get_xp(seq)
