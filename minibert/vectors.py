@@ -420,10 +420,10 @@ def _cmd_analogy(args) -> int:
 
 def _cmd_attention(args) -> int:
     from minibert.embed import attention_maps, encoder_from_args
-    from minibert.viz import plot_attention
+    from minibert.viz_vectors import plot_attention_grid
 
     tokens, probs = attention_maps(args.text, encoder_from_args(args))
-    fig = plot_attention(probs, tokens, title=f"attention of every layer (rows) and head (columns): {args.text}")
+    fig = plot_attention_grid(probs, tokens, title=f"attention of every layer (rows) and head (columns): {args.text}")
     fig.savefig(_out_path(args.plot), dpi=args.dpi)
     print(f"{probs.shape[0]} layers x {probs.shape[1]} heads over {len(tokens)} tokens -> {args.plot}")
     return 0
