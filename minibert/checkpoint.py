@@ -10,8 +10,8 @@ the old version or the new one, never half a file.
 
 Training checkpoints are folders `RUN_DIR/checkpoints/step-00000123/` holding
 model.safetensors, optimizer.safetensors and state.json (step, optimizer step
-count, random-generator states, config, the data position). The newest K are
-kept.
+count, random-generator states, config; the data position follows from the
+step). The newest K are kept.
 """
 from __future__ import annotations
 

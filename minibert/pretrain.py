@@ -211,15 +211,10 @@ def _set_rng_state(model, state: dict) -> None:
     model.bert.rng.bit_generator.state = state
 
 
-def _read_log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def _truncate_log(path: Path, last_step: int) -> None:
     """On resume, drop log rows written after the checkpoint (they will be written again)."""
-    rows = [r for r in _read_log(path) if r["step"] <= last_step]
+    from minibert.viz import read_jsonl
+    rows = [r for r in read_jsonl(path) if r["step"] <= last_step] if path.is_file() else []
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
@@ -233,8 +228,14 @@ def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
             raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
         saved = read_json(run_dir / "run.json")
         args = PretrainArgs(**{**saved, "progress": args.progress})
-    elif (run_dir / "run.json").is_file() and list_checkpoints(run_dir):
-        raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
+    elif (run_dir / "run.json").is_file():
+        if list_checkpoints(run_dir):
+            raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
+        old = read_json(run_dir / "run.json")
+        changed = sorted(k for k, v in dataclasses.asdict(args).items() if k != "progress" and old.get(k) != v)
+        if changed:   # its vocab.txt and data/ were made with other settings: never reuse them silently
+            raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
+                                f"use another --out, or delete that folder")
     if args.batch_size % args.accumulate:
         raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +274,7 @@ def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
     bar = tqdm(total=args.steps, initial=start, desc="pretrain", unit="step", disable=not args.progress,
                dynamic_ncols=True)
     last_eval: dict = {}
-    with open(log_path, "a", encoding="utf-8") as log:
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log:         # line-buffered: one row per step
         for step in range(start, args.steps):
             t0 = time.perf_counter()
             rows = batch_rows(step, args.batch_size, n_train, args.seed)
@@ -324,6 +325,9 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[st
     ids = numpy.asarray(enc["input_ids"])[None]
     where = numpy.flatnonzero(ids[0] == tokenizer.mask_token_id)
     if len(where) == 0:
+        if tokenizer.mask_token in text:
+            raise ValueError(f"the {tokenizer.mask_token} of {text!r} lies beyond the model's "
+                             f"{model.config.max_position_embeddings} positions (the text was truncated)")
         raise ValueError(f"no {tokenizer.mask_token} in {text!r}")
     was_training = model.training
     model.eval()

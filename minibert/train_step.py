@@ -47,7 +47,8 @@ def pretraining_step(model, optimizer, micro_batches, lr, max_grad_norm=1.0, ste
     if not math.isfinite(loss):
         where = f" at step {step}" if step is not None else ""
         raise NonFiniteLossError(f"loss is {loss}{where} (mlm {mlm_loss}, nsp {nsp_loss}); parameters were not updated")
-    norm = clip_grad_norm(model.grads, max_grad_norm) if max_grad_norm else float("nan")
+    trainable = [k for k in model.grads if k not in optimizer.frozen]     # as torch: frozen tensors have no grad
+    norm = clip_grad_norm(model.grads, max_grad_norm, trainable) if max_grad_norm else float("nan")
     optimizer.step(model.grads, lr=lr)
     return {"loss": loss, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
             "mlm_accuracy": mlm_correct / max(total_pred, 1), "nsp_accuracy": nsp_correct / total_seq,

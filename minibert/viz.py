@@ -17,12 +17,27 @@ def _figure(rows, cols, size):
     return Figure(figsize=size, layout="constrained"), rows, cols
 
 
+def read_jsonl(path) -> list[dict]:
+    """The rows of a JSONL log. A torn last line (the process was killed mid-write) is skipped."""
+    rows = []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n != len(lines) - 1:
+                raise ValueError(f"{path}: line {n + 1} is not valid JSON") from None
+    return rows
+
+
 def read_log(run_dir) -> tuple[list[dict], list[dict]]:
     """(training rows, evaluation rows) of RUN_DIR/log.jsonl."""
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"no log at {path}: is {run_dir} a run folder?")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     train = [r for r in rows if "loss" in r]
     evals = [r for r in rows if "eval_loss" in r]
     return train, evals

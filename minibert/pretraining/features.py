@@ -26,6 +26,7 @@ Saving: save_features writes an .npz (no pickle); load_features reads it back.
 from __future__ import annotations
 
 from itertools import chain
+import os
 from pathlib import Path
 
 import numpy as np
@@ -136,8 +137,12 @@ def iter_batches(features: dict[str, np.ndarray], batch_size: int, *, start: int
 def save_features(path, features: dict[str, np.ndarray]) -> Path:
     """Write the arrays to an uncompressed .npz (plain arrays, no pickle)."""
     path = Path(path)
-    np.savez(path, **features)
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **features)
+    os.replace(tmp, path)           # atomic: a kill mid-write never leaves a truncated file behind
+    return path
 
 
 def load_features(path) -> dict[str, np.ndarray]:
