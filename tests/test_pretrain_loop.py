@@ -133,3 +133,23 @@ def test_nan_loss_stops_with_the_step_and_the_checkpoint(corpus, tmp_path, monke
     monkeypatch.setattr(pretrain, "pretraining_step", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 6 .*step-00000004.*--resume"):
         run(small_args(corpus, tmp_path / "nan"), stream=lambda *a: None)
+
+
+def test_a_stale_unfinished_run_folder_is_not_reused_silently(corpus, tmp_path):
+    import dataclasses
+    out = tmp_path / "stale"
+    out.mkdir()
+    old = dataclasses.asdict(small_args(corpus, out, seq_len=32))
+    (out / "run.json").write_text(json.dumps(old))
+    with pytest.raises(PretrainError, match=r"unfinished run with other settings \(seq_len\)"):
+        run(small_args(corpus, out))
+
+
+def test_a_torn_last_log_line_is_skipped(tmp_path):
+    from minibert.viz import read_jsonl
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert read_jsonl(path) == [{"step": 1, "loss": 2.0}]
+    path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 2.0}\n')
+    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
+        read_jsonl(path)
