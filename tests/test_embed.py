@@ -197,3 +197,29 @@ def test_cli_similarity_cluster_analogy_attention_polysemy(tmp_path, corpus, cap
     empty.write_text("")
     with pytest.raises(SystemExit, match="the corpus is empty"):
         main(["search", "--corpus", str(empty), "x"])
+
+
+def test_everything_stays_on_the_device(strict_backend, tmp_path):
+    """Under the strict CuPy stand-in: loading, embedding, token vectors, attention maps and
+    analogies never turn a device array into a host one implicitly."""
+    from minibert import BertModel, backend
+    from minibert.gradcheck import odd_config
+    from minibert.tokenization import BertTokenizer
+    from minibert.vectors import analogy
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = specials + ["the", "cat", "sat", "dog", "ran", "bank", "river", "money", "."] + \
+        [f"w{i}" for i in range(99 - 14)]
+    with backend.using("numpy"):
+        BertModel(odd_config(max_position_embeddings=24), seed=0).save_pretrained(tmp_path)
+    BertTokenizer(vocab).save_pretrained(tmp_path)
+    encoder = load_encoder(tmp_path)
+    assert type(encoder.model.params["pooler.dense.weight"]).__name__ == "StrictArray"
+    v = minibert.embed(["the cat sat .", "the dog ran", "bank"], encoder, batch_size=2)
+    assert isinstance(v, numpy.ndarray) and v.shape == (3, 36)
+    cls = minibert.embed(["the cat sat ."], encoder, pooling="cls", normalize=False)
+    assert cls.shape == (1, 36)
+    assert word_vectors(["the river bank", "money bank ."], "bank", encoder).shape == (2, 36)
+    tokens, probs = attention_maps("the cat sat", encoder)
+    assert probs.shape == (2, 3, 5, 5) and isinstance(probs, numpy.ndarray)
+    assert analogy(("cat", "dog"), ("the",), encoder).rank("ran") >= 1
