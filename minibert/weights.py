@@ -12,8 +12,15 @@ few layouts, all accepted here:
 
 Old TensorFlow-converted names "LayerNorm.gamma" / "LayerNorm.beta" are read as
 "LayerNorm.weight" / "LayerNorm.bias", as transformers does. Buffers that are
-not parameters (`embeddings.position_ids`) are ignored. Everything is checked
-before anything is copied, so a bad file never leaves a half-loaded model.
+not parameters (`embeddings.position_ids`) are ignored. bfloat16 tensors, which
+NumPy cannot hold, are widened to float32 exactly.
+
+Everything is checked before anything is copied, so a bad file never leaves a
+half-loaded model: the file must parse (a truncated or corrupted header is an
+error), every weight must be floating point and finite (overwritten bytes show
+up as NaN or inf), config.json must agree with the shapes of the weights
+(layers, hidden size, vocabulary, FFN width, table sizes; see
+`config_mismatches`), and every name and shape must fit the model.
 """
 from __future__ import annotations
 
