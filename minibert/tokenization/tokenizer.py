@@ -25,6 +25,8 @@ path; the tests check that both paths always agree.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import operator
 import os
@@ -330,21 +332,23 @@ class BertTokenizer:
             pairs = [text_pair]
         padding, strategy, max_length = self._resolve_padding_truncation(padding, truncation, max_length)
 
-        encodings = [self._encode_one(_check_text(a), None if b is None else _check_text(b),
-                                      add_special_tokens, strategy, max_length, return_offsets_mapping)
-                     for a, b in zip(texts, pairs)]
-        if padding != "do_not_pad":
-            target = max_length if padding == "max_length" else max(
-                (len(e["input_ids"]) for e in encodings), default=0)
-            pad_values = {"input_ids": self.pad_token_id, "token_type_ids": 0,
-                          "attention_mask": 0, "offset_mapping": (0, 0)}
-            encodings = [pad_to(e, target, pad_values) for e in encodings]
+        with _cycle_collector_paused():
+            encodings = [self._encode_one(_check_text(a), None if b is None else _check_text(b),
+                                          add_special_tokens, strategy, max_length,
+                                          return_offsets_mapping)
+                         for a, b in zip(texts, pairs)]
+            if padding != "do_not_pad":
+                target = max_length if padding == "max_length" else max(
+                    (len(e["input_ids"]) for e in encodings), default=0)
+                pad_values = {"input_ids": self.pad_token_id, "token_type_ids": 0,
+                              "attention_mask": 0, "offset_mapping": (0, 0)}
+                encodings = [pad_to(e, target, pad_values) for e in encodings]
 
-        keys = ["input_ids"]
-        keys += ["token_type_ids"] if return_token_type_ids else []
-        keys += ["attention_mask"] if return_attention_mask else []
-        keys += ["offset_mapping"] if return_offsets_mapping else []
-        result = {key: [e[key] for e in encodings] for key in keys}
+            keys = ["input_ids"]
+            keys += ["token_type_ids"] if return_token_type_ids else []
+            keys += ["attention_mask"] if return_attention_mask else []
+            keys += ["offset_mapping"] if return_offsets_mapping else []
+            result = {key: [e[key] for e in encodings] for key in keys}
         if return_tensors is not None:
             result = _to_numpy(result, return_tensors)
         if not batched:
@@ -469,6 +473,24 @@ def _read_config(path: Path) -> dict:
     if "model_max_length" in settings and settings["model_max_length"] > 10**9:
         del settings["model_max_length"]  # HF writes a huge number for "no limit"
     return settings
+
+
+@contextlib.contextmanager
+def _cycle_collector_paused():
+    """Pause Python's cycle collector while a batch builds its many small lists.
+
+    A pure speed-up (about a third of the time on the 12 MB of Gutenberg books):
+    the lists hold ints and tuples, no reference cycles, so the collector finds
+    nothing, yet it runs every few hundred allocations and, as the output grows,
+    rescans all of it. Reference counting still frees everything as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _is_int(value) -> bool:
