@@ -190,6 +190,10 @@ def test_loads_folder_or_vocab_file():
     text = "Ünïcode and CASE"
     assert a.tokenize(text) == b.tokenize(text) == c.tokenize(text) == d.tokenize(text)
     assert BertTokenizer.from_pretrained(folder, do_lower_case=False).tokenize("Hi") == ["[UNK]"]
+    e = BertTokenizer(a.get_vocab())                     # a dict token -> id, too
+    assert e.ids_to_tokens == a.ids_to_tokens
+    with pytest.raises(ValueError, match="ids 0, 1, ..., n-1"):
+        BertTokenizer({t: i * 2 for i, t in enumerate(SPECIALS)})
 
 
 def test_save_pretrained_round_trip_and_hugging_face_reads_it(tmp_path):

@@ -54,7 +54,8 @@ class BertTokenizer:
     """WordPiece tokenizer with Hugging Face's `BertTokenizer` interface.
 
     Args:
-        vocab: a vocab.txt path, a folder holding one, or a list of tokens.
+        vocab: a vocab.txt path, a folder holding one, a list of tokens (id =
+            position) or a dict token -> id.
         do_lower_case: True for uncased models (lower-case and strip accents),
             False for cased ones.
         strip_accents: None = same as do_lower_case (BERT's rule); True/False
@@ -76,6 +77,10 @@ class BertTokenizer:
                  mask_token: str = "[MASK]"):
         if isinstance(vocab, (str, os.PathLike)):
             tokens, where = load_vocab(vocab), f"vocabulary file {vocab}"
+        elif isinstance(vocab, dict):  # token -> id, as Hugging Face's get_vocab() gives
+            tokens, where = sorted(vocab, key=vocab.get), "the vocabulary"
+            if [vocab[t] for t in tokens] != list(range(len(tokens))):
+                raise ValueError("a vocabulary dict must map its tokens to the ids 0, 1, ..., n-1")
         else:
             tokens, where = list(vocab), "the vocabulary"
             if len(set(tokens)) != len(tokens):
