@@ -9,6 +9,8 @@ both references spelled out, so that a change in either shows up here.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import unicodedata
 from collections import Counter
 
@@ -63,7 +65,6 @@ def test_nfc_in_cased_mode():
     text = "cafe\u0301"  # "café" with a combining accent
     assert fast.tokenize(text) == ["caf", "##e", "##\u0301"]
     assert tok.tokenize(text) == ["caf", "##é"] == tok.tokenize("caf\u00e9")
-    import tempfile, os
     with tempfile.TemporaryDirectory() as folder:
         tok.save_pretrained(folder)
         python = BertTokenizerLegacy(os.path.join(folder, "vocab.txt"), do_lower_case=False)

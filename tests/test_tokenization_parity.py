@@ -128,12 +128,12 @@ def test_every_line_matches_both_references(name):
 
 
 def test_cased_mode_matches_both_references():
-    """do_lower_case=False on 20,000 Gutenberg lines: keeps case and accents, as both references."""
+    """do_lower_case=False on 5,000 Gutenberg lines: keeps case and accents, as both references."""
     import transformers
     from tokenization_data import gutenberg_lines, minilm_path
     from transformers.models.bert import BertTokenizerLegacy
 
-    lines = list(gutenberg_lines())
+    lines = list(gutenberg_lines())[::4]
     vocab_file = str(minilm_path() / "vocab.txt")
     tok = minibert_tokenizer(do_lower_case=False)
     fast = transformers.BertTokenizer(vocab=vocab_file, do_lower_case=False)
