@@ -6,6 +6,9 @@
 
     python -m minibert embed --out vectors.npy < lines.txt      # one text per line -> (N, H) .npy
 
+(`minibert.embed` is this module's `embed` function, exported by the package;
+take the other names with `from minibert.embed import load_encoder, ...`.)
+
 What happens to each batch of texts (legend: B texts, T tokens, H hidden):
 
     tokenize, truncate to max_length          ids, mask             (B, T)   padded to the longest
