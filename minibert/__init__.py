@@ -1,6 +1,6 @@
 """minibert: BERT from scratch in NumPy, every forward and backward pass written by hand.
 
-    from minibert import BertConfig, BertModel
+    from minibert import BertConfig, BertModel, BertTokenizer
     model = BertModel(BertConfig.preset("tiny"), seed=0)
     seq, pooled = model.forward(input_ids, token_type_ids, attention_mask)
     model.zero_grad(); model.backward(d_seq, d_pooled)
@@ -8,7 +8,8 @@
 from minibert import backend
 from minibert.config import BertConfig
 from minibert.model import BertModel
+from minibert.tokenization import BertTokenizer
 from minibert.embed import embed  # noqa: E402  (the function; the module stays importable as minibert.embed)
 
 __version__ = "0.1.0"
-__all__ = ["backend", "BertConfig", "BertModel", "embed", "__version__"]
+__all__ = ["backend", "BertConfig", "BertModel", "BertTokenizer", "embed", "__version__"]
