@@ -312,7 +312,10 @@ def _cmd_search(args) -> int:
 
     corpus = read_lines(args.corpus, what="corpus")
     if args.vectors:
-        vectors = numpy.load(args.vectors)
+        try:
+            vectors = numpy.load(args.vectors, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise SystemExit(f"error: cannot read {args.vectors} as a .npy array of vectors: {err}") from None
         if vectors.ndim != 2 or vectors.shape[0] != len(corpus):
             raise SystemExit(f"error: {args.vectors} has shape {vectors.shape} but the corpus has "
                              f"{len(corpus)} lines: embed the same file with `minibert embed`")

@@ -173,6 +173,8 @@ def test_cli_embed_then_search(tmp_path, corpus, capsys, monkeypatch, encoder):
     numpy.save(bad, vectors[:2])
     with pytest.raises(SystemExit, match="has shape .* but the corpus has 4 lines"):
         minibert.__main__.main(["search", "--corpus", str(corpus), "--vectors", str(bad), "x"])
+    with pytest.raises(SystemExit, match="cannot read .* as a .npy array"):
+        minibert.__main__.main(["search", "--corpus", str(corpus), "--vectors", str(corpus), "x"])
 
 
 def test_cli_similarity_cluster_analogy_attention_polysemy(tmp_path, corpus, capsys):
