@@ -9,7 +9,7 @@ from minibert import backend
 from minibert.config import BertConfig
 from minibert.model import BertModel
 from minibert.tokenization import BertTokenizer
-from minibert.embed import embed  # noqa: E402  (the function; the module stays importable as minibert.embed)
+from minibert.embed import embed  # the function; its helpers: from minibert.embed import load_encoder, ...
 
 __version__ = "0.1.0"
 __all__ = ["backend", "BertConfig", "BertModel", "BertTokenizer", "embed", "__version__"]
