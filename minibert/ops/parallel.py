@@ -14,8 +14,14 @@ The numbers are those of one call on the whole array: each row is computed
 by the same formula, and sums over rows (a LayerNorm's dgamma) are added up
 in a fixed order, so results do not depend on thread timing.
 
+Threads are OFF by default (MINIBERT_THREADS=1: the blocks run one after the
+other in the calling thread, which keeps the cache gain). Measured on the
+2-core machine this was written on, a second thread gained nothing: OpenBLAS's
+own threads keep spinning for a while after each matmul and take the second
+core. Set MINIBERT_THREADS=2 (or more) to try it on your machine.
+
 Only NumPy uses it: on CuPy each op is already one GPU kernel over the whole
-array. `MINIBERT_THREADS=1` turns the threads off (blocks still run in cache).
+array.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 
 BLOCK_ELEMENTS = 1 << 16       # 64 Ki floats = 256 KB of float32 per block: fits in L2 with temporaries
-THREADS = max(1, int(os.environ.get("MINIBERT_THREADS", os.cpu_count() or 1)))
+THREADS = max(1, int(os.environ.get("MINIBERT_THREADS", "1")))
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -67,7 +73,10 @@ def map_rows(fn, arrays, reduce=(), inplace=False):
                 partial = sums if partial is None else [p + s for p, s in zip(partial, sums)]
         return results, partial
 
-    done = list(_executor().map(run, range(min(THREADS, len(starts)))))
+    if THREADS == 1:
+        done = [run(0)]                                   # in this thread: no hand-over, same blocks
+    else:
+        done = list(_executor().map(run, range(min(THREADS, len(starts)))))
     first = done[0][0][0][1]
     outs = [None if j in reduce else numpy.empty((rows,) + o.shape[1:], dtype=o.dtype) for j, o in enumerate(first)]
     if inplace:
