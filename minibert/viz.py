@@ -68,20 +68,15 @@ def plot_pretraining(run_dir, out=None) -> Path:
     ax.set(title="loss", xlabel="step", ylabel="cross-entropy")
     ax.legend()
 
-    ax = axes[0, 1]
-    ax.plot(sm_steps, _smooth([r["mlm_accuracy"] for r in train], window), label="train")
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["eval_mlm_accuracy"] for r in evals], "o-", label="held-out")
-    ax.set(title="masked-LM accuracy", xlabel="step", ylabel="accuracy")
-    ax.legend()
-
-    ax = axes[1, 0]
-    ax.plot(sm_steps, _smooth([r["nsp_accuracy"] for r in train], window), label="train")
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["eval_nsp_accuracy"] for r in evals], "o-", label="held-out")
-    ax.axhline(0.5, color="gray", linestyle=":", label="chance")
-    ax.set(title="next-sentence accuracy", xlabel="step", ylabel="accuracy")
-    ax.legend()
+    for ax, key, title in ((axes[0, 1], "mlm_accuracy", "masked-LM accuracy"),
+                           (axes[1, 0], "nsp_accuracy", "next-sentence accuracy")):
+        ax.plot(sm_steps, _smooth([r[key] for r in train], window), label="train")
+        if evals:
+            ax.plot([r["step"] for r in evals], [r["eval_" + key] for r in evals], "o-", label="held-out")
+        if key == "nsp_accuracy":
+            ax.axhline(0.5, color="gray", linestyle=":", label="chance")
+        ax.set(title=title, xlabel="step", ylabel="accuracy")
+        ax.legend()
 
     ax = axes[1, 1]
     ax.plot(steps, [r["lr"] for r in train])
