@@ -21,6 +21,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 
 
+def hf_config(cfg):
+    """transformers.BertConfig with the fields of minibert BertConfig `cfg`."""
+    import transformers
+    return transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items()
+                                      if k not in ("model_type", "architectures")})
+
+
 def model_matmul_flops(cfg, B, T) -> float:
     """Matmul FLOPs of one forward pass (2 per multiply-add); the backward does twice as many."""
     H, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
@@ -89,8 +96,7 @@ def main(argv=None):
         model.zero_grad()
         model.backward(d_seq, d_pool)
 
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("model_type", "architectures")})
-    ref = transformers.BertModel(hf_cfg).eval()
+    ref = transformers.BertModel(hf_config(cfg)).eval()
     t_ids, t_types, t_mask = (torch.tensor(a) for a in (ids, types, mask))
     t_dseq, t_dpool = torch.tensor(d_seq), torch.tensor(d_pool)
 

@@ -26,7 +26,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from bench_model import matmul_peak, model_matmul_flops
+from bench_model import hf_config, matmul_peak, model_matmul_flops
 
 
 def make_batch(cfg, B, T, rng):
@@ -71,8 +71,7 @@ def main(argv=None):
     def mb_step():
         pretraining_step(model, opt, [batch], lr=1e-4, max_grad_norm=1.0)
 
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("model_type", "architectures")})
-    ref = transformers.BertForPreTraining(hf_cfg).train()
+    ref = transformers.BertForPreTraining(hf_config(cfg)).train()
     topt = torch.optim.AdamW([{"params": [p for n, p in ref.named_parameters() if decays(n)], "weight_decay": 0.01},
                               {"params": [p for n, p in ref.named_parameters() if not decays(n)], "weight_decay": 0.0}],
                              lr=1e-4)

@@ -30,6 +30,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_model import hf_config  # noqa: E402
 GUTENBERG = REPO.parent / "shared" / "data" / "gutenberg"
 
 
@@ -86,8 +88,7 @@ def run_reference(out: Path):
     train = load_features(out / "data" / "train.npz")
     held = load_features(out / "data" / "eval.npz")
     init = BertForPreTraining(cfg, seed=args.seed)                     # minibert's initial weights
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("model_type", "architectures")})
-    ref = transformers.BertForPreTraining(hf_cfg)
+    ref = transformers.BertForPreTraining(hf_config(cfg))
     missing, unexpected = ref.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in init.params.items()},
                                               strict=False)
     assert not unexpected and all("position_ids" in k or "decoder" in k for k in missing), (missing, unexpected)

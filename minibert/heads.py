@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import numpy
 
-from minibert import backend
 from minibert.backend import get_xp
 from minibert.config import BertConfig
-from minibert.model import BertModel
+from minibert.model import BertModel, init_parameters
 from minibert.ops.activations import ACTIVATIONS
 from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
 from minibert.ops.linear import linear_backward, linear_forward
@@ -90,15 +89,9 @@ class BertForPreTraining:
         rng = numpy.random.default_rng([seed, 2])
         self.params = {"bert." + k: v for k, v in self.bert.params.items()}   # the same arrays, prefixed
         self.grads = {"bert." + k: v for k, v in self.bert.grads.items()}
-        for name, shape in pretraining_head_shapes(config).items():
-            if "LayerNorm.weight" in name:
-                value = numpy.ones(shape)
-            elif name.endswith("bias"):
-                value = numpy.zeros(shape)
-            else:
-                value = rng.normal(0.0, config.initializer_range, size=shape)
-            self.params[name] = backend.to_device(value, dtype=self.dtype)
-            self.grads[name] = get_xp(self.params[name]).zeros_like(self.params[name])
+        heads = init_parameters(pretraining_head_shapes(config), config, rng, self.dtype)   # BERT's init
+        self.params.update(heads)
+        self.grads.update({k: get_xp(v).zeros_like(v) for k, v in heads.items()})
         self._cache = None
 
     @property

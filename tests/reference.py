@@ -9,14 +9,20 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 
 
+def hf_config(cfg):
+    """transformers.BertConfig with the fields of minibert BertConfig `cfg`."""
+    import transformers
+    return transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items()
+                                      if k not in ("model_type", "architectures")})
+
+
 def hf_bert_model(model, torch_dtype=None):
     """A transformers BertModel with minibert `model`'s config and a copy of its parameters (by name)."""
     import torch
     import transformers
 
     cfg = model.config
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items()
-                                        if k not in ("model_type", "architectures")})
+    hf_cfg = hf_config(cfg)
     hf_cfg._attn_implementation = "eager"
     ref = transformers.BertModel(hf_cfg, add_pooling_layer=True)
     dtype = torch_dtype or (torch.float64 if model.dtype == np.float64 else torch.float32)
@@ -41,8 +47,7 @@ def hf_pretraining_model(model, torch_dtype=None):
     import transformers
 
     cfg = model.config
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items()
-                                        if k not in ("model_type", "architectures")})
+    hf_cfg = hf_config(cfg)
     hf_cfg._attn_implementation = "eager"
     ref = transformers.BertForPreTraining(hf_cfg)
     dtype = torch_dtype or (torch.float64 if model.dtype == np.float64 else torch.float32)

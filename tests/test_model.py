@@ -4,7 +4,7 @@ import pytest
 
 from minibert import BertConfig, BertModel, gradcheck
 from minibert.config import ConfigError
-from reference import hf_bert_model, rel_diff
+from reference import hf_bert_model, hf_config, rel_diff
 
 
 def perturbed_model(cfg, dtype, seed=0):
@@ -76,8 +76,7 @@ def test_parameter_names_and_shapes_match_transformers():
     import transformers
     cfg = gradcheck.odd_config()
     model = BertModel(cfg)
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k not in ("model_type", "architectures")})
-    ref = transformers.BertModel(hf_cfg)
+    ref = transformers.BertModel(hf_config(cfg))
     ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items() if not k.endswith("position_ids")}
     assert {k: tuple(v.shape) for k, v in model.params.items()} == ref_shapes
     assert model.num_parameters() == sum(p.numel() for p in ref.parameters())

@@ -20,6 +20,7 @@ from minibert.checkpoint import CheckpointError, load_arrays, save_arrays
 from minibert.config import ConfigError
 from minibert.gradcheck import odd_config
 from minibert.weights import find_model_folder, load_bert_weights
+from reference import hf_config
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -83,7 +84,7 @@ def test_minibert_save_loads_in_transformers_without_warnings(tmp_path, transfor
 
 def test_transformers_save_loads_in_minibert(tmp_path):
     cfg = odd_config(max_position_embeddings=24)
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
+    hf_cfg = hf_config(cfg)
     torch.manual_seed(0)
     hf = transformers.BertModel(hf_cfg).double().eval()
     with torch.no_grad():
@@ -102,7 +103,7 @@ def test_transformers_save_loads_in_minibert(tmp_path):
 
 def test_bert_for_pretraining_folder_loads_the_encoder_and_names_the_heads(tmp_path):
     cfg = odd_config(max_position_embeddings=24)
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
+    hf_cfg = hf_config(cfg)
     torch.manual_seed(0)
     hf = transformers.BertForPreTraining(hf_cfg).double().eval()
     hf.save_pretrained(tmp_path)
@@ -118,7 +119,7 @@ def test_bert_for_pretraining_folder_loads_the_encoder_and_names_the_heads(tmp_p
 
 def test_bfloat16_weights_are_widened_exactly(tmp_path):
     cfg = odd_config(max_position_embeddings=24)
-    hf_cfg = transformers.BertConfig(**{k: v for k, v in cfg.to_dict().items() if k != "architectures"})
+    hf_cfg = hf_config(cfg)
     torch.manual_seed(0)
     hf = transformers.BertModel(hf_cfg).to(torch.bfloat16)
     hf.save_pretrained(tmp_path)
