@@ -3,17 +3,23 @@
     # 1. minibert: as many steps as fit in --minutes (measured), mini config, Gutenberg, learned 16k vocab
     python benchmarks/pretrain_compare.py minibert --out runs/gutenberg-mini --minutes 60
     # 2. transformers BertForPreTraining: the same instances, order, initial weights, schedule and steps
+    #    (it can start as soon as step 1 has written OUT/run.json and OUT/data; it never reads minibert's progress)
     python benchmarks/pretrain_compare.py reference --out runs/gutenberg-mini
     # 3. the table
     python benchmarks/pretrain_compare.py report --out runs/gutenberg-mini
 
 Both sides: seq 128, batch 32, 20 predictions, dupe factor 2, short_seq_prob 0.1, the two
-held-out Gutenberg books for evaluation, AdamW lr 5e-4 (eps 1e-6, weight decay 0.01 except
+held-out Gutenberg books for evaluation (5 masked versions of each instance), AdamW lr 5e-4 (eps 1e-8, weight decay 0.01 except
 LayerNorm and biases, bias-corrected as torch's), 10% linear warm-up then linear decay, clipping
 at 1.0, dropout 0.1. The reference starts from minibert's initial weights (copied by name), reads
 the batches minibert read (`batch_rows`), and is evaluated by the same function on the same
 held-out instances. Each side writes its result to OUT/result_<side>.json, so the two can run in
 different sessions.
+
+`--threads 1` on both sides lets the two runs share a 2-core machine, one core each, at the same
+time: the step count is then what fits in --minutes on one core. Set OPENBLAS_NUM_THREADS to the
+same number for the minibert side (NumPy reads it when it starts). The final figures of both sides
+come from one evaluation over every held-out instance, by the same minibert function.
 """
 from __future__ import annotations
 
@@ -37,10 +43,11 @@ GUTENBERG = REPO.parent / "shared" / "data" / "gutenberg"
 
 def minibert_args(out, steps, **kw):
     from minibert.pretrain import PretrainArgs
-    return PretrainArgs(corpus=str(GUTENBERG), config="mini", vocab_size=16000, steps=steps, batch_size=32,
-                        seq_len=128, max_predictions=20, dupe_factor=2, lr=5e-4, warmup=0.1,
-                        eval_every=max(50, steps // 10), eval_batches=40, checkpoint_every=100, out=str(out),
-                        optimizer="torch", **kw)
+    settings = dict(corpus=str(GUTENBERG), config="mini", vocab_size=16000, steps=steps, batch_size=32,
+                    seq_len=128, max_predictions=20, dupe_factor=2, eval_dupe_factor=5, lr=5e-4, warmup=0.1,
+                    eval_every=max(50, steps // 8), eval_batches=20, checkpoint_every=100, out=str(out),
+                    optimizer="torch")
+    return PretrainArgs(**{**settings, **kw})
 
 
 def run_minibert(out: Path, minutes: float, steps: int | None):
@@ -53,7 +60,8 @@ def run_minibert(out: Path, minutes: float, steps: int | None):
         pretrain.run(minibert_args(probe, 6, eval_every=1000, checkpoint_every=1000), stream=lambda *a: None)
         rows = [json.loads(x) for x in (probe / "log.jsonl").read_text().splitlines() if '"loss"' in x]
         per_step = float(np.median([r["seconds"] for r in rows[2:]]))
-        steps = int(minutes * 60 / (per_step * 1.04))          # 4% for evaluations and checkpoints
+        # 8 evaluations of 20 forward-only batches (about a third of a step each) and the checkpoints
+        steps = int(minutes * 60 / (per_step * 1.06))
         print(f"step time {per_step:.2f} s -> {steps} steps in {minutes} min")
         for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
             if (probe / name).is_file():                       # reuse the learned vocabulary and the data
@@ -63,8 +71,10 @@ def run_minibert(out: Path, minutes: float, steps: int | None):
         for name in ("train.npz", "eval.npz"):
             (out / "data" / name).write_bytes((probe / "data" / name).read_bytes())
     start = time.time()
-    result = pretrain.run(minibert_args(out, steps))
+    pretrain.run(minibert_args(out, steps))
     wall = time.time() - start
+    model, _ = pretrain.load_pretraining_model(out)
+    result = full_evaluation(model, out)
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"loss"' in x]
     summary = {"side": "minibert", "steps": steps, "wall_seconds": wall,
                "tokens_per_s": float(np.median([r["tokens_per_s"] for r in log])),
@@ -73,20 +83,46 @@ def run_minibert(out: Path, minutes: float, steps: int | None):
     print(json.dumps(summary, indent=2))
 
 
-def run_reference(out: Path):
+def full_evaluation(model, out: Path) -> dict:
+    """Every held-out instance, by minibert's evaluate (the same function for both sides)."""
+    from minibert.pretrain import evaluate
+    from minibert.pretraining import load_features
+
+    held = load_features(out / "data" / "eval.npz")
+    return {**evaluate(model, held, 32, 10 ** 9), "eval_instances": len(held["input_ids"])}
+
+
+def gathered_loss(ref, batch):
+    """BertForPreTraining's loss from its own submodules, with the MLM head run only on the labelled rows.
+
+    transformers computes vocabulary logits at all B*T positions and ignores the unlabelled ones in the
+    cross-entropy; google-research/bert (and minibert) gather the <= 20 labelled positions first. The
+    loss and every gradient are the same; the work is about a sixth.
+    """
+    import torch.nn.functional as F
+
+    seq, pooled = ref.bert(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                           attention_mask=batch["attention_mask"], return_dict=False)[:2]
+    labelled = batch["labels"] != -100                                    # (B, T)
+    scores = ref.cls.predictions(seq[labelled])                           # (P, V), P labelled positions
+    mlm = F.cross_entropy(scores, batch["labels"][labelled])
+    nsp = F.cross_entropy(ref.cls.seq_relationship(pooled), batch["next_sentence_label"])
+    return mlm + nsp
+
+
+def run_reference(out: Path, threads: int, full_logits: bool = False):
     import torch
     import transformers
     from minibert.config import BertConfig
     from minibert.heads import BertForPreTraining
     from minibert.optim import decays, linear_warmup_decay
-    from minibert.pretrain import MODEL_INPUTS, PretrainArgs, batch_rows, evaluate
+    from minibert.pretrain import MODEL_INPUTS, PretrainArgs, batch_rows
     from minibert.pretraining import load_features
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     args = PretrainArgs(**json.loads((out / "run.json").read_text()))
     cfg = BertConfig.load(out)
     train = load_features(out / "data" / "train.npz")
-    held = load_features(out / "data" / "eval.npz")
     init = BertForPreTraining(cfg, seed=args.seed)                     # minibert's initial weights
     ref = transformers.BertForPreTraining(hf_config(cfg))
     missing, unexpected = ref.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in init.params.items()},
@@ -106,7 +142,13 @@ def run_reference(out: Path):
         for group in opt.param_groups:
             group["lr"] = linear_warmup_decay(step, args.lr, warmup, args.steps)
         opt.zero_grad()
-        loss = ref(**batch).loss
+        if step == 0:        # the gathered loss is BertForPreTraining's own loss: checked on the first batch
+            ref.eval()       # (dropout off, so both see the same network)
+            with torch.no_grad():
+                mine, full = gathered_loss(ref, batch).item(), ref(**batch).loss.item()
+            assert abs(mine - full) <= 1e-5 * abs(full), (mine, full)
+            ref.train()
+        loss = gathered_loss(ref, batch) if not full_logits else ref(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), args.max_grad_norm)
         opt.step()
@@ -120,8 +162,8 @@ def run_reference(out: Path):
     state = ref.state_dict()
     for k in trained.params:
         trained.params[k][...] = state[k].detach().numpy()
-    result = evaluate(trained, held, args.batch_size, args.eval_batches)
-    summary = {"side": "transformers", "steps": args.steps, "wall_seconds": wall, "tokens_per_s": tokens / wall,
+    result = full_evaluation(trained.eval(), out)
+    summary = {"side": "transformers" + (" (full logits)" if full_logits else ""), "steps": args.steps, "wall_seconds": wall, "tokens_per_s": tokens / wall,
                "seconds_per_step": wall / args.steps, **result}
     (out / "result_reference.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
@@ -130,6 +172,7 @@ def run_reference(out: Path):
 def report(out: Path):
     rows = [json.loads((out / f"result_{side}.json").read_text()) for side in ("minibert", "reference")
             if (out / f"result_{side}.json").is_file()]
+    print(f"held-out instances: {rows[0].get('eval_instances', '?') if rows else '?'}")
     print(f"{'':14} {'steps':>6} {'s/step':>7} {'tokens/s':>9} {'MLM acc':>8} {'NSP acc':>8} {'perplexity':>10}")
     for r in rows:
         print(f"{r['side']:14} {r['steps']:>6} {r['seconds_per_step']:>7.2f} {r['tokens_per_s']:>9.0f} "
@@ -142,12 +185,16 @@ def main(argv=None):
     ap.add_argument("--out", default="runs/gutenberg-mini")
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--steps", type=int, default=None, help="fixed number of steps instead of a time budget")
+    ap.add_argument("--full-logits", action="store_true", help="reference: let BertForPreTraining compute "
+                    "vocabulary logits at every position (same loss, about 6x the decoder work)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the reference (set OPENBLAS_NUM_THREADS "
+                    "for minibert's)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.side == "minibert":
         run_minibert(out, a.minutes, a.steps)
     elif a.side == "reference":
-        run_reference(out)
+        run_reference(out, a.threads, a.full_logits)
     else:
         report(out)
 

@@ -51,6 +51,7 @@ class PretrainArgs:
     seq_len: int = 128
     max_predictions: int = 20
     dupe_factor: int = 2
+    eval_dupe_factor: int = 1           # masked versions of the held-out documents (more: a steadier estimate)
     short_seq_prob: float = 0.1
     whole_word_mask: bool = False
     lr: float = 5e-4
@@ -246,7 +247,7 @@ def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
     config = build_config(args, len(tokenizer))
     config.save(run_dir)
     train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, run_dir / "data" / "train.npz")
-    held = build_features(args, eval_docs, tokenizer, args.seed + 1, 1, run_dir / "data" / "eval.npz")
+    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, run_dir / "data" / "eval.npz")
     n_train = len(train["input_ids"])
 
     model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
