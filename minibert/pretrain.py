@@ -46,6 +46,7 @@ class PretrainArgs:
     config: str = "tiny"                # preset name or a config.json path
     vocab: str | None = None            # folder with vocab.txt (or the file); None: learn one
     vocab_size: int = 8000              # size of the learned vocabulary
+    vocab_score: str = "frequency"      # merge rule of the learned vocabulary (see vocab_trainer)
     steps: int = 300
     batch_size: int = 32
     seq_len: int = 128
@@ -115,7 +116,7 @@ def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
     else:
         from minibert.tokenization.vocab_trainer import train_vocab
         text = (sentence for doc in train_documents for sentence in doc)
-        result = train_vocab(text, vocab_size=args.vocab_size, show_progress=args.progress)
+        result = train_vocab(text, vocab_size=args.vocab_size, show_progress=args.progress, score=args.vocab_score)
         tok = BertTokenizer(result.vocab, do_lower_case=True)
     tok.save_pretrained(run_dir)
     return tok
@@ -424,6 +425,9 @@ def register(subparsers):
     p.add_argument("--config", default=d.config, help=f"preset ({', '.join(PRESETS)}) or config.json")
     p.add_argument("--vocab", help="folder with vocab.txt (default: learn a vocabulary on the corpus)")
     p.add_argument("--vocab-size", type=int, default=d.vocab_size, help="size of the learned vocabulary")
+    p.add_argument("--vocab-score", choices=["frequency", "likelihood"], default=d.vocab_score,
+                   help="merge rule of the learned vocabulary: the most frequent pair (default; frequent words "
+                        "become whole tokens) or WordPiece's likelihood score")
     for name, typ, help_ in (("steps", int, "optimizer steps"), ("batch-size", int, "sequences per step"),
                              ("seq-len", int, "max_seq_length of the instances"),
                              ("max-predictions", int, "max masked positions per sequence"),

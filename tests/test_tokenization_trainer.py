@@ -40,6 +40,21 @@ def test_toy_corpus_by_hand():
     assert result.vocab[19:] == ["##gs", "pu", "hu"]
 
 
+def test_toy_corpus_by_hand_frequency_score():
+    result = learn_vocab(TOY, vocab_size=22, score="frequency")
+    # The most frequent pair first, as BPE: ##u ##g occurs in hug (10), pug (5), hugs (5) = 20 times;
+    # ##u ##n in pun (12), bun (4) = 16; h ##u 15.
+    first = result.merges[0]
+    assert (first.left, first.right, first.token, first.score, first.count) == ("##u", "##g", "##ug", 20.0, 20)
+    # then ##u ##n (16), then h ##ug (15: hug and hugs)
+    assert [m.token for m in result.merges[1:3]] == ["##un", "hug"]
+
+
+def test_unknown_score_is_a_clear_error():
+    with pytest.raises(ValueError, match="score must be one of"):
+        learn_vocab(TOY, 22, score="bpe")
+
+
 def test_fast_trainer_equals_readable_trainer_on_a_book():
     alice = [b for b in gutenberg_books() if b.name == "carroll-alice_in_wonderland.txt"]
     lines = list(read_lines(alice))[:600]
@@ -57,6 +72,8 @@ WORDS = st.dictionaries(st.text(st.sampled_from("abcde"), min_size=1, max_size=7
 def test_fast_trainer_equals_readable_trainer_on_random_counts(counts, extra):
     size = 5 + 2 * len({c for w in counts for c in w}) + extra
     fast, naive = learn_vocab(counts, size), learn_vocab_naive(counts, size)
+    assert fast == naive
+    fast, naive = learn_vocab(counts, size, score="frequency"), learn_vocab_naive(counts, size, score="frequency")
     assert fast == naive
     assert len(fast.vocab) == len(set(fast.vocab)) <= size
 

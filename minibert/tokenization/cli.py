@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     train.add_argument("--vocab-size", required=True, type=int, metavar="N")
     train.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     train.add_argument("--cased", action="store_true", help="learn a cased vocabulary")
+    train.add_argument("--score", choices=["likelihood", "frequency"], default="likelihood",
+                       help="merge rule: WordPiece's likelihood score (default) or the most frequent pair "
+                            "(BPE-style; better for small corpora, see docs/tokenization.md)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=run_train_vocab)
 
@@ -95,7 +98,7 @@ def run_train_vocab(args) -> int:
     start = time.perf_counter()
     try:
         result = train_vocab(read_lines(args.corpus), args.vocab_size, do_lower_case=not args.cased,
-                             show_progress=not args.quiet)
+                             show_progress=not args.quiet, score=args.score)
     except (OSError, ValueError) as error:
         print(f"minibert train-vocab: {error}", file=sys.stderr)
         return 2

@@ -28,6 +28,14 @@ check that both learn the same vocabulary.
    Ties go to the more frequent pair, then to the alphabetically first.
 4. Stop when the vocabulary has the requested size (or nothing is left to
    merge).
+
+`score="frequency"` merges the most frequent pair instead, as BPE does (and
+as Hugging Face tokenizers' WordPieceTrainer, which trains with BPE merges
+and saves a WordPiece vocabulary). On a small corpus the likelihood score
+spends much of the vocabulary on rare strings (a pair seen once, whose parts
+are seen once, scores 1.0, the maximum), so frequent words such as "the"
+can stay split; the frequency score makes them whole tokens first. The
+pretraining command uses it for that reason.
 """
 from __future__ import annotations
 
@@ -137,6 +145,19 @@ def _apply_merge(split: list[str], left: str, right: str, token: str) -> list[st
     return out
 
 
+SCORES = ("likelihood", "frequency")
+
+
+def _score(count, count_a, count_b, score):
+    """likelihood: count(a b) / (count(a) count(b)); frequency: count(a b)."""
+    return count / (count_a * count_b) if score == "likelihood" else float(count)
+
+
+def _check_score(score):
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+
+
 def _best(candidates):
     """The winning (key, pair): highest score, then highest count, then alphabetical."""
     return min(candidates)
@@ -144,12 +165,14 @@ def _best(candidates):
 
 # -- step 3, readable: recount everything before every merge ------------------
 
-def learn_vocab_naive(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKENS) -> TrainingResult:
+def learn_vocab_naive(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKENS,
+                      score: str = "likelihood") -> TrainingResult:
     """The training loop exactly as described above; slow (it recounts every pair each time).
 
         >>> learn_vocab_naive({"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}, 25).vocab[-6:]
         ['##gs', 'pu', 'hu', 'bu', 'hugs', 'hug']
     """
+    _check_score(score)
     vocab = _initial_vocab(word_counts, vocab_size, special_tokens)
     known = set(vocab)
     words = sorted(word_counts)
@@ -166,7 +189,7 @@ def learn_vocab_naive(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKEN
         if not pair_counts:
             break  # every word is a single token: nothing left to merge
         key, (left, right) = _best(
-            ((-count / (piece_counts[a] * piece_counts[b]), -count, a, b), (a, b))
+            ((-_score(count, piece_counts[a], piece_counts[b], score), -count, a, b), (a, b))
             for (a, b), count in pair_counts.items())
         token = _merged(left, right)
         merges.append(Merge(left, right, token, -key[0], -key[1]))
@@ -190,8 +213,8 @@ class _PairStats:
     are still the current ones (older entries are skipped when popped).
     """
 
-    def __init__(self, words, freqs, splits):
-        self.freqs, self.splits = freqs, splits
+    def __init__(self, words, freqs, splits, score="likelihood"):
+        self.freqs, self.splits, self.score = freqs, splits, score
         self.piece_counts = Counter()
         self.pair_counts = Counter()
         self.words_with_pair = {}    # pair -> ids of the words it occurs in
@@ -224,7 +247,7 @@ class _PairStats:
     def _key(self, pair):
         a, b = pair
         count, count_a, count_b = self.pair_counts[pair], self.piece_counts[a], self.piece_counts[b]
-        return (-count / (count_a * count_b), -count, a, b, count_a, count_b)
+        return (-_score(count, count_a, count_b, self.score), -count, a, b, count_a, count_b)
 
     def _push(self, pair):
         heapq.heappush(self.heap, self._key(pair))
@@ -268,22 +291,23 @@ class _PairStats:
 
 
 def learn_vocab(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKENS,
-                show_progress: bool = False) -> TrainingResult:
+                show_progress: bool = False, score: str = "likelihood") -> TrainingResult:
     """Same result as `learn_vocab_naive`, updating counts incrementally (see _PairStats)."""
+    _check_score(score)
     vocab = _initial_vocab(word_counts, vocab_size, special_tokens)
     known = set(vocab)
     words = sorted(word_counts)
     freqs = [word_counts[w] for w in words]
-    stats = _PairStats(words, freqs, [_split_into_chars(w) for w in words])
+    stats = _PairStats(words, freqs, [_split_into_chars(w) for w in words], score)
     merges = []
     with _progress(None, show_progress, total=vocab_size - len(vocab), desc="merges") as bar:
         while len(vocab) < vocab_size:
             best = stats.pop_best()
             if best is None:
                 break  # every word is a single token: nothing left to merge
-            score, count, left, right = best
+            value, count, left, right = best
             token = _merged(left, right)
-            merges.append(Merge(left, right, token, score, count))
+            merges.append(Merge(left, right, token, value, count))
             stats.merge(left, right, token)
             if token not in known:  # the same string can be reached by two merge paths
                 vocab.append(token)
@@ -296,7 +320,7 @@ def learn_vocab(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKENS,
 
 def train_vocab(lines, vocab_size: int, do_lower_case: bool = True, strip_accents: bool | None = None,
                 tokenize_chinese_chars: bool = True, special_tokens=SPECIAL_TOKENS,
-                show_progress: bool = True) -> TrainingResult:
+                show_progress: bool = True, score: str = "likelihood") -> TrainingResult:
     """Count the words of `lines` (an iterable of str) and learn a vocabulary of `vocab_size`.
 
     To train and save in one go (a folder `BertTokenizer.from_pretrained` reads):
@@ -309,7 +333,7 @@ def train_vocab(lines, vocab_size: int, do_lower_case: bool = True, strip_accent
                          special_tokens=special_tokens, show_progress=show_progress)
     if not counts:
         raise ValueError("the corpus has no words to learn from (is it empty?)")
-    return learn_vocab(counts, vocab_size, special_tokens=special_tokens, show_progress=show_progress)
+    return learn_vocab(counts, vocab_size, special_tokens=special_tokens, show_progress=show_progress, score=score)
 
 
 def _progress(iterable, show: bool, **kwargs):
