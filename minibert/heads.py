@@ -113,6 +113,16 @@ class BertForPreTraining:
     def num_parameters(self) -> int:
         return sum(int(v.size) for v in self.params.values())
 
+    def freeze(self, embeddings: bool = False, layers: int = 0):
+        """Freeze the embeddings and the first `layers` encoder layers (BertModel.freeze). A frozen
+        word-embedding table is also the frozen MLM decoder (tied): it gets no gradient from either."""
+        self.bert.freeze(embeddings, layers)
+        return self
+
+    def frozen_names(self) -> list[str]:
+        """Names of the frozen parameters (for AdamW(..., frozen=...))."""
+        return ["bert." + k for k in self.bert.frozen_names()]
+
     def sync_params(self):
         """After replacing arrays in self.params (e.g. loading weights), point BertModel at them."""
         for k in self.bert.params:
@@ -187,7 +197,8 @@ class BertForPreTraining:
             g["cls.predictions.transform.dense.bias"] += db_t
             g["cls.predictions.transform.LayerNorm.weight"] += dgamma
             g["cls.predictions.transform.LayerNorm.bias"] += dbeta
-            g[WORD_EMBEDDINGS] += dword                          # tied: the lookup's gradient is added later
+            if not self.bert.frozen_embeddings:
+                g[WORD_EMBEDDINGS] += dword                      # tied: the lookup's gradient is added later
             g["cls.predictions.bias"] += dbias
             d_seq[positions] = dx                                # scatter back (positions are distinct)
         d_pooled = None

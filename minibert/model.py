@@ -14,6 +14,11 @@ state-dict names, with the same shapes (Linear weights are (out, in)), so real
 checkpoints load 1:1. Gradients live in a second dict with the same keys; every
 backward *adds* into it, so residual branches and tied weights come out right,
 and `zero_grad()` clears it.
+
+Layer freezing (`freeze(embeddings=True, layers=K)`) fixes the embeddings and
+the first K encoder layers, the bottom of the stack. Their gradients stay zero
+and their backward is not run at all: nothing below encoder layer K is
+backpropagated, because nothing there needs a gradient.
 """
 from __future__ import annotations
 
@@ -31,8 +36,10 @@ from minibert.ops.residual import add_norm_backward, add_norm_forward
 
 _QKV = ("query", "key", "value")
 
-def bert_parameter_shapes(config: BertConfig) -> dict:
-    """Hugging Face BertModel state-dict name -> shape, in the reference's order."""
+def bert_parameter_shapes(config: BertConfig, add_pooling_layer: bool = True) -> dict:
+    """Hugging Face BertModel state-dict name -> shape, in the reference's order.
+    Without the pooler (`add_pooling_layer=False`, as transformers' token and span heads) there are
+    no `pooler.*` entries."""
     H, I, P = config.hidden_size, config.intermediate_size, config.max_position_embeddings
     shapes = {
         "embeddings.word_embeddings.weight": (config.vocab_size, H),
@@ -56,8 +63,9 @@ def bert_parameter_shapes(config: BertConfig) -> dict:
         shapes[p + "output.dense.bias"] = (H,)
         shapes[p + "output.LayerNorm.weight"] = (H,)
         shapes[p + "output.LayerNorm.bias"] = (H,)
-    shapes["pooler.dense.weight"] = (H, H)
-    shapes["pooler.dense.bias"] = (H,)
+    if add_pooling_layer:
+        shapes["pooler.dense.weight"] = (H, H)
+        shapes["pooler.dense.bias"] = (H,)
     return shapes
 
 
@@ -89,20 +97,26 @@ class BertModel:
         model.backward(d_seq, d_pooled)       # fills model.grads (same keys as model.params)
 
     Like a PyTorch module it starts in training mode (dropout on); call
-    `model.eval()` for deterministic outputs.
+    `model.eval()` for deterministic outputs. `add_pooling_layer=False` builds it
+    without the pooler (forward then returns None for the pooled output), as
+    transformers' BertModel(config, add_pooling_layer=False).
     """
 
-    def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", params: dict | None = None):
+    def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", params: dict | None = None,
+                 add_pooling_layer: bool = True):
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.config = config
         self.dtype = backend.resolve_dtype(dtype)
-        self.shapes = bert_parameter_shapes(config)
+        self.add_pooling_layer = bool(add_pooling_layer)
+        self.shapes = bert_parameter_shapes(config, self.add_pooling_layer)
         init_rng = numpy.random.default_rng(seed)
         self.params = params if params is not None else init_parameters(self.shapes, config, init_rng, self.dtype)
         self.grads = {k: get_xp(v).zeros_like(v) for k, v in self.params.items()}
         self.rng = numpy.random.default_rng([seed, 1])   # dropout masks: a stream of its own
         self.training = True
+        self.frozen_embeddings = False   # see freeze()
+        self.frozen_layers = 0
         self._cache = None
         self._attention_probs = None
 
@@ -152,6 +166,38 @@ class BertModel:
 
     def num_parameters(self) -> int:
         return sum(int(numpy.prod(s)) for s in self.shapes.values())
+
+    # -- layer freezing ----------------------------------------------------
+    def freeze(self, embeddings: bool = False, layers: int = 0) -> "BertModel":
+        """Freeze the embeddings and the first `layers` encoder layers (0 .. layers-1); the rest
+        trains. Replaces any earlier freeze: `freeze()` unfreezes everything.
+
+        Frozen parameters keep a zero gradient (their buffers are cleared here) and
+        their backward work is skipped: no parameter-gradient matmuls for a frozen
+        layer, and the backward stops at the input of the lowest trainable layer.
+        Freezing is bottom-up only: frozen layers under trainable embeddings would
+        still have to pass the gradient down, so `layers > 0` needs `embeddings=True`.
+        The optimizer must be told too: `AdamW(params, frozen=model.frozen_names())`.
+        """
+        L = self.config.num_hidden_layers
+        if not isinstance(embeddings, bool):
+            raise TypeError(f"embeddings must be True or False, got {embeddings!r}")
+        if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= L:
+            raise ValueError(f"layers must be an integer in [0, {L}] (the model has {L} encoder layers), got {layers!r}")
+        if layers and not embeddings:
+            raise ValueError(f"freezing encoder layers 0..{layers - 1} while the embeddings train would still "
+                             f"backpropagate through the frozen layers; minibert freezes from the bottom up: "
+                             f"pass embeddings=True as well")
+        self.frozen_embeddings, self.frozen_layers = embeddings, layers
+        for name in self.frozen_names():
+            self.grads[name].fill(0)
+        return self
+
+    def frozen_names(self) -> list[str]:
+        """The names (keys of params) of the frozen parameters, in params order."""
+        prefixes = ("embeddings.",) if self.frozen_embeddings else ()
+        prefixes += tuple(f"encoder.layer.{i}." for i in range(self.frozen_layers))
+        return [k for k in self.params if k.startswith(prefixes)] if prefixes else []
 
     # -- inputs ------------------------------------------------------------
     def _check_inputs(self, input_ids, token_type_ids, attention_mask):
@@ -259,7 +305,8 @@ class BertModel:
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
         """input_ids, token_type_ids, attention_mask: (B, T) integers (host or device arrays).
 
-        Returns (last_hidden_state (B, T, H), pooler_output (B, H)) on the backend's device.
+        Returns (last_hidden_state (B, T, H), pooler_output (B, H)) on the backend's device;
+        pooler_output is None for a model built with add_pooling_layer=False.
         """
         ids, types, mask = self._check_inputs(input_ids, token_type_ids, attention_mask)
         p = self.params
@@ -273,33 +320,47 @@ class BertModel:
         for i in range(self.config.num_hidden_layers):
             x, c = self._layer_forward(i, x, mask_bias)
             c_layers.append(c)
-        pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
+        pooled = c_pool = None
+        if self.add_pooling_layer:
+            pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
         self._cache = (c_emb, c_layers, c_pool, x.shape)
         self._attention_probs = [c[0][1][3] for c in c_layers]   # layer -> attention cache -> probs
         return x, pooled
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
-        """Add the gradients of every parameter into self.grads, given the upstream
-        gradients of forward's two outputs (either may be None = zero)."""
+        """Add the gradients of every trainable parameter into self.grads, given the upstream
+        gradients of forward's two outputs (either may be None = zero).
+
+        With frozen parameters (freeze()) the loop over layers stops at the lowest
+        trainable layer and the embeddings' backward is skipped when they are frozen."""
         if self._cache is None:
             raise RuntimeError("backward() called before forward() (or twice for one forward)")
         c_emb, c_layers, c_pool, x_shape = self._cache
         self._cache = None
         g = self.grads
-        xp = get_xp(self.params["pooler.dense.weight"])
+        xp = get_xp(self.params["embeddings.word_embeddings.weight"])
         if d_last_hidden_state is not None and tuple(d_last_hidden_state.shape) != tuple(x_shape):
             raise ValueError(f"d_last_hidden_state has shape {d_last_hidden_state.shape}, expected {x_shape}")
+        if d_pooler_output is not None and not self.add_pooling_layer:
+            raise ValueError("d_pooler_output given, but this model has no pooler (add_pooling_layer=False)")
         if d_pooler_output is not None and tuple(d_pooler_output.shape) != (x_shape[0], x_shape[2]):
             raise ValueError(f"d_pooler_output has shape {d_pooler_output.shape}, expected {(x_shape[0], x_shape[2])}")
-        dx = (xp.zeros(x_shape, dtype=self.dtype) if d_last_hidden_state is None
-              else xp.array(d_last_hidden_state, dtype=self.dtype))          # a copy: we add into it
+        lowest = self.frozen_layers                  # layers below it are frozen (and then so are the embeddings)
+        below_pooler = lowest < self.config.num_hidden_layers or not self.frozen_embeddings
+        dx = None
+        if below_pooler:
+            dx = (xp.zeros(x_shape, dtype=self.dtype) if d_last_hidden_state is None
+                  else xp.array(d_last_hidden_state, dtype=self.dtype))      # a copy: we add into it
         if d_pooler_output is not None:
             dx_pool, dw, db = pooler_backward(xp.asarray(d_pooler_output, dtype=self.dtype), c_pool)
             g["pooler.dense.weight"] += dw
             g["pooler.dense.bias"] += db
-            dx += dx_pool
-        for i in reversed(range(self.config.num_hidden_layers)):
+            if below_pooler:
+                dx += dx_pool
+        for i in reversed(range(lowest, self.config.num_hidden_layers)):
             dx = self._layer_backward(i, dx, c_layers[i])
+        if self.frozen_embeddings:
+            return                                   # frozen: the gradient goes no further down
         _, dpos, dtype_, dgamma, dbeta = bert_embeddings_backward(
             dx, c_emb, dword=g["embeddings.word_embeddings.weight"],     # scatter-added in place
             padding_idx=self.config.pad_token_id)                        # [PAD] positions skipped, as HF

@@ -99,14 +99,7 @@ def load_bert_weights(model, folder) -> dict:
     """
     from minibert.checkpoint import assign_params
 
-    folder = find_model_folder(folder)
-    arrays = normalise_names(read_weights(folder / WEIGHTS_NAME))
-    encoder, rest = split_prefix(arrays)
-    _check_dtypes(encoder, folder)
-    mismatches = config_mismatches(model.config, encoder)
-    if mismatches:
-        raise CheckpointError(f"{folder / CONFIG_NAME} does not match the weights in {folder / WEIGHTS_NAME}: "
-                              + "; ".join(mismatches))
+    folder, encoder, rest = read_bert_checkpoint(folder, model.config)
     pooler = [k for k in model.params if k.startswith("pooler.")]
     missing_pooler = [k for k in pooler if k not in encoder]
     assign_params(model.params, encoder, where=str(folder / WEIGHTS_NAME), allow_missing=missing_pooler)
@@ -114,6 +107,21 @@ def load_bert_weights(model, folder) -> dict:
         warnings.warn(f"{folder} has no pooler weights; the pooler keeps the values it had "
                       f"(zeros after from_pretrained)", stacklevel=2)
     return rest
+
+
+def read_bert_checkpoint(folder, config) -> tuple[Path, dict, dict]:
+    """(folder, encoder weights under BertModel's bare names, every other weight) of a checkpoint
+    folder, checked before anything is loaded: the file parses, the encoder's weights are floating
+    point and finite, and `config` agrees with their shapes (see config_mismatches)."""
+    folder = find_model_folder(folder)
+    arrays = normalise_names(read_weights(folder / WEIGHTS_NAME))
+    encoder, rest = split_prefix(arrays)
+    _check_dtypes(encoder, folder)
+    mismatches = config_mismatches(config, encoder)
+    if mismatches:
+        raise CheckpointError(f"{folder / CONFIG_NAME} does not match the weights in {folder / WEIGHTS_NAME}: "
+                              + "; ".join(mismatches))
+    return folder, encoder, rest
 
 
 def read_weights(path) -> dict:

@@ -14,5 +14,6 @@ from minibert.ops.embedding import embedding_backward, embedding_forward
 from minibert.ops.erf import erf
 from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
 from minibert.ops.linear import linear_backward, linear_forward
-from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from minibert.ops.losses import (IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward, mse_backward,
+                                 mse_forward)
 from minibert.ops.softmax import softmax_backward, softmax_forward

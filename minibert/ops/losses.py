@@ -55,3 +55,21 @@ def cross_entropy_backward(dloss, cache):
     probs[xp.arange(probs.shape[0]), safe] -= 1.0
     probs *= (valid * (dloss / max(n, 1)))[:, None].astype(probs.dtype, copy=False)
     return probs
+
+
+def mse_forward(pred, target):
+    """Mean squared error, PyTorch's MSELoss (reduction "mean"), for regression heads.
+
+    pred, target: the same shape (N, ...) -> loss = (1/n) sum (pred - target)^2 over all n entries
+    (a scalar array). cache: the difference.
+    """
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"mse: prediction has shape {tuple(pred.shape)} but target {tuple(target.shape)}")
+    diff = pred - target                                            # (N, ...)
+    return (diff * diff).sum() / diff.size, diff
+
+
+def mse_backward(dloss, cache):
+    """In the forward loss = (1/n) sum diff^2 with diff = pred - target, so dpred = 2 diff dloss / n."""
+    diff = cache
+    return diff * (2.0 * dloss / diff.size)
