@@ -13,6 +13,10 @@ huge negative score (the dtype's minimum, as in Hugging Face; Google used
 (their outputs are ignored later), exactly as in the references.
 
 Shapes: B batch, A heads, T tokens, d = H / A head size.
+
+Mixed precision: the six matmuls (QK^T, PV and the four of the backward) go
+through `matmul` (minibert/ops/matmul.py): float16 operands inside
+`mixed_precision()`, float32 otherwise. The mask, softmax and dropout stay float32.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import numpy
 from minibert.backend import get_xp
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.matmul import matmul
 from minibert.ops.softmax import softmax_backward, softmax_forward
 
 
@@ -45,12 +50,12 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     q_scaled = q * scale                                     # fold 1/sqrt(d) into Q: (B,A,T,d) is smaller than (B,A,T,T)
-    scores = q_scaled @ k.swapaxes(-1, -2)                   # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
+    scores = matmul(q_scaled, k.swapaxes(-1, -2))            # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
     if mask_bias is not None:
         scores += mask_bias                                  # masked keys -> dtype minimum
     probs, _ = softmax_forward(scores, inplace=True)         # (B,A,T,T), rows sum to 1
     dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training, dropout_mask)
-    out = dropped @ v                                        # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
+    out = matmul(dropped, v)                                 # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
     return out, (q_scaled, k, v, probs, dropped, drop_cache, scale)
 
 
@@ -65,13 +70,13 @@ def scaled_dot_product_attention_backward(dout, cache):
          dQ  = s * dS K,   dK = dS^T (s Q)
     """
     q_scaled, k, v, probs, dropped, drop_cache, scale = cache
-    dv = dropped.swapaxes(-1, -2) @ dout
-    dprobs = dout @ v.swapaxes(-1, -2)
+    dv = matmul(dropped.swapaxes(-1, -2), dout)              # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
+    dprobs = matmul(dout, v.swapaxes(-1, -2))                # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
     dprobs = dropout_backward(dprobs, drop_cache)
     dscores = softmax_backward(dprobs, probs)
-    dq = dscores @ k
+    dq = matmul(dscores, k)                                  # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
     dq *= scale
-    dk = dscores.swapaxes(-1, -2) @ q_scaled
+    dk = matmul(dscores.swapaxes(-1, -2), q_scaled)          # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
     return dq, dk, dv
 
 

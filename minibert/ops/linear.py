@@ -5,8 +5,14 @@ intermediate, A heads, d head size, V vocabulary, N = B*T rows.
 The weight is stored (out, in), PyTorch's and Hugging Face's layout, so a real
 checkpoint's `...dense.weight` drops in unchanged. (Google's TF checkpoints
 store the transpose, (in, out).)
+
+Mixed precision: the three matmuls go through `matmul`, which inside
+`mixed_precision()` rounds x, W and dy to float16 and sums in float32
+(minibert/ops/matmul.py); the bias add and db stay float32.
 """
 from __future__ import annotations
+
+from minibert.ops.matmul import matmul
 
 
 def linear_forward(x, weight, bias=None):
@@ -17,7 +23,7 @@ def linear_forward(x, weight, bias=None):
     """
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])            # (N, in): one big 2-D matmul, not a loop over B
-    y = x2 @ weight.T                          # (N, in) @ (in, out) -> (N, out)
+    y = matmul(x2, weight.T)                   # (N, in) @ (in, out) -> (N, out); fp16 operands under mixed precision
     if bias is not None:
         y += bias                              # broadcast over rows, in place (no temporary)
     return y.reshape(*lead, weight.shape[0]), (x, weight, bias is not None)
@@ -36,7 +42,7 @@ def linear_backward(dy, cache, need_dx=True):
     x, weight, has_bias = cache
     x2 = x.reshape(-1, x.shape[-1])
     dy2 = dy.reshape(-1, dy.shape[-1])
-    dW = dy2.T @ x2
+    dW = matmul(dy2.T, x2)                     # (out, N) @ (N, in): dy is rounded to fp16 here (why loss scaling)
     db = dy2.sum(axis=0) if has_bias else None
-    dx = (dy2 @ weight).reshape(x.shape) if need_dx else None
+    dx = matmul(dy2, weight).reshape(x.shape) if need_dx else None
     return dx, dW, db
