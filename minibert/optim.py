@@ -26,6 +26,48 @@ def decays(name: str) -> bool:
     return not ("bias" in name or "LayerNorm" in name or "layer_norm" in name)
 
 
+def adamw_step(params: dict, grads: dict, m: dict, v: dict, t: int, lr: float, betas=(0.9, 0.999),
+               eps: float = 1e-8, weight_decay: float = 0.01, variant: str = "torch") -> None:
+    """One AdamW update, in place, of every parameter that has moments in `m` (frozen ones have none).
+
+    params, grads, m, v: dicts name -> array, each of the parameter's shape; params[name],
+        m[name] and v[name] are updated in place (the model and the optimizer hold these arrays).
+    t: the number of this step, 1 for the first (for the bias correction).
+    lr, betas = (beta1, beta2), eps, weight_decay: the hyper-parameters of this step.
+    variant: "torch" (torch.optim.AdamW) or "google" (google-research/bert's optimizer).
+
+    For each name in m, with p = params[name], g = grads[name]:
+        m <- beta1 m + (1 - beta1) g
+        v <- beta2 v + (1 - beta2) g^2
+        wd = weight_decay, or 0 for biases and LayerNorm parameters (see `decays`)
+      "torch":  p <- p (1 - lr wd);   p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+      "google": p <- p - lr (m / (sqrt(v) + eps) + wd p)        (no bias correction)
+    The decay is never added to g: it does not pass through m and v (that is what the W in AdamW means).
+    """
+    b1, b2 = betas
+    for name in m:
+        p, g = params[name], grads[name]
+        xp = get_xp(p)
+        mn, vn = m[name], v[name]
+        mn *= b1
+        mn += (1 - b1) * g                                  # m = b1 m + (1 - b1) g
+        vn *= b2
+        vn += (1 - b2) * (g * g)                            # v = b2 v + (1 - b2) g^2
+        wd = weight_decay if decays(name) else 0.0
+        if variant == "torch":
+            if wd:
+                p *= 1 - lr * wd                            # decoupled decay, before the Adam step
+            denom = xp.sqrt(vn)
+            denom /= math.sqrt(1 - b2 ** t)
+            denom += eps
+            p -= (lr / (1 - b1 ** t)) * (mn / denom)
+        else:                                               # Google's: no bias correction
+            update = mn / (xp.sqrt(vn) + eps)
+            if wd:
+                update += wd * p
+            p -= lr * update
+
+
 class AdamW:
     """AdamW over a flat dict of parameters (updated in place).
 
@@ -60,30 +102,8 @@ class AdamW:
         """One update of every non-frozen parameter from `grads` (same keys as params)."""
         lr = self.lr if lr is None else lr
         self.t += 1
-        b1, b2, t = self.beta1, self.beta2, self.t
-        for name, p in self.params.items():
-            if name in self.frozen:
-                continue
-            g = grads[name]
-            xp = get_xp(p)
-            m, v = self.m[name], self.v[name]
-            m *= b1
-            m += (1 - b1) * g                                   # m = b1 m + (1 - b1) g
-            v *= b2
-            v += (1 - b2) * (g * g)                             # v = b2 v + (1 - b2) g^2
-            wd = self.weight_decay if decays(name) else 0.0
-            if self.variant == "torch":
-                if wd:
-                    p *= 1 - lr * wd                            # decoupled decay, before the Adam step
-                denom = xp.sqrt(v)
-                denom /= math.sqrt(1 - b2 ** t)
-                denom += self.eps
-                p -= (lr / (1 - b1 ** t)) * (m / denom)
-            else:                                               # Google's: no bias correction
-                update = m / (xp.sqrt(v) + self.eps)
-                if wd:
-                    update += wd * p
-                p -= lr * update
+        adamw_step(self.params, grads, self.m, self.v, self.t, lr, (self.beta1, self.beta2), self.eps,
+                   self.weight_decay, self.variant)
 
     def state_dict(self) -> dict:
         """Arrays and numbers that restore this optimizer exactly (for checkpoints)."""

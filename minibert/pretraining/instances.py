@@ -44,8 +44,8 @@ from minibert.pretraining.readers import EmptyCorpusError
 
 __all__ = [
     "SkippedDocumentsWarning", "TokenizedCorpus", "TrainingInstance", "check_vocab",
-    "create_instances", "create_instances_from_document", "create_training_instances",
-    "tokenize_documents", "truncate_seq_pair", "vocab_words_of",
+    "create_instances", "create_instances_from_document", "create_sentence_pair",
+    "create_training_instances", "tokenize_documents", "truncate_seq_pair", "vocab_words_of",
 ]
 
 # Google's flag defaults (create_pretraining_data.py).
@@ -190,6 +190,63 @@ def _random_next_segment(all_documents, document_index: int, target_length: int,
     return tokens
 
 
+def create_sentence_pair(chunk: list[list[str]], all_documents, document_index: int,
+                         target_seq_length: int, max_num_tokens: int, rng: random.Random):
+    """One chunk of consecutive sentences -> a next-sentence-prediction pair "[CLS] A [SEP] B [SEP]".
+
+    Args:
+        chunk: one or more consecutive sentences (token lists) of
+            all_documents[document_index], in order.
+        all_documents: every document, each a list of sentences (token lists).
+        document_index: the document the chunk comes from.
+        target_seq_length: the length the pair aims for (a random next B is
+            read until len(A) + len(B) reaches it).
+        max_num_tokens: hard limit on len(A) + len(B) (max_seq_length - 3).
+        rng: the pipeline's single `random.Random`.
+
+    Returns:
+        (tokens, segment_ids, is_random_next, num_unused):
+        tokens = [CLS] + A + [SEP] + B + [SEP] (strings);
+        segment_ids = 0 for [CLS], A and the first [SEP], 1 for B and the last [SEP];
+        is_random_next = True when B comes from another document (NSP label 1);
+        num_unused = how many sentences at the end of the chunk were not used
+        (a random next B leaves the chunk's sentences after A unused: the caller
+        reads them again for the next pair; 0 for an actual next B).
+
+    The random draws, in Google's order (the same rng state gives Google's pair):
+        1. A = the first a_end sentences, a_end = rng.randint(1, len(chunk) - 1)
+           when the chunk has 2 or more sentences (1 otherwise, no draw);
+        2. a one-sentence chunk is always a random next (no draw); otherwise
+           random next when rng.random() < 0.5, else B = the rest of the chunk;
+        3. random next: up to 10 draws rng.randint(0, len(all_documents) - 1)
+           until one differs from document_index (after 10 misses the last draw
+           is used anyway), then a start sentence rng.randint(0, len(doc) - 1),
+           then whole sentences from there until B has target_seq_length - len(A)
+           tokens or the document ends;
+        4. truncate_seq_pair(A, B, max_num_tokens, rng).
+    """
+    # A = the first a_end sentences of the chunk (at least one, and at
+    # least one left over for B when the chunk has two or more).
+    a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+    tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
+
+    # `or` short-circuits: a one-sentence chunk draws no coin.
+    if len(chunk) == 1 or rng.random() < 0.5:
+        is_random_next = True
+        tokens_b = _random_next_segment(all_documents, document_index,
+                                        target_seq_length - len(tokens_a), rng)
+        num_unused = len(chunk) - a_end
+    else:
+        is_random_next = False
+        tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
+        num_unused = 0
+    truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+
+    tokens = [CLS, *tokens_a, SEP, *tokens_b, SEP]
+    segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+    return tokens, segment_ids, is_random_next, num_unused
+
+
 def create_instances_from_document(all_documents, document_index: int, max_seq_length: int,
                                    short_seq_prob: float, masked_lm_prob: float,
                                    max_predictions_per_seq: int, vocab_words: list[str],
@@ -214,24 +271,9 @@ def create_instances_from_document(all_documents, document_index: int, max_seq_l
         chunk.append(document[i])
         chunk_length += len(document[i])
         if i == len(document) - 1 or chunk_length >= target_seq_length:
-            # A = the first a_end sentences of the chunk (at least one, and at
-            # least one left over for B when the chunk has two or more).
-            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-            tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
-
-            # `or` short-circuits: a one-sentence chunk draws no coin.
-            if len(chunk) == 1 or rng.random() < 0.5:
-                is_random_next = True
-                tokens_b = _random_next_segment(all_documents, document_index,
-                                                target_seq_length - len(tokens_a), rng)
-                i -= len(chunk) - a_end                 # put the unused sentences back
-            else:
-                is_random_next = False
-                tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
-            truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
-
-            tokens = [CLS, *tokens_a, SEP, *tokens_b, SEP]
-            segment_ids = [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1)
+            tokens, segment_ids, is_random_next, num_unused = create_sentence_pair(
+                chunk, all_documents, document_index, target_seq_length, max_num_tokens, rng)
+            i -= num_unused                             # put the unused sentences back
             tokens, positions, labels = create_masked_lm_predictions(
                 tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng, whole_word_mask)
             instances.append(TrainingInstance(tokens, segment_ids, is_random_next, positions, labels,

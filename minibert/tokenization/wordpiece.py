@@ -22,7 +22,7 @@ becomes "[UNK]" (BERT's rule, not just the unmatched part).
 """
 from __future__ import annotations
 
-__all__ = ["WordpieceTokenizer", "CONTINUATION_PREFIX"]
+__all__ = ["WordpieceTokenizer", "CONTINUATION_PREFIX", "greedy_longest_match"]
 
 CONTINUATION_PREFIX = "##"
 
@@ -67,26 +67,53 @@ class WordpieceTokenizer:
             >>> WordpieceTokenizer({"un": 0, "##aff": 1, "##able": 2}).split_word("unaffable")
             [('un', 0, 2), ('##aff', 2, 5), ('##able', 5, 9)]
         """
-        if len(word) > self.max_input_chars_per_word:
+        return greedy_longest_match(word, self.vocab, self.max_input_chars_per_word, self.longest_piece)
+
+
+def greedy_longest_match(word: str, vocab, max_input_chars_per_word: int = 100,
+                         longest_piece: int | None = None) -> list[tuple[str, int, int]] | None:
+    """WordPiece's rule on one word: greedy longest match first, "##" on continuations.
+
+    word: one word without spaces (after basic tokenization).
+    vocab: the vocabulary (a dict or set of strings; only `in` is used).
+    max_input_chars_per_word: a longer word is unknown at once (returns None).
+    longest_piece: no vocabulary entry covers more characters than this (a
+        "##" entry counts without its "##"); None: no bound. A speed-up only,
+        the result is the same.
+
+    Returns the pieces with the characters each covers, [(piece, start, end), ...]
+    with word[start:end] the piece's text (without "##"); or None when some
+    part of the word matches no entry: then the whole word is unknown, not just
+    that part (the caller writes "[UNK]").
+
+        >>> greedy_longest_match("unaffable", {"un", "##aff", "##able"})
+        [('un', 0, 2), ('##aff', 2, 5), ('##able', 5, 9)]
+        >>> print(greedy_longest_match("unaffable", {"un", "##aff", "##able", "una"}))
+        None
+
+    (In the second call "una" is the longest match at the start, and then no
+    entry matches "ffable": greedy does not go back to try "un".)
+    """
+    if len(word) > max_input_chars_per_word:
+        return None
+    pieces = []
+    start = 0
+    while start < len(word):
+        # Try the longest candidate first, then one character shorter, ...
+        end = len(word) if longest_piece is None else min(len(word), start + longest_piece)
+        piece = None
+        while end > start:
+            candidate = word[start:end]
+            if start > 0:
+                candidate = CONTINUATION_PREFIX + candidate
+            if candidate in vocab:
+                piece = candidate
+                break
+            end -= 1
+        if piece is None:
+            # Nothing in the vocabulary matches here: the whole word is
+            # unknown, even the pieces already found (as in the reference).
             return None
-        pieces = []
-        start = 0
-        while start < len(word):
-            # Try the longest candidate first, then one character shorter, ...
-            end = min(len(word), start + self.longest_piece)
-            piece = None
-            while end > start:
-                candidate = word[start:end]
-                if start > 0:
-                    candidate = CONTINUATION_PREFIX + candidate
-                if candidate in self.vocab:
-                    piece = candidate
-                    break
-                end -= 1
-            if piece is None:
-                # Nothing in the vocabulary matches here: the whole word is
-                # unknown, even the pieces already found (as in the reference).
-                return None
-            pieces.append((piece, start, end))
-            start = end
-        return pieces
+        pieces.append((piece, start, end))
+        start = end
+    return pieces
