@@ -440,6 +440,7 @@ def register(subparsers):
                              ("accumulate", int, "micro-batches per step (gradient accumulation)"),
                              ("eval-every", int, "steps between held-out evaluations"),
                              ("eval-batches", int, "batches per evaluation"),
+                             ("eval-dupe-factor", int, "masked versions of each held-out instance"),
                              ("checkpoint-every", int, "steps between checkpoints"),
                              ("keep", int, "checkpoints kept"), ("seed", int, "seed of data, init and dropout")):
         p.add_argument(f"--{name}", type=typ, default=getattr(d, name.replace("-", "_")), help=help_)
