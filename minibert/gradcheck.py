@@ -29,6 +29,7 @@ from minibert.ops import (attention_mask_bias, cross_entropy_backward, cross_ent
                           dropout_backward, dropout_forward, embedding_backward, embedding_forward,
                           gelu_backward, gelu_forward, gelu_tanh_backward, gelu_tanh_forward,
                           layer_norm_backward, layer_norm_forward, linear_backward, linear_forward,
+                          mse_backward, mse_forward,
                           scaled_dot_product_attention_backward, scaled_dot_product_attention_forward,
                           softmax_backward, softmax_forward, tanh_backward, tanh_forward)
 from minibert.ops.attention import multi_head_attention_backward, multi_head_attention_forward
@@ -214,6 +215,10 @@ def op_checks(rng):
            lambda dd, c: {"logits": cross_entropy_backward(dd, c)},
            dict(logits=_normal(rng, B * T, V, scale=3.0)), ("logits",))
 
+    target = _normal(rng, B, 5)
+    yield ("mean squared error", lambda pred: mse_forward(pred, target),
+           lambda dd, c: {"pred": mse_backward(dd, c)}, dict(pred=_normal(rng, B, 5)), ("pred",))
+
 
 MODEL_STEP = 1e-4
 
@@ -257,6 +262,74 @@ def check_model(config: BertConfig, rng, per_param=4, batch=B, seq=T, h=MODEL_ST
     return results
 
 
+def task_head_inputs(model, rng, batch=B, seq=T) -> dict:
+    """A padded batch with labels for a task head (minibert.task_heads): some labels ignored
+    (-100), and for question answering a start past the sequence (ignored) and a negative end
+    (clamped to 0), so every rule of the loss is exercised."""
+    cfg = model.config
+    ids = rng.integers(1, cfg.vocab_size, size=(batch, seq))
+    ids[1, -2:] = cfg.pad_token_id
+    types = rng.integers(0, cfg.type_vocab_size, size=(batch, seq))
+    mask = (ids != cfg.pad_token_id).astype(numpy.int64)
+    inputs = dict(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    name = type(model).__name__
+    if name == "BertForQuestionAnswering":
+        start = rng.integers(0, seq, size=batch)
+        end = rng.integers(0, seq, size=batch)
+        start[0], end[-1] = seq + 3, -2
+        return dict(inputs, start_positions=start, end_positions=end)
+    if name == "BertForTokenClassification":
+        labels = rng.integers(0, cfg.num_labels, size=(batch, seq))
+        labels[mask == 0] = -100
+        return dict(inputs, labels=labels)
+    if model.is_regression:
+        return dict(inputs, labels=rng.normal(size=batch if cfg.num_labels == 1 else (batch, cfg.num_labels)))
+    labels = rng.integers(0, cfg.num_labels, size=batch)
+    labels[-1] = -100
+    return dict(inputs, labels=labels)
+
+
+def check_task_head(cls, config: BertConfig, rng, per_param=4, h=MODEL_STEP):
+    """Finite-difference check of a task head (and the BertModel under it) for every parameter.
+
+    Training mode, so every dropout is on, with fixed masks: the dropout generator is
+    rewound to the same state before every forward, so each forward draws the same masks
+    and the loss is a smooth function of the parameters. Parameters perturbed from the
+    init, padding and ignored labels present.
+    """
+    model = cls(config, seed=int(rng.integers(1 << 30)), dtype="float64").train()
+    for k, v in model.params.items():
+        v += backend.to_device(rng.normal(0.0, 0.1, size=v.shape), dtype=numpy.float64)
+    inputs = task_head_inputs(model, rng)
+    state = model.bert.rng.bit_generator.state
+
+    def loss():
+        model.bert.rng.bit_generator.state = state                        # the same dropout masks
+        return float(model.forward(**inputs)["loss"])
+
+    loss()
+    model.zero_grad()
+    model.backward()
+    xp = backend.get_xp()
+    results = []
+    for name, param in model.params.items():
+        idx = pick_indices(model.grads[name], rng, per_param)
+        numeric = numerical_gradient(loss, param, idx, h)
+        err = rel_error(model.grads[name].reshape(-1)[xp.asarray(idx)], numeric)
+        results.append(CheckResult(name, err, len(idx), name))
+    return results
+
+
+def task_head_checks():
+    """(label, class, config) for every task head row of the table (odd sizes, dropout on)."""
+    from minibert.task_heads import (BertForQuestionAnswering, BertForSequenceClassification,
+                                     BertForTokenClassification)
+    return [("3 classes", BertForSequenceClassification, odd_config(num_labels=3, classifier_dropout=0.2)),
+            ("regression (MSE)", BertForSequenceClassification, odd_config(num_labels=1)),
+            ("5 classes", BertForTokenClassification, odd_config(num_labels=5, classifier_dropout=0.2)),
+            ("start/end spans", BertForQuestionAnswering, odd_config(hidden_act="gelu_new"))]
+
+
 def odd_config(**overrides) -> BertConfig:
     """The odd sizes of google-research/bert's own tests, so shape bugs fail loudly."""
     fields = dict(vocab_size=99, hidden_size=36, num_hidden_layers=2, num_attention_heads=3,
@@ -279,6 +352,11 @@ def run(config_name="tiny", seed=0, per_param=4, stream=print) -> bool:
         results = check_model(cfg, rng, per_param)
         worst = max(results, key=lambda r: r.max_rel_error)
         rows.append(CheckResult(f"BertModel, {label}, {cfg.hidden_act}: {len(results)} parameters",
+                                worst.max_rel_error, sum(r.checked for r in results), worst.name))
+    for label, cls, cfg in task_head_checks():
+        results = check_task_head(cls, cfg, rng, per_param)
+        worst = max(results, key=lambda r: r.max_rel_error)
+        rows.append(CheckResult(f"{cls.__name__}, {label}, dropout: {len(results)} parameters",
                                 worst.max_rel_error, sum(r.checked for r in results), worst.name))
     width = max(len(r.name) for r in rows)
     stream(f"Gradient check: float64 central differences (h={STEP} for ops, {MODEL_STEP} for the whole model), "
