@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = [
     "minibert.gradcheck",         # gradcheck: finite-difference check of every op and the model
     "minibert.pretrain",          # pretrain, plot, fill-mask
+    "minibert.finetune",          # finetune, predict
     "minibert.tokenization.cli",  # tokenize, train-vocab
     "minibert.embed",             # embed: texts -> sentence vectors (.npy)
     "minibert.vectors",           # search, similarity, cluster, polysemy, analogy, attention

@@ -87,6 +87,51 @@ def plot_pretraining(run_dir, out=None) -> Path:
     return out
 
 
+def plot_finetuning(run_dir, out=None) -> Path:
+    """Fine-tuning curves -> curves.png: train loss per step with the mean train loss and the dev loss
+    at each evaluation (overfitting: dev loss rising while train loss falls), and the dev metric."""
+    rows = read_jsonl(Path(run_dir) / "log.jsonl")
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "dev_loss" in r]
+    metric = json.loads((Path(run_dir) / "run.json").read_text()).get("task", "")
+    fig, _, _ = _figure(1, 2, (11, 4))
+    ax_loss, ax_metric = fig.subplots(1, 2)
+    steps = numpy.array([r["step"] for r in train])
+    ax_loss.plot(steps, [r["loss"] for r in train], alpha=0.25, label="train loss (per step)")
+    if evals:
+        e_steps = [r["step"] for r in evals]
+        ax_loss.plot(e_steps, [r["train_loss"] for r in evals], "o-", label="train loss (mean since last eval)")
+        ax_loss.plot(e_steps, [r["dev_loss"] for r in evals], "o-", label="dev loss")
+        keys = [k for k in ("accuracy", "f1", "exact_match", "precision", "recall") if k in evals[0]]
+        for k in keys:
+            ax_metric.plot(e_steps, [r[k] for r in evals], "o-", label=f"dev {k}")
+        ax_metric.legend()
+    ax_loss.set(title=f"{metric}: loss", xlabel="step", ylabel="loss")
+    ax_loss.legend()
+    ax_metric.set(title="dev metric per evaluation", xlabel="step")
+    out = Path(out) if out else Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def plot_confusion(matrix, label_names, out, title="confusion matrix") -> Path:
+    """A confusion matrix (rows: true label, columns: predicted) with its counts -> PNG."""
+    matrix = numpy.asarray(matrix)
+    fig, _, _ = _figure(1, 1, (1.2 * len(label_names) + 2.5, 1.0 * len(label_names) + 2))
+    ax = fig.subplots()
+    im = ax.imshow(matrix, cmap="Blues")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                    color="white" if matrix[i, j] > matrix.max() / 2 else "black")
+    ax.set_xticks(range(len(label_names)), label_names, rotation=30, ha="right")
+    ax.set_yticks(range(len(label_names)), label_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax)
+    fig.savefig(out, dpi=100)
+    return Path(out)
+
+
 def plot_attention(probs, tokens, title="attention", max_heads=None):
     """A grid of attention maps: probs (A, T, T) of one sequence (or (L, A, T, T) for every layer)."""
     probs = numpy.asarray(probs)
