@@ -8,8 +8,11 @@
 from minibert import backend
 from minibert.config import BertConfig
 from minibert.model import BertModel
+from minibert.task_heads import (BertForQuestionAnswering, BertForSequenceClassification,
+                                 BertForTokenClassification)
 from minibert.tokenization import BertTokenizer
 from minibert.embed import embed  # the function; its helpers: from minibert.embed import load_encoder, ...
 
 __version__ = "0.1.0"
-__all__ = ["backend", "BertConfig", "BertModel", "BertTokenizer", "embed", "__version__"]
+__all__ = ["backend", "BertConfig", "BertModel", "BertTokenizer", "embed", "BertForSequenceClassification",
+           "BertForTokenClassification", "BertForQuestionAnswering", "__version__"]

@@ -1,7 +1,9 @@
 """BertConfig: the sizes of a BERT, with Hugging Face's config.json field names.
 
 The names are exactly those of `transformers.BertConfig`, so a config.json
-written by Hugging Face loads here and one written here loads there.
+written by Hugging Face loads here and one written here loads there. That
+includes the fields of the fine-tuning heads: id2label / label2id (whose
+length is num_labels, as in transformers), classifier_dropout, problem_type.
 
 Google's 24 small BERTs and the two paper sizes are presets:
 

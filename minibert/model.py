@@ -183,7 +183,8 @@ class BertModel:
         if not isinstance(embeddings, bool):
             raise TypeError(f"embeddings must be True or False, got {embeddings!r}")
         if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= L:
-            raise ValueError(f"layers must be an integer in [0, {L}] (the model has {L} encoder layers), got {layers!r}")
+            raise ValueError(f"layers must be an integer in [0, {L}] (the model has {L} encoder layers), "
+                             f"got {layers!r}")
         if layers and not embeddings:
             raise ValueError(f"freezing encoder layers 0..{layers - 1} while the embeddings train would still "
                              f"backpropagate through the frozen layers; minibert freezes from the bottom up: "

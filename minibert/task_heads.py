@@ -23,7 +23,8 @@ Backward, with g = dL/dlogits from the loss (see docs/heads.md):
     dW = g^T h,  db = sum of g's rows,  dh = g W      (h the classifier's input)
     then dropout's mask, then BertModel.backward (into pooled, or into every token).
 
-Every class: forward(...) -> dict (logits, and with labels loss, correct, count), backward(weight)
+Every class: forward(...) -> dict (logits, or start_logits and end_logits; with labels also loss,
+and correct / count: host ints, except for regression), backward(weight)
 adding weight * d(loss) into self.grads (weight lets gradient accumulation reproduce one big
 batch exactly), train/eval/zero_grad/num_parameters, freeze (BertModel.freeze) with
 frozen_names() for AdamW(frozen=...), from_pretrained(folder) and save_pretrained(folder).

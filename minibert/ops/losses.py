@@ -1,4 +1,4 @@
-"""Softmax cross-entropy with an ignore index (-100, PyTorch's default).
+"""Softmax cross-entropy with an ignore index (-100, PyTorch's default); mean squared error.
 
     loss = -(1/n) sum over rows r with label[r] != -100 of log p[r, label[r]]
 
