@@ -267,3 +267,23 @@ def test_docstring_examples_run():
     for module in (metrics, batching, spec, squad):
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_device_arrays_are_brought_to_the_host(strict_backend):
+    # Logits and predictions come from the model on the device; the metrics and the
+    # post-processing must copy them with backend.to_host, never np.asarray (CuPy refuses it).
+    from minibert.tasks.batching import Encoded
+    from minibert.tasks.ner import word_predictions
+    from minibert.tasks.squad import QAExample, postprocess_qa_predictions
+    xp = strict_backend
+    with pytest.raises(TypeError, match="implicit conversion"):
+        np.asarray(xp.asarray([1, 2]))                     # the stand-in is as strict as CuPy
+    assert accuracy(xp.asarray([1, 0, 1]), xp.asarray([1, 1, 1])) == pytest.approx(2 / 3)
+    np.testing.assert_array_equal(confusion_matrix(xp.asarray([0, 1]), xp.asarray([1, 1]), 2), [[0, 1], [0, 1]])
+    encoded = Encoded([{"input_ids": [101, 7, 102], "word_starts": [1], "example_index": 0}])
+    assert word_predictions(xp.asarray([[0, 1, 0]]), encoded, {0: "O", 1: "B-x"}) == [["B-x"]]
+    example = QAExample("q", "?", "ab", ({"text": "ab", "answer_start": 0},), "t", 0)
+    encoded = Encoded([{"input_ids": [101, 1, 102, 5, 102], "offset_mapping": [None, None, None, (0, 2), None],
+                        "example_index": 0}])
+    logits = xp.asarray([[0.0, 0.0, 0.0, 1.0, 0.0]])
+    assert postprocess_qa_predictions([example], encoded, logits, logits)[0] == {"q": "ab"}
