@@ -119,7 +119,7 @@ def write(tmp_path, text, name="x.tsv", raw=False):
 
 
 def test_bom_crlf_blank_lines_and_quotes(tmp_path):
-    text = '\ufeffindex\tsentence1\tsentence2\tlabel\r\n0\t"Quoted" start\tb "x\tentailment\r\n\r\n' \
+    text = '\ufeffindex\tsentence1\tsentence2\tlabel \r\n0\t"Quoted" start\tb "x\tentailment\r\n\r\n' \
            '1\ta\u2028b\tc\tnot_entailment\r\n'
     examples = read_glue(write(tmp_path, text), "rte")
     assert [(e.idx, e.text_a, e.text_b, e.label, e.line) for e in examples] == [
@@ -154,6 +154,8 @@ def test_unknown_label_names_it_and_the_line(tmp_path):
 def test_empty_files(tmp_path):
     with pytest.raises(EmptyFileError, match=r"sst2 file .*x\.tsv is empty"):
         read_glue(write(tmp_path, ""), "sst2")
+    with pytest.raises(EmptyFileError, match=r"sst2 file .*x\.tsv is empty"):
+        read_glue(write(tmp_path, "\ufeff\r\n"), "sst2")                 # a BOM and a line end only
     with pytest.raises(EmptyFileError, match=r"x\.tsv has a header but no examples"):
         read_glue(write(tmp_path, "sentence\tlabel\n\n"), "sst2")
 

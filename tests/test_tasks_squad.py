@@ -154,7 +154,7 @@ def test_unfound_answers_are_counted_and_skipped_with_one_warning():
     good = worked_example()
     bad = QAExample("q2", "Who lost?", good.context, ({"text": "Panthers", "answer_start": 3},), "t", 0)
     with pytest.warns(SkippedAnswersWarning, match=r"skipped 1 of 2 training questions whose answer text "
-                                                   r"is not at its answer_start in the context \(first: \['q2'\]\)"):
+                                                   r"is not at its answer_start in the context, or missing \(first: \['q2'\]\)"):
         encoded = encode_squad([good, bad], tok, training=True)
     assert encoded.counts["skipped_answers"] == 1 and len(encoded) == 1
     assert encode_squad([good, bad], tok, training=False).counts["skipped_answers"] == 0   # eval keeps all

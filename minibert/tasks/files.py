@@ -35,8 +35,6 @@ def read_lines(path, what: str = "file") -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     data = path.read_bytes()
-    if not data.strip():
-        raise EmptyFileError(f"{what} {path} is empty")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -44,6 +42,8 @@ def read_lines(path, what: str = "file") -> list[str]:
         raise DataFormatError(f"{path}, line {line}: not UTF-8 ({error.reason} at byte "
                               f"{error.start}); save the file as UTF-8") from None
     text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise EmptyFileError(f"{what} {path} is empty")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()   # the file's final newline

@@ -88,7 +88,7 @@ def read_glue(path, task) -> list[SequenceExample]:
     """
     spec = _spec(task)
     lines = read_lines(path, f"{spec.name} file")
-    header = lines[0].split("\t")
+    header = [column.strip() for column in lines[0].split("\t")]
     if tuple(header) != spec.columns:
         raise DataFormatError(
             f"{path}, line 1: expected the {spec.name} header with the tab-separated columns "

@@ -217,7 +217,8 @@ def encode_squad(examples: list[QAExample], tokenizer, *, training: bool, max_se
     end_positions (0 and 0 = [CLS] when the window lacks the answer).
 
     counts: examples, features, skipped_answers (training: questions whose
-    answer text is not at answer_start; they get no feature), questions_cut
+    answer text is not at answer_start, or that have no answer; they get no
+    feature), questions_cut
     (questions longer than max_query_length pieces).
     """
     if max_query_length < 1 or max_seq_length < 4:
@@ -266,7 +267,7 @@ def encode_squad(examples: list[QAExample], tokenizer, *, training: bool, max_se
     counts["features"] = len(features)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} of {len(examples)} training questions whose answer text "
-                      f"is not at its answer_start in the context (first: {skipped[:3]})",
+                      f"is not at its answer_start in the context, or missing (first: {skipped[:3]})",
                       SkippedAnswersWarning, stacklevel=2)
     return Encoded(features, counts, pad_token_id=tokenizer.pad_token_id)
 
