@@ -16,21 +16,38 @@ from minibert.tasks.metrics import (
 )
 from task_helpers import data_file
 
-seqeval_metrics = pytest.importorskip("seqeval.metrics", reason="seqeval (test reference, "
-                                      "requirements-dev.txt) is not installed")
-from seqeval.metrics.sequence_labeling import get_entities as seqeval_get_entities  # noqa: E402
-from seqeval.scheme import IOB2, Entities  # noqa: E402
 
-SEQEVAL_MODE = {"conlleval": {}, "strict": {"mode": "strict", "scheme": IOB2}}
+def seqeval():
+    """The seqeval package (the reference), or skip: only the NER parity tests need it."""
+    return pytest.importorskip("seqeval.metrics", reason="seqeval (test reference, "
+                               "requirements-dev.txt) is not installed")
+
+
+def seqeval_get_entities(tags):
+    """seqeval's default (conlleval) entities: (type, start, end) with end *inclusive*."""
+    seqeval()
+    from seqeval.metrics.sequence_labeling import get_entities as reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")            # "seems not to be NE tag" for bare B / I
+        return reference(list(tags))
+
+
+def seqeval_strict_entities(tags):
+    """seqeval's strict IOB2 entities: (type, start, end), end exclusive."""
+    seqeval()
+    from seqeval.scheme import IOB2, Entities
+    return [(e.tag, e.start, e.end) for e in Entities([list(tags)], IOB2).entities[0]]
 
 
 def seqeval_scores(true_tags, pred_tags, mode):
     """seqeval's numbers as Hugging Face's run_ner reads them (classification_report, micro avg)."""
+    reference = seqeval()
+    from seqeval.scheme import IOB2
+    options = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")            # zero-division warnings on empty types
-        report = seqeval_metrics.classification_report(true_tags, pred_tags, output_dict=True,
-                                                       **SEQEVAL_MODE[mode])
-        accuracy_score = seqeval_metrics.accuracy_score(true_tags, pred_tags)
+        report = reference.classification_report(true_tags, pred_tags, output_dict=True, **options)
+        accuracy_score = reference.accuracy_score(true_tags, pred_tags)
     return report, accuracy_score
 
 
@@ -78,12 +95,8 @@ EDGE_CASES = [
 def test_entities_hand_cases_and_seqeval(tags, conlleval, strict):
     assert get_entities(tags, "conlleval") == conlleval
     assert get_entities(tags, "strict") == strict
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = seqeval_get_entities(list(tags))                   # end inclusive
-        theirs_strict = Entities([list(tags)], IOB2).entities[0]    # end exclusive
-    assert [(t, s, e + 1) for t, s, e in theirs] == conlleval
-    assert [(e.tag, e.start, e.end) for e in theirs_strict] == strict
+    assert [(t, s, e + 1) for t, s, e in seqeval_get_entities(tags)] == conlleval
+    assert seqeval_strict_entities(tags) == strict
 
 
 @pytest.mark.parametrize("tags", [
