@@ -55,12 +55,15 @@ class FinetuneArgs:
     max_seq_len: int | None = None         # None: the task's default (128; 384 for squad)
     train_limit: int | None = None         # use only the first N training examples
     dev_limit: int | None = None           # evaluate on the first N dev examples only
+    doc_stride: int = 128                  # squad: context pieces shared by consecutive windows
+    split_articles: int | None = None      # squad: train on the first N articles of --train, evaluate on the
+                                           # rest of --dev (XQuAD: one file, 38 articles train, 10 dev)
     warmup: float = 0.1                    # fraction of the steps
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     accumulate: int = 1                    # micro-batches per step (batch_size must divide by it)
     freeze_embeddings: bool = False
-    freeze_layers: int = 0                 # the first K encoder layers get no update and no backward
+    freeze_layers: int = 0                 # the embeddings and the first K encoder layers: no update, no backward
     fp16: bool = False                     # float16 matmuls + dynamic loss scaling (minibert/amp.py)
     eval_every: int = 0                    # steps between dev evaluations; 0: once per epoch
     patience: int | None = None            # stop after this many evaluations without a better dev metric
@@ -167,8 +170,18 @@ def run(args: FinetuneArgs, stream=print) -> dict:
 
     tokenizer = BertTokenizer.from_pretrained(model_dir)
     max_len = args.max_seq_len or task.default_max_seq_len
-    train = task.load(args.train, tokenizer, max_len, limit=args.train_limit, split="train")
-    dev = task.load(args.dev, tokenizer, max_len, limit=args.dev_limit, split="dev")
+    extra = {}
+    if task.kind == "span":
+        task.doc_stride = args.doc_stride
+    if args.split_articles is not None:
+        if task.kind != "span":
+            raise FinetuneError("--split-articles is for the squad task (articles of a SQuAD JSON file)")
+        extra["split_articles"] = args.split_articles
+    train = task.load(args.train, tokenizer, max_len, limit=args.train_limit, split="train", **extra)
+    dev = task.load(args.dev, tokenizer, max_len, limit=args.dev_limit, split="dev", **extra)
+    if not len(train.encoded) or not len(dev.encoded):
+        raise FinetuneError(f"nothing to {'train on' if not len(train.encoded) else 'evaluate'}: "
+                            f"{train.describe() if not len(train.encoded) else dev.describe()}")
     stream(f"{args.task}: {train.describe()} for training, {dev.describe()} for evaluation")
 
     model = task.load_model(model_dir, args)
@@ -181,7 +194,9 @@ def run(args: FinetuneArgs, stream=print) -> dict:
                f"{' ...' if len(info['unexpected_keys']) > 6 else ''}")
     model.train()
     if args.freeze_embeddings or args.freeze_layers:
-        model.freeze(embeddings=args.freeze_embeddings, layers=args.freeze_layers)
+        # bottom-up: freezing layers 0..K-1 freezes the embeddings below them too, so the backward
+        # can stop at layer K (nothing below it needs a gradient)
+        model.freeze(embeddings=True, layers=args.freeze_layers)
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, frozen=model.frozen_names())
     scaler = LossScaler() if args.fp16 else None
 
@@ -263,7 +278,7 @@ def save_model(model, tokenizer, task, folder: Path) -> None:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     write_json(folder / "task.json", {"task": task.name, "kind": task.kind,
-                                      "max_seq_len": getattr(task, "max_seq_len", None)})
+                                      "doc_stride": getattr(task, "doc_stride", None)})
 
 
 def load_finetuned(folder):
@@ -279,6 +294,8 @@ def load_finetuned(folder):
                             f"(expected RUN_DIR or RUN_DIR/best)")
     info = read_json(folder / "task.json")
     task = get_task(info["task"])
+    if info.get("doc_stride"):
+        task.doc_stride = info["doc_stride"]
     model = task.head.from_pretrained(folder, require_head=True)
     return task, model.eval(), BertTokenizer.from_pretrained(folder)
 
@@ -356,11 +373,14 @@ def register(subparsers):
                              ("max-seq-len", int, "tokens per sequence (default: 128; 384 for squad)"),
                              ("train-limit", int, "use the first N training examples only"),
                              ("dev-limit", int, "evaluate on the first N dev examples only"),
+                             ("doc-stride", int, "squad: overlap of consecutive context windows, in pieces"),
+                             ("split-articles", int, "squad: train on the first N articles of --train, "
+                                                     "evaluate on the others of --dev (XQuAD: 38)"),
                              ("warmup", float, "fraction of the steps spent warming up"),
                              ("weight-decay", float, "AdamW weight decay (not on biases and LayerNorm)"),
                              ("max-grad-norm", float, "clip the gradients' global norm (0: no clipping)"),
                              ("accumulate", int, "micro-batches per step (gradient accumulation)"),
-                             ("freeze-layers", int, "freeze the first K encoder layers (no update, no backward)"),
+                             ("freeze-layers", int, "freeze the embeddings and the first K encoder layers (no update, no backward)"),
                              ("eval-every", int, "steps between dev evaluations (default: once per epoch)"),
                              ("patience", int, "early stopping: evaluations without a better dev metric"),
                              ("dropout", float, "classifier dropout (default: the config's)"),

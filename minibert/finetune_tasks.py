@@ -111,6 +111,127 @@ class SequenceTask(_Task):
         return lines
 
 
+class TokenTask(_Task):
+    """CoNLL NER (WNUT-17): a label per word, predicted at its first piece (entity-level P/R/F1)."""
+    kind, metric = "token", "f1"
+
+    def __init__(self, spec):
+        from minibert.task_heads import BertForTokenClassification
+        self.spec, self.name, self.head = spec, spec.name, BertForTokenClassification
+        self.label_names = list(spec.label_names)
+
+    def load(self, path, tokenizer, max_seq_len, limit=None, split="train") -> Data:
+        from minibert.tasks.ner import encode_ner, read_conll
+        examples = read_conll(path, self.spec)
+        if limit is not None:
+            examples = examples[:limit]
+        return Data(examples, encode_ner(examples, tokenizer, self.spec.label2id, max_seq_len))
+
+    def forward(self, model, b):
+        return model.forward(*self.inputs(b), labels=b["labels"])
+
+    def loss_count(self, b) -> int:              # the loss is a mean over the labelled word pieces
+        return int((numpy.asarray(b["labels"]) != IGNORE_INDEX).sum())
+
+    def host_outputs(self, out, b):
+        return {"predictions": to_host(out["logits"]).argmax(axis=-1)}          # (B, T)
+
+    def metrics(self, data, outputs) -> dict:
+        from minibert.tasks.metrics import ner_scores
+        from minibert.tasks.ner import word_predictions
+        T = max(o["predictions"].shape[1] for o in outputs)
+        rows = numpy.concatenate([numpy.pad(o["predictions"], ((0, 0), (0, T - o["predictions"].shape[1])))
+                                  for o in outputs])
+        pred = word_predictions(rows, data.encoded, self.spec.id2label)
+        scores = ner_scores([list(e.tags) for e in data.examples], pred)
+        return {k: scores[k] for k in ("precision", "recall", "f1", "accuracy")}
+
+    def describe_metrics(self, r) -> str:
+        return f"entity precision {r['precision']:.4f}, recall {r['recall']:.4f}, F1 {r['f1']:.4f}"
+
+    def predict(self, model, tokenizer, inputs, top_k=3) -> list[str]:
+        """One line per input: each word with its predicted tag (words split on whitespace)."""
+        from minibert.tasks.ner import TokenExample, encode_ner, word_predictions
+        lines = []
+        for text in inputs:
+            words = tuple(" ".join(text).split())
+            ex = TokenExample(0, words, ("O",) * len(words), 0)
+            enc = encode_ner([ex], tokenizer, self.spec.label2id, model.config.max_position_embeddings)
+            logits = to_host(model.forward(*self.inputs(enc.batch([0])))["logits"])
+            tags = word_predictions(logits, enc, {int(k): v for k, v in model.config.id2label.items()})[0]
+            lines.append(" ".join(w if t == "O" else f"{w}/{t}" for w, t in zip(words, tags)))
+        return lines
+
+
+class SpanTask(_Task):
+    """SQuAD v1.1 (XQuAD): the answer is a span of the context; windows over long contexts (EM, F1)."""
+    kind, metric = "span", "f1"
+    default_max_seq_len = 384
+    name = "squad"
+    label_names = None
+
+    def __init__(self, doc_stride=128, max_query_length=64, max_answer_length=30):
+        from minibert.task_heads import BertForQuestionAnswering
+        self.head = BertForQuestionAnswering
+        self.doc_stride, self.max_query_length, self.max_answer_length = doc_stride, max_query_length, max_answer_length
+
+    def load(self, path, tokenizer, max_seq_len, limit=None, split="train", split_articles=None) -> Data:
+        """A SQuAD v1.1 JSON file; with split_articles=N, the first N articles (train) or the rest (dev)."""
+        from minibert.tasks.squad import encode_squad, read_squad
+        examples = read_squad(path)
+        if split_articles is not None:
+            examples = [e for e in examples if (e.article < split_articles) == (split == "train")]
+        if limit is not None:
+            examples = examples[:limit]
+        with warnings.catch_warnings(record=True):                  # counted in encoded.counts instead
+            warnings.simplefilter("always")
+            encoded = encode_squad(examples, tokenizer, training=True, max_seq_length=max_seq_len,
+                                   doc_stride=self.doc_stride, max_query_length=self.max_query_length)
+        kept = {f["example_index"] for f in encoded.features}
+        return Data(examples, encoded, extra={"kept": kept})
+
+    def forward(self, model, b):
+        return model.forward(*self.inputs(b), start_positions=b["start_positions"], end_positions=b["end_positions"])
+
+    def loss_count(self, b) -> int:              # the loss is a mean over the windows of the batch
+        return len(b["input_ids"])
+
+    def host_outputs(self, out, b):
+        return {"start_logits": to_host(out["start_logits"]), "end_logits": to_host(out["end_logits"])}
+
+    def metrics(self, data, outputs) -> dict:
+        from minibert.tasks.metrics import squad_scores
+        from minibert.tasks.squad import postprocess_qa_predictions, references
+        T = max(o["start_logits"].shape[1] for o in outputs)
+        pad = lambda a: numpy.pad(a, ((0, 0), (0, T - a.shape[1])), constant_values=-numpy.inf)  # noqa: E731
+        start = numpy.concatenate([pad(o["start_logits"]) for o in outputs])
+        end = numpy.concatenate([pad(o["end_logits"]) for o in outputs])
+        answers, _ = postprocess_qa_predictions(data.examples, data.encoded, start, end,
+                                                max_answer_length=self.max_answer_length)
+        scores = squad_scores(answers, references(data.examples))
+        return {"exact_match": scores["exact_match"] / 100, "f1": scores["f1"] / 100}
+
+    def describe_metrics(self, r) -> str:
+        return f"exact match {100 * r['exact_match']:.2f}, F1 {100 * r['f1']:.2f}"
+
+    def predict(self, model, tokenizer, inputs, top_k=3) -> list[str]:
+        """One line per (question, context): the best answers with their probabilities."""
+        from minibert.tasks.squad import QAExample, encode_squad, postprocess_qa_predictions
+        lines = []
+        for question, context in inputs:
+            ex = QAExample(id="q", question=question, context=context, answers=(), title="", article=0)
+            enc = encode_squad([ex], tokenizer, training=False,
+                               max_seq_length=min(384, model.config.max_position_embeddings),
+                               doc_stride=self.doc_stride, max_query_length=self.max_query_length)
+            b = enc.batch(range(len(enc)))
+            out = model.forward(*self.inputs(b))
+            _, n_best = postprocess_qa_predictions([ex], enc, to_host(out["start_logits"]),
+                                                   to_host(out["end_logits"]), max_answer_length=self.max_answer_length)
+            best = n_best["q"][:top_k]
+            lines.append(" | ".join(f"{c['text']!r} {c['probability']:.3f}" for c in best) or "(no answer found)")
+        return lines
+
+
 def _softmax(logits):
     z = numpy.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
@@ -119,8 +240,13 @@ def _softmax(logits):
 def get_task(name: str):
     """The task object for a name: sst2, rte, qnli (sequence), wnut17 (token), squad (span)."""
     from minibert.tasks.glue import GLUE_TASKS
+    from minibert.tasks.ner import WNUT17
     if name in GLUE_TASKS:
         return SequenceTask(GLUE_TASKS[name])
+    if name == "wnut17":
+        return TokenTask(WNUT17)
+    if name == "squad":
+        return SpanTask()
     raise ValueError(f"unknown task {name!r}; known: {TASK_NAMES}")
 
 

@@ -161,3 +161,28 @@ def test_clear_errors(sst2, tmp_path):
     r = subprocess.run([sys.executable, "-m", "minibert", "predict", "--model", str(model_dir), "fine"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "classifier.weight" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ner_and_qa_runs_and_predict(tmp_path):
+    wnut, xquad = DATA / "wnut17", DATA / "xquad" / "xquad.en.json"
+    if not wnut.is_dir() or not xquad.is_file():
+        pytest.skip("shared data not found")
+    model_dir = small_model_dir(tmp_path / "model")
+    s = run(FinetuneArgs(task="wnut17", train=str(wnut / "train.conll"), dev=str(wnut / "dev.conll"),
+                         model=str(model_dir), train_limit=48, dev_limit=32, epochs=1, batch_size=16,
+                         max_seq_len=64, out=str(tmp_path / "ner"), progress=False), stream=lambda *x: None)
+    assert {"precision", "recall", "f1"} <= set(s) and 0 <= s["f1"] <= 1
+    r = subprocess.run([sys.executable, "-m", "minibert", "predict", "--model", str(tmp_path / "ner"),
+                        "I met Barack Obama in Paris"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and len(r.stdout.split()) == 6, r.stdout + r.stderr
+
+    s = run(FinetuneArgs(task="squad", train=str(xquad), dev=str(xquad), split_articles=38, model=str(model_dir),
+                         train_limit=24, dev_limit=16, epochs=1, batch_size=8, max_seq_len=64, doc_stride=16,
+                         out=str(tmp_path / "qa"), progress=False), stream=lambda *x: None)
+    assert {"exact_match", "f1"} <= set(s) and 0 <= s["exact_match"] <= s["f1"] <= 1
+    r = subprocess.run([sys.executable, "-m", "minibert", "predict", "--model", str(tmp_path / "qa"),
+                        "--question", "Where did I meet him?", "--context", "I met Barack Obama in Paris."],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "'" in r.stdout, r.stdout + r.stderr
+    with pytest.raises(FinetuneError, match="split-articles is for the squad task"):
+        run(args(tmp_path, model_dir, split_articles=3), stream=lambda *x: None)
