@@ -146,8 +146,12 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def run(args: FinetuneArgs, stream=print) -> dict:
-    """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json)."""
+def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
+    """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
+
+    callback(row): called with every log row as it is written (a step's row has "loss", an
+    evaluation's has "dev_loss"), e.g. to redraw a live plot in a notebook.
+    """
     from tqdm import tqdm
 
     from minibert.finetune_tasks import get_task
@@ -231,6 +235,8 @@ def run(args: FinetuneArgs, stream=print) -> dict:
                     row.update(loss_scale=m["loss_scale"], skipped=m["skipped"],
                                skipped_steps=scaler.skipped_steps)
                 log.write(json.dumps(row) + "\n")
+                if callback is not None:
+                    callback(row)
                 since_eval.append(m["loss"])
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{m['loss']:.3f}", lr=f"{lr:.1e}", refresh=False)
@@ -241,6 +247,8 @@ def run(args: FinetuneArgs, stream=print) -> dict:
                               **result}
                     since_eval = []
                     log.write(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}) + "\n")
+                    if callback is not None:
+                        callback(result)
                     value = result[task.metric]
                     improved = value > best_value
                     if improved:
