@@ -21,14 +21,32 @@ def test_ci_runs_the_readme_test_command():
     assert "pytest" in found and "requirements-dev.txt" in found and "python3 -m venv .venv" in found
 
 
-def test_main_command_installs_and_runs_gradcheck():
+def test_main_command_installs_and_pretrains():
     cmd = readme_command("main-command")
     assert cmd.startswith("python3 -m venv .venv") and "requirements.txt" in cmd
-    assert cmd.endswith("python -m minibert gradcheck")
+    assert cmd.endswith("python -m minibert pretrain")
 
 
 def test_main_job_runs(tmp_path):
-    """`python -m minibert gradcheck` (the main job) exits 0 and prints a passing table."""
+    """The main job, `python -m minibert pretrain`, shortened: from nothing but the standard library's
+    docstrings it learns a vocabulary, trains, evaluates, plots and fills in blanks."""
+    import json
+    import sys
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--steps", "4", "--eval-every", "2",
+                        "--eval-batches", "2", "--vocab-size", "3000", "--no-progress", "--out", str(out)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "loss" in row] == [1, 2, 3, 4]
+    assert any("eval_mlm_accuracy" in row for row in rows)
+    for name in ("curves.png", "model.safetensors", "config.json", "vocab.txt"):
+        assert (out / name).is_file(), name
+    assert "[MASK]" in r.stdout            # the fill-in-the-blank examples at the end
+
+
+def test_gradcheck_command_runs(tmp_path):
+    """`python -m minibert gradcheck` (in the README) exits 0 and prints a passing table."""
     import sys
     r = subprocess.run([sys.executable, "-m", "minibert", "gradcheck", "--config", "odd"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
