@@ -401,8 +401,14 @@ def _cmd_pretrain(ns) -> int:
 
 
 def _cmd_plot(ns) -> int:
-    from minibert.viz import plot_pretraining
-    print(plot_pretraining(ns.run_dir))
+    from minibert.viz import plot_finetuning, plot_pretraining
+    run_json = Path(ns.run_dir) / "run.json"
+    finetuning = run_json.is_file() and "task" in read_json(run_json)      # a `minibert finetune` run folder
+    try:
+        print((plot_finetuning if finetuning else plot_pretraining)(ns.run_dir))
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -453,7 +459,7 @@ def register(subparsers):
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_cmd_pretrain)
 
-    p = subparsers.add_parser("plot", help="redraw the loss and accuracy curves of a run folder")
+    p = subparsers.add_parser("plot", help="redraw the curves of a pretrain or finetune run folder")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_plot)
 
