@@ -1,0 +1,211 @@
+"""Exercise 10: BERT's masked-LM rule (minibert.pretraining.masking.num_to_predict / create_masked_lm_predictions)."""
+from __future__ import annotations
+
+import math
+import random
+
+from minibert.exercises.base import CheckFailed, Exercise, describe
+from minibert.pretraining.masking import MASK, create_masked_lm_predictions, num_to_predict
+
+STATEMENT = r"""
+## The rule (google-research/bert, `create_pretraining_data.py`)
+
+An instance is `[CLS] A [SEP] B [SEP]` as a list of token strings. The masked-LM objective hides some
+of its tokens and asks the model for the originals:
+
+1. **How many.** $k = \min\big(\text{max\_predictions\_per\_seq},\ \max(1,\ \operatorname{round}(n \cdot 0.15))\big)$
+   with $n$ = `len(tokens)`, the special tokens included, and Python's `round` (half to even:
+   $30 \times 0.15 = 4.5 \to 4$). Exactly $k$ positions, every time: not each token by its own
+   15% coin, which gives a different number each time (sometimes 0).
+2. **Which.** Every position except `[CLS]` and `[SEP]` (and `[PAD]`) is a candidate; shuffle the
+   candidates (`rng.shuffle`) and take the first $k$.
+3. **How.** Each chosen token becomes `[MASK]` with probability 80%; otherwise it is kept (10%) or
+   replaced by a random word of the whole vocabulary (10%):
+   `rng.random() < 0.8` → `[MASK]`; else `rng.random() < 0.5` → keep; else
+   `vocab_words[rng.randint(0, len(vocab_words) - 1)]`.
+4. Return the corrupted copy, the chosen positions **sorted**, and the original token at each.
+
+Draw the random numbers in exactly this order, from the `rng` you are given (a `random.Random`):
+then the same seed gives the same masks as Google's script, which is how minibert's data are
+checked against the reference.
+
+## What to think through
+
+- Why not always `[MASK]`? (`[MASK]` never appears at fine-tuning time.) Why keep 10%? Why replace
+  10% by random words? (BERT paper, section 3.1 and appendix C.2.)
+- What fraction of all tokens ends up as a random word? ($0.15 \times 0.1 = 1.5\%$.)
+
+## Your functions
+
+`num_to_predict(num_tokens, masked_lm_prob, max_predictions_per_seq)` and
+`create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
+whole_word_mask=False)`. Whole-word masking (all pieces of a word together, see the docstring and
+`candidate_groups`, imported in your file) is an optional extension: raise `NotImplementedError`
+for `whole_word_mask=True` if you skip it.
+"""
+
+HINTS = (
+    "num_to_predict: `min(max_predictions_per_seq, max(1, int(round(num_tokens * masked_lm_prob))))`. "
+    "Do not modify `tokens`: work on `output = list(tokens)`.",
+    "Candidates: `[i for i, tok in enumerate(tokens) if tok not in NEVER_MASKED]`; `rng.shuffle(candidates)`; "
+    "take `candidates[:budget]`. Flipping a 15% coin per token is *not* the rule.",
+    "For each chosen i, in the shuffled order: `if rng.random() < 0.8: output[i] = MASK` / `elif rng.random() < 0.5: "
+    "pass` / `else: output[i] = vocab_words[rng.randint(0, len(vocab_words) - 1)]`. Return "
+    "`output, sorted(chosen), [tokens[i] for i in sorted(chosen)]`.",
+)
+
+SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+WORDS = [f"w{i}" for i in range(400)]
+VOCAB = list(SPECIALS) + WORDS
+
+
+def _tokens(rng: random.Random, n_a=20, n_b=10):
+    return ["[CLS]", *rng.choices(WORDS, k=n_a), "[SEP]", *rng.choices(WORDS, k=n_b), "[SEP]"]
+
+
+def _budget_candidates(n, p, cap):
+    x = n * p
+    return [
+        (min(cap, max(1, math.ceil(x))), "round to the nearest integer with Python's round (half to even), "
+         "not up (ceil)."),
+        (min(cap, max(1, math.floor(x + 0.5))), "use Python's round: it rounds halves to even "
+         "(30 x 0.15 = 4.5 -> 4), as the reference does; floor(x + 0.5) rounds them up."),
+        (min(cap, max(1, int(x))), "round to the nearest integer (Python's round), do not truncate."),
+        (min(cap, int(round(x))), "at least one position: max(1, ...) (a very short instance still predicts one)."),
+        (max(1, int(round(x))), "at most max_predictions_per_seq: min(max_predictions_per_seq, ...)."),
+    ]
+
+
+def _call(t, tokens, seed, cap=20, prob=0.15, wwm=False, vocab=VOCAB):
+    given = list(tokens)
+    result = t.call("create_masked_lm_predictions", given, prob, cap, list(vocab), random.Random(seed),
+                    **({"whole_word_mask": True, "optional": True} if wwm else {}))
+    output, positions, labels = t.unpack(result, "create_masked_lm_predictions",
+                                         "output_tokens, masked_lm_positions, masked_lm_labels")
+    if given != tokens:
+        raise CheckFailed("create_masked_lm_predictions changed the `tokens` list it was given.",
+                          "work on a copy, output = list(tokens); the caller still needs the originals.")
+    if not isinstance(output, list) or len(output) != len(tokens):
+        raise CheckFailed(f"output_tokens is {describe(output)}; expected a list of {len(tokens)} tokens.")
+    if not isinstance(positions, list) or not all(isinstance(i, int) for i in positions):
+        raise CheckFailed(f"masked_lm_positions is {describe(positions)}; expected a list of ints.")
+    if positions != sorted(positions) or len(set(positions)) != len(positions):
+        raise CheckFailed(f"masked_lm_positions {positions} are not distinct and increasing.",
+                          "return the chosen positions sorted: sorted(chosen).")
+    if list(labels) != [tokens[i] for i in positions]:
+        raise CheckFailed("masked_lm_labels are not the original tokens at masked_lm_positions.",
+                          "labels = [tokens[i] for i in positions], taken from the input, not from the output.")
+    unchanged = [i for i in range(len(tokens)) if i not in set(positions) and output[i] != tokens[i]]
+    if unchanged:
+        raise CheckFailed(f"position {unchanged[0]} changed in the output but is not in masked_lm_positions.",
+                          "every changed position must be predicted (and listed).")
+    return output, positions, labels
+
+
+def check(t):
+    with t.check("num_to_predict: the budget for 19 lengths (Python's round, at least 1, at most the cap)"):
+        cases = [(n, 0.15, 20) for n in (3, 5, 7, 10, 17, 23, 30, 50, 70, 90, 110, 128, 130, 150, 512)]
+        cases += [(30, 0.15, 3), (6, 0.5, 20), (3, 0.1, 20), (10, 0.25, 20)]
+        for n, p, cap in cases:
+            got = t.call("num_to_predict", n, p, cap)
+            want = num_to_predict(n, p, cap)
+            if isinstance(got, bool) or not isinstance(got, int):
+                raise CheckFailed(f"num_to_predict({n}, {p}, {cap}) returned {describe(got)}; expected an int.",
+                                  "wrap the rounded value in int(...).")
+            if got != want:
+                hint = next((h for value, h in _budget_candidates(n, p, cap) if value == got), "")
+                raise CheckFailed(f"num_to_predict({n}, {p}, {cap}) returned {got}; expected {want}.",
+                                  hint or "min(max_predictions_per_seq, max(1, round(num_tokens * masked_lm_prob))).")
+
+    rng = random.Random(5)
+    samples = [(_tokens(rng), seed) for seed in range(300)]
+    budget = num_to_predict(len(samples[0][0]), 0.15, 20)
+    with t.check("[CLS] and [SEP] are never masked (300 instances)"):
+        for tokens, seed in samples:
+            output, positions, _ = _call(t, tokens, seed)
+            special = [i for i in positions if tokens[i] in ("[CLS]", "[SEP]")]
+            if special:
+                raise CheckFailed(f"position {special[0]} ({tokens[special[0]]}) was chosen for prediction "
+                                  f"(seed {seed}): [CLS] and [SEP] must never be masked.",
+                                  "leave the special tokens out of the candidates: only ordinary tokens can be "
+                                  "masked (the model must always see where the segments are).")
+    with t.check(f"exactly num_to_predict positions each time ({budget} of {len(samples[0][0])} tokens; and a cap of 3)"):
+        counts = [len(_call(t, tokens, seed)[1]) for tokens, seed in samples[:100]]
+        if len(set(counts)) > 1:
+            raise CheckFailed(f"the number of predicted positions varies between {min(counts)} and {max(counts)}; "
+                              f"it must be exactly {budget} every time.",
+                              "this is what an independent coin flip per token gives (each token masked with "
+                              "probability 0.15): BERT instead picks exactly num_to_predict(len(tokens), ...) "
+                              "positions from the shuffled candidates.")
+        if counts[0] != budget:
+            raise CheckFailed(f"{counts[0]} positions predicted; expected num_to_predict = {budget}.",
+                              "take the first num_to_predict(len(tokens), masked_lm_prob, max_predictions_per_seq) "
+                              "shuffled candidates (len counts [CLS] and [SEP]).")
+        capped = len(_call(t, samples[0][0], 0, cap=3)[1])
+        if capped != 3:
+            raise CheckFailed(f"with max_predictions_per_seq = 3, {capped} positions were predicted; expected 3.")
+    with t.check("which positions: random, different from one seed to the next"):
+        chosen = {tuple(_call(t, tokens, seed)[1]) for tokens, seed in samples[:40]}
+        if len(chosen) < 20:
+            raise CheckFailed(f"only {len(chosen)} different sets of positions in 40 instances.",
+                              "shuffle the candidates with rng.shuffle before taking the first ones.")
+    with t.check("80% [MASK], 10% kept, 10% random word (1,500 predictions)"):
+        masked = kept = replaced = 0
+        for tokens, seed in samples:
+            output, positions, _ = _call(t, tokens, seed)
+            for i in positions:
+                if output[i] == MASK:
+                    masked += 1
+                elif output[i] == tokens[i]:
+                    kept += 1
+                else:
+                    replaced += 1
+        total = masked + kept + replaced
+        shares = masked / total, kept / total, replaced / total
+        if abs(shares[0] - 0.8) > 0.04 or abs(shares[1] - 0.1) > 0.035 or abs(shares[2] - 0.1) > 0.035:
+            raise CheckFailed(f"of {total} predictions, {shares[0]:.1%} became [MASK], {shares[1]:.1%} were kept and "
+                              f"{shares[2]:.1%} replaced; expected about 80%, 10%, 10%.",
+                              "one draw for [MASK] (rng.random() < 0.8); only if that fails a second draw "
+                              "(rng.random() < 0.5) between keeping and a random vocabulary word.")
+    with t.check("the same seed gives google-research/bert's masks (100 instances)"):
+        for tokens, seed in samples[:100]:
+            got = _call(t, tokens, seed)
+            want = create_masked_lm_predictions(list(tokens), 0.15, 20, list(VOCAB), random.Random(seed))
+            if tuple(got) != tuple(want):
+                diff = next(i for i in range(len(tokens)) if got[0][i] != want[0][i]) \
+                    if got[0] != want[0] else None
+                where = f" (first difference at position {diff})" if diff is not None else ""
+                so_far = all(r.status == "pass" for r in t.results)
+                raise CheckFailed(f"with seed {seed} your masks differ from the reference's{where}"
+                                  + (", although the rule's statistics are right." if so_far else "."),
+                                  "draw the random numbers in Google's order, from the rng you are given: one "
+                                  "rng.shuffle(candidates); then for each chosen position, in shuffled order, "
+                                  "rng.random() < 0.8, else rng.random() < 0.5, else rng.randint(0, len(vocab_words) - 1).")
+    with t.check("optional: whole-word masking (the pieces of a word together)"):
+        rng = random.Random(9)
+        for seed in range(60):
+            tokens = ["[CLS]"]
+            for _ in range(14):
+                tokens += [rng.choice(WORDS)] + [f"##{rng.choice(WORDS)}" for _ in range(rng.choice((0, 0, 1, 2)))]
+            tokens += ["[SEP]"]
+            got = _call(t, tokens, seed, wwm=True)
+            want = create_masked_lm_predictions(list(tokens), 0.15, 20, list(VOCAB), random.Random(seed),
+                                                whole_word_mask=True)
+            if tuple(got) != tuple(want):
+                raise CheckFailed(f"whole-word masking (seed {seed}) differs from minibert's.",
+                                  "groups = candidate_groups(tokens, whole_word_mask=True); rng.shuffle(groups); "
+                                  "add whole groups while they fit the budget (skip one that would overshoot); "
+                                  "one 80/10/10 draw per word, and a random word drawn for each piece.")
+
+
+EXERCISE = Exercise(
+    number=10, name="masking", title="the masked-LM rule: 15%, 80/10/10, specials never masked",
+    functions=(num_to_predict, create_masked_lm_predictions),
+    imports="import random\n\nfrom minibert.pretraining.masking import (CLS, MASK, NEVER_MASKED, PAD, SEP,\n"
+            "                                       candidate_groups)   # candidate_groups: for the optional part",
+    minutes=40,
+    assesses="BERT's corruption rule exactly (a fixed budget, not a coin per token; specials excluded; 80/10/10 "
+             "and why); reproducibility by drawing random numbers in a fixed order",
+    statement=STATEMENT, hints=HINTS, check=check,
+    docs=("docs/pretraining_data.md",), notebooks=("03_mlm_nsp.ipynb",),
+)
