@@ -15,7 +15,7 @@ def _list() -> int:
     for ex in EXERCISES:
         total += ex.minutes
         print(f"{ex.number:02d} {ex.name:<22}{ex.minutes:>5} min  {ex.title}")
-    print(f"\n{len(EXERCISES)} exercises, about {total / 60:.0f} hours in all. "
+    print(f"\n{len(EXERCISES)} exercises, about {total / 60:.1f} hours in all. "
           f"Start with: python -m minibert.exercises start DIR")
     return 0
 

@@ -391,7 +391,15 @@ class Tester:
         message = (f"{label}: the shape {a.shape} is right, the values are not. Largest error "
                    f"{worst:.3g}{where} (yours {fmt(a[index])}, expected {fmt(expected[index])}), "
                    f"{rel:.2g} relative to the largest expected entry; {off} of {a.size} entries are off.")
-        raise CheckFailed(message, self._candidate_hint(a, candidates) or self._pattern_hint(a, expected) or hint)
+        raise CheckFailed(message, self._candidate_hint(a, candidates) or self._dtype_hint(a, expected)
+                          or self._pattern_hint(a, expected) or hint)
+
+    @staticmethod
+    def _dtype_hint(a, expected) -> str:
+        if expected.dtype.kind == "f" and (a.dtype.kind != "f" or a.dtype.itemsize < expected.dtype.itemsize):
+            return (f"your result has dtype {a.dtype}, the inputs are {expected.dtype}: build new arrays with "
+                    f"the input's dtype (np.zeros(shape, dtype=x.dtype), np.zeros_like(x)).")
+        return ""
 
     def _candidate_hint(self, a, candidates) -> str:
         with numpy.errstate(all="ignore"), warnings.catch_warnings():
