@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -111,6 +112,18 @@ def test_the_docs_name_every_exercise():
     index = (REPO / "docs" / "index.md").read_text()
     for ex in EXERCISES:
         assert f"`{ex.name}`" in teaching and f"{ex.number:02d} `{ex.name}`" in index, ex.name
+
+
+def test_the_solution_write_ups_code_passes(tmp_path):
+    """The code in each solution write-up, put in a starter's place, passes its exercise."""
+    for ex in EXERCISES:
+        doc = (REPO / "docs" / "exercises" / "solutions" / f"{ex.stem}.md").read_text()
+        code = "\n\n".join(re.findall(r"```python\n(.*?)```", doc, re.S))
+        assert code, f"{ex.stem}.md has no python block"
+        (tmp_path / f"{ex.stem}.py").write_text(f"from __future__ import annotations\n{ex.imports}\n\n{code}")
+        result = exercises.grade_file(ex.name, tmp_path)
+        assert result.passed, result.format()
+        assert not result.notes                      # the learner's own code, not minibert's functions
 
 
 # -- what the grader says about broken files and functions -----------------------------------

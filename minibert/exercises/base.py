@@ -91,10 +91,15 @@ class ExerciseResult:
         lines = [f"Exercise {self.number:02d}: {self.title}  [{self.name}]"]
         for note in self.notes:
             lines.append(f"  note: {note}")
+        said = set()
         for c in self.checks:
             mark = {"pass": "pass", "fail": "FAIL", "not implemented": "TODO"}[c.status]
             title = f"{c.title}: not implemented yet" if c.status == "not implemented" else c.title
             lines.append(f"  {mark:<4}  {title}" + (f"   [{c.detail}]" if c.detail else ""))
+            if (c.message, c.hint) in said:
+                lines.append(" " * 8 + "(the same as above)")
+                continue
+            said.add((c.message, c.hint))
             for text, prefix in ((c.message, ""), (c.hint, "Hint: ")):
                 if text:
                     lines.extend(_indent(prefix + text, 8))

@@ -84,6 +84,8 @@ def _forward_check(t, logits, labels, ignore=None):
     expected = cross_entropy_forward(*args)[0]
     got = t.unpack(t.call("cross_entropy_forward", *args), "cross_entropy_forward", "loss, cache")[0]
     t.compare("loss", got, expected, candidates=_loss_candidates(logits, labels, -100 if ignore is None else ignore),
+              shape_hint="the loss is one number: a 0-d array or a float (e.g. nll.sum() / n), not an array "
+                         "of one value per row.",
               nonfinite_hint="overflow, or a log of 0: compute -log p = logsumexp(z) - z[label] with the max "
                              "trick, never log(softmax) of large logits. With every row ignored, n = 0: return 0.",
               hint="loss = mean over the counted rows of (logsumexp(z_r) - z_r[label_r]).")

@@ -192,6 +192,11 @@ def check(t):
             want = create_masked_lm_predictions(list(tokens), 0.15, 20, list(VOCAB), random.Random(seed),
                                                 whole_word_mask=True)
             if tuple(got) != tuple(want):
+                plain = create_masked_lm_predictions(list(tokens), 0.15, 20, list(VOCAB), random.Random(seed))
+                if tuple(got) == tuple(plain):
+                    raise CheckFailed("whole_word_mask=True gives the same masks as whole_word_mask=False: the "
+                                      "flag is ignored.", "implement it, or raise NotImplementedError when "
+                                      "whole_word_mask is True (it is an optional part).")
                 raise CheckFailed(f"whole-word masking (seed {seed}) differs from minibert's.",
                                   "groups = candidate_groups(tokens, whole_word_mask=True); rng.shuffle(groups); "
                                   "add whole groups while they fit the budget (skip one that would overshoot); "
