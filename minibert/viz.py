@@ -1,4 +1,4 @@
-"""Plots: training curves of a run folder, attention maps.
+"""Plots: training curves of a run folder (or of rows in memory), confusion matrices, attention maps.
 
 Figures are built with matplotlib's object API (`Figure`, no pyplot state), so
 they save to PNG on a machine with no display and show inline in a notebook
@@ -87,28 +87,44 @@ def plot_pretraining(run_dir, out=None) -> Path:
     return out
 
 
-def plot_finetuning(run_dir, out=None) -> Path:
-    """Fine-tuning curves -> curves.png: train loss per step with the mean train loss and the dev loss
-    at each evaluation (overfitting: dev loss rising while train loss falls), and the dev metric."""
-    rows = read_jsonl(Path(run_dir) / "log.jsonl")
-    train = [r for r in rows if "loss" in r]
-    evals = [r for r in rows if "dev_loss" in r]
-    metric = json.loads((Path(run_dir) / "run.json").read_text()).get("task", "")
+FINETUNING_METRICS = ("accuracy", "f1", "exact_match", "precision", "recall")   # drawn when an evaluation has them
+
+
+def finetuning_figure(train: list[dict], evals: list[dict], title: str = "", total_steps: int | None = None):
+    """The fine-tuning curves as a Figure, from log rows held in memory (a live plot redraws it).
+
+    train: step rows ({"step", "loss"}); evals: evaluation rows ({"step", "train_loss", "dev_loss"}
+    and the task's metrics, e.g. "accuracy" or "f1"). Left: train loss per step, and at each
+    evaluation the mean train loss since the previous one next to the dev loss (overfitting: dev
+    loss rising while train loss falls). Right: the dev metrics per evaluation. total_steps fixes
+    the step axis, so a plot redrawn during a run does not rescale.
+    """
     fig, _, _ = _figure(1, 2, (11, 4))
     ax_loss, ax_metric = fig.subplots(1, 2)
-    steps = numpy.array([r["step"] for r in train])
-    ax_loss.plot(steps, [r["loss"] for r in train], alpha=0.25, label="train loss (per step)")
+    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], alpha=0.25, label="train loss (per step)")
     if evals:
         e_steps = [r["step"] for r in evals]
         ax_loss.plot(e_steps, [r["train_loss"] for r in evals], "o-", label="train loss (mean since last eval)")
         ax_loss.plot(e_steps, [r["dev_loss"] for r in evals], "o-", label="dev loss")
-        keys = [k for k in ("accuracy", "f1", "exact_match", "precision", "recall") if k in evals[0]]
-        for k in keys:
+        for k in (k for k in FINETUNING_METRICS if k in evals[0]):
             ax_metric.plot(e_steps, [r[k] for r in evals], "o-", label=f"dev {k}")
         ax_metric.legend()
-    ax_loss.set(title=f"{metric}: loss", xlabel="step", ylabel="loss")
+    ax_loss.set(title=f"{title}: loss" if title else "loss", xlabel="step", ylabel="loss")
     ax_loss.legend()
     ax_metric.set(title="dev metric per evaluation", xlabel="step")
+    if total_steps:
+        for ax in (ax_loss, ax_metric):
+            ax.set_xlim(0, total_steps * 1.03)
+    return fig
+
+
+def plot_finetuning(run_dir, out=None) -> Path:
+    """Fine-tuning curves of a run folder (log.jsonl, run.json) -> curves.png (see finetuning_figure)."""
+    rows = read_jsonl(Path(run_dir) / "log.jsonl")
+    train = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if "dev_loss" in r]
+    task = json.loads((Path(run_dir) / "run.json").read_text()).get("task", "")
+    fig = finetuning_figure(train, evals, title=task)
     out = Path(out) if out else Path(run_dir) / "curves.png"
     fig.savefig(out, dpi=100)
     return out
