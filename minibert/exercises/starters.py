@@ -11,6 +11,7 @@ and docstring must equal the reference's (`inspect.signature(...) ==`, `__doc__ 
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import textwrap
 
@@ -27,8 +28,32 @@ def _annotation(fn, text) -> str:
     return text
 
 
-def _default(fn, name, value) -> str:
-    text = repr(value)
+def _default_sources(fn) -> dict[str, str]:
+    """The defaults as written in minibert's source ("1e-8", not repr's "1e-08"), when they are literals."""
+    try:
+        source = textwrap.dedent(inspect.getsource(fn))
+        tree = ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    node = tree.body[0]
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return {}
+    args = node.args
+    positional = args.posonlyargs + args.args
+    pairs = list(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    out = {}
+    for arg, expr in pairs:
+        try:
+            ast.literal_eval(expr)
+        except ValueError:
+            continue                        # a name such as IGNORE_INDEX: the starter writes its value
+        out[arg.arg] = ast.get_source_segment(source, expr) or ast.unparse(expr)
+    return out
+
+
+def _default(fn, name, value, written=None) -> str:
+    text = written if written is not None else repr(value)
     try:
         same = eval(text, {}) == value          # noqa: S307 - our own repr of a literal default
     except Exception:
@@ -42,6 +67,7 @@ def _parameters(fn) -> list[str]:
     sig = inspect.signature(fn)
     parts, star_done = [], False
     params = list(sig.parameters.values())
+    written = _default_sources(fn)
     for i, p in enumerate(params):
         if p.kind is _P.KEYWORD_ONLY and not star_done:
             parts.append("*")
@@ -54,7 +80,8 @@ def _parameters(fn) -> list[str]:
         if p.annotation is not _P.empty:
             text += ": " + _annotation(fn, p.annotation)
         if p.default is not _P.empty:
-            text += (" = " if p.annotation is not _P.empty else "=") + _default(fn, p.name, p.default)
+            text += (" = " if p.annotation is not _P.empty else "=") + _default(fn, p.name, p.default,
+                                                                                 written.get(p.name))
         parts.append(text)
         if p.kind is _P.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind is not _P.POSITIONAL_ONLY):
             parts.append("/")
@@ -128,4 +155,5 @@ def starter_source(exercise) -> str:
               f"    python -m minibert.exercises check . {exercise.name}\n"
               '"""\n')
     body = "\n\n".join(function_starter(f, exercise.number) for f in exercise.functions)
-    return f"{header}from __future__ import annotations\n\n{exercise.imports.strip()}\n\n\n{body}"
+    imports = f"{exercise.imports.strip()}\n\n\n" if exercise.imports.strip() else "\n"
+    return f"{header}from __future__ import annotations\n\n{imports}{body}"
