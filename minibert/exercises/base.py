@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import linecache
-import math
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -238,7 +235,6 @@ class Tester:
         self.missing: set[str] = set()
         self.rng = numpy.random.default_rng(seed)
         self.files = {f.__code__.co_filename for f in functions.values() if hasattr(f, "__code__")}
-        self._failed_forward = False
 
     # running checks
 
