@@ -124,7 +124,7 @@ def evaluate(model, task, data, batch_size: int, progress: bool = False) -> dict
         loss_sum += float(out["loss"]) * n
         count += n
         outputs.append(task.host_outputs(out, b))
-        model._take_cache() if hasattr(model, "_take_cache") else None      # free the caches: no backward
+        model._cache = model.bert._cache = None          # no backward here: free the caches before the next batch
     if was_training:
         model.train()
     return {"dev_loss": loss_sum / max(count, 1), **task.metrics(data, outputs)}
