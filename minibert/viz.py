@@ -148,6 +148,38 @@ def plot_confusion(matrix, label_names, out, title="confusion matrix") -> Path:
     return Path(out)
 
 
+def plot_span_logits(tokens, start_logits, end_logits, gold=None, predicted=None, offset: int = 0,
+                     title="start and end logits"):
+    """An extractive-QA window: the start and end logit of every token, with the gold span (first, last)
+    shaded and the predicted span's two tokens marked -> Figure.
+
+    tokens, start_logits, end_logits: one entry per token (T,), the whole window or a slice of it that
+    starts at position `offset`; gold and predicted are positions in the window (a span outside the
+    slice is not drawn). The answer is the (start, end) pair with the largest
+    start_logit[start] + end_logit[end] among the valid pairs: see minibert.tasks.squad.
+    """
+    start_logits, end_logits = numpy.asarray(start_logits, dtype=float), numpy.asarray(end_logits, dtype=float)
+    if not (len(tokens) == len(start_logits) == len(end_logits)):
+        raise ValueError(f"plot_span_logits needs one start and one end logit per token: got {len(tokens)} tokens, "
+                         f"{len(start_logits)} start and {len(end_logits)} end logits")
+    T = len(tokens)
+    x = offset + numpy.arange(T)
+    inside = lambda i: offset <= i < offset + T                                             # noqa: E731
+    fig, _, _ = _figure(1, 1, (max(6.0, 0.2 * T + 1.5), 3.6))
+    ax = fig.subplots()
+    ax.plot(x, start_logits, ".-", lw=1, label="start logit")
+    ax.plot(x, end_logits, ".-", lw=1, label="end logit")
+    if gold is not None and inside(gold[0]) and inside(gold[1]):
+        ax.axvspan(gold[0] - 0.5, gold[1] + 0.5, color="gold", alpha=0.35, label="gold answer")
+    if predicted is not None and inside(predicted[0]) and inside(predicted[1]):
+        ax.plot([predicted[0]], [start_logits[predicted[0] - offset]], "v", color="C0", ms=10, label="predicted start")
+        ax.plot([predicted[1]], [end_logits[predicted[1] - offset]], "^", color="C1", ms=10, label="predicted end")
+    ax.set_xticks(x, tokens, rotation=90, fontsize=7)
+    ax.set(xlim=(offset - 0.5, offset + T - 0.5), ylabel="logit", title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_attention(probs, tokens, title="attention", max_heads=None):
     """A grid of attention maps: probs (A, T, T) of one sequence (or (L, A, T, T) for every layer)."""
     probs = numpy.asarray(probs)

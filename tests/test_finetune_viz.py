@@ -77,3 +77,42 @@ def test_plot_confusion_writes_the_counts(tmp_path, monkeypatch):
     out = plot_confusion(numpy.array([[40, 2], [7, 51]]), ["negative", "positive"], tmp_path / "c.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert texts == ["40", "2", "7", "51"]                # row = true label, column = prediction
+
+
+def test_plot_span_logits_marks_the_spans():
+    from minibert.viz import plot_span_logits
+
+    tokens = ["[CLS]", "who", "?", "[SEP]", "the", "denver", "broncos", "won", "[SEP]"]
+    start = numpy.array([0.0, -1, -1, -1, 0.5, 4.0, 1.0, -2, -3])
+    end = numpy.array([0.0, -1, -1, -1, -0.5, 1.0, 5.0, 0.0, -3])
+    fig = plot_span_logits(tokens, start, end, gold=(5, 6), predicted=(5, 6))
+    ax = fig.axes[0]
+    lines = _lines(ax)
+    assert lines["start logit"] == (list(range(9)), start.tolist())
+    assert lines["end logit"] == (list(range(9)), end.tolist())
+    assert lines["predicted start"] == ([5], [4.0]) and lines["predicted end"] == ([6], [5.0])
+    (gold,) = [p for p in ax.patches if p.get_label() == "gold answer"]
+    x0, x1 = gold.get_x(), gold.get_x() + gold.get_width()       # a Rectangle from token 5 - 0.5 to 6 + 0.5
+    assert (x0, x1) == pytest.approx((4.5, 6.5))
+    assert [t.get_text() for t in ax.get_xticklabels()] == tokens
+
+
+def test_plot_span_logits_needs_a_logit_per_token():
+    from minibert.viz import plot_span_logits
+
+    with pytest.raises(ValueError, match="3 tokens, 2 start and 3 end logits"):
+        plot_span_logits(["a", "b", "c"], [0.0, 1.0], [0.0, 1.0, 2.0])
+
+
+def test_plot_span_logits_of_a_slice():
+    from minibert.viz import plot_span_logits
+
+    # tokens 4..6 of a window: positions stay window positions; a span outside the slice is not drawn
+    fig = plot_span_logits(["the", "denver", "broncos"], [0.5, 4.0, 1.0], [-0.5, 1.0, 5.0], gold=(5, 6),
+                           predicted=(1, 2), offset=4)
+    ax = fig.axes[0]
+    lines = _lines(ax)
+    assert lines["start logit"] == ([4, 5, 6], [0.5, 4.0, 1.0])
+    assert "predicted start" not in lines and ax.get_xlim() == pytest.approx((3.5, 6.5))
+    (gold,) = ax.patches
+    assert (gold.get_x(), gold.get_x() + gold.get_width()) == pytest.approx((4.5, 6.5))
