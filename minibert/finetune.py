@@ -173,7 +173,7 @@ def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
     write_json(run_dir / "run.json", dataclasses.asdict(args))
 
     tokenizer = BertTokenizer.from_pretrained(model_dir)
-    max_len = args.max_seq_len or task.default_max_seq_len
+    max_len = task.max_seq_len = args.max_seq_len or task.default_max_seq_len
     extra = {}
     if task.kind == "span":
         task.doc_stride = args.doc_stride
@@ -285,7 +285,7 @@ def save_model(model, tokenizer, task, folder: Path) -> None:
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    write_json(folder / "task.json", {"task": task.name, "kind": task.kind,
+    write_json(folder / "task.json", {"task": task.name, "kind": task.kind, "max_seq_len": task.max_seq_len,
                                       "doc_stride": getattr(task, "doc_stride", None)})
 
 
@@ -304,6 +304,7 @@ def load_finetuned(folder):
     task = get_task(info["task"])
     if info.get("doc_stride"):
         task.doc_stride = info["doc_stride"]
+    task.max_seq_len = info.get("max_seq_len") or task.default_max_seq_len
     model = task.head.from_pretrained(folder, require_head=True)
     return task, model.eval(), BertTokenizer.from_pretrained(folder)
 

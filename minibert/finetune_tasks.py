@@ -11,6 +11,7 @@ metrics themselves are in `minibert.tasks`.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -42,6 +43,7 @@ class _Task:
     kind: str
     metric: str
     default_max_seq_len = 128
+    max_seq_len = 128                    # set by the loop (or from task.json) to the length trained with
 
     def inputs(self, b):
         return b["input_ids"], b["token_type_ids"], b["attention_mask"]
@@ -103,7 +105,7 @@ class SequenceTask(_Task):
                 raise ValueError(f"{self.name} takes {'a pair of texts (use --pair or TAB)' if self.spec.is_pair else 'one text'}, "
                                  f"got {len(text)}")
             ex = SequenceExample(0, text[0], text[1] if len(text) == 2 else None, 0, 0)
-            b = encode_glue([ex], tokenizer, model.config.max_position_embeddings).batch([0])
+            b = encode_glue([ex], tokenizer, self.max_seq_len).batch([0])
             probs = _softmax(to_host(model.forward(*self.inputs(b))["logits"]))[0]
             order = numpy.argsort(-probs)[:top_k]
             ranked = ", ".join(f"{model.config.id2label[int(i)]} {probs[i]:.3f}" for i in order)
@@ -154,9 +156,9 @@ class TokenTask(_Task):
         from minibert.tasks.ner import TokenExample, encode_ner, word_predictions
         lines = []
         for text in inputs:
-            words = tuple(" ".join(text).split())
+            words = tuple(re.findall(r"\w+(?:'\w+)?|[^\w\s]", " ".join(text)))     # words and punctuation, as CoNLL
             ex = TokenExample(0, words, ("O",) * len(words), 0)
-            enc = encode_ner([ex], tokenizer, self.spec.label2id, model.config.max_position_embeddings)
+            enc = encode_ner([ex], tokenizer, self.spec.label2id, self.max_seq_len)
             logits = to_host(model.forward(*self.inputs(enc.batch([0])))["logits"])
             tags = word_predictions(logits, enc, {int(k): v for k, v in model.config.id2label.items()})[0]
             lines.append(" ".join(w if t == "O" else f"{w}/{t}" for w, t in zip(words, tags)))
@@ -166,7 +168,7 @@ class TokenTask(_Task):
 class SpanTask(_Task):
     """SQuAD v1.1 (XQuAD): the answer is a span of the context; windows over long contexts (EM, F1)."""
     kind, metric = "span", "f1"
-    default_max_seq_len = 384
+    default_max_seq_len = max_seq_len = 384
     name = "squad"
     label_names = None
 
@@ -220,8 +222,7 @@ class SpanTask(_Task):
         lines = []
         for question, context in inputs:
             ex = QAExample(id="q", question=question, context=context, answers=(), title="", article=0)
-            enc = encode_squad([ex], tokenizer, training=False,
-                               max_seq_length=min(384, model.config.max_position_embeddings),
+            enc = encode_squad([ex], tokenizer, training=False, max_seq_length=self.max_seq_len,
                                doc_stride=self.doc_stride, max_query_length=self.max_query_length)
             b = enc.batch(range(len(enc)))
             out = model.forward(*self.inputs(b))
