@@ -24,7 +24,7 @@ from nbclient.exceptions import CellExecutionError
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))     # top level only, so notebooks/exercises/ is not collected
 CELL_TIMEOUT_S = 600
-BUDGET_S = 120          # per notebook, default parameters; stated in README.md ("Learning path")
+BUDGET_S = 180          # per notebook, default parameters; stated in README.md ("Learning path")
 README = NOTEBOOKS.parent / "README.md"
 
 
