@@ -11,6 +11,7 @@ from conftest import REPO
 @pytest.mark.parametrize("script,args", [
     ("bench_model.py", ["--config", "tiny", "--batch", "2", "--seq", "16", "--repeats", "1"]),
     ("bench_pretraining.py", ["--config", "tiny", "--batch", "2", "--seq", "16", "--repeats", "1"]),
+    ("bench_finetune.py", ["--batch", "2", "--repeats", "1"]),
 ])
 def test_benchmark_script_runs(script, args):
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
