@@ -58,6 +58,9 @@ def test_matches_the_python_reference(text):
 @SETTINGS
 @given(TEXT)
 def test_matches_the_rust_reference_where_the_references_agree(text):
+    # A lone surrogate (U+D800..U+DFFF) is not text (no UTF-8 for it): the Rust tokenizer refuses it
+    # with a TypeError; minibert's handling of it is covered by the properties above.
+    assume(not any(0xD800 <= ord(c) <= 0xDFFF for c in text))
     assume(_references_agree_on(text))
     fast = hf_fast()
     mine = minibert_tokenizer()(text, return_offsets_mapping=True)
