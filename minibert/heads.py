@@ -67,7 +67,53 @@ def pretraining_head_shapes(config: BertConfig) -> dict:
     }
 
 
-class BertForPreTraining:
+class BertWithHeads:
+    """What every model "BertModel under `bert.` + heads" shares: modes, gradients, freezing.
+
+    Subclasses (BertForPreTraining here; the fine-tuning heads in task_heads.py) set
+    self.config, self.bert (a BertModel), self.dtype, and self.params / self.grads: the
+    BertModel's arrays under "bert." plus the heads' own, every name as in transformers.
+    """
+
+    @property
+    def training(self) -> bool:
+        return self.bert.training
+
+    def train(self):
+        """Dropout on (every dropout, the heads' included: they use BertModel's generator and mode)."""
+        self.bert.train()
+        return self
+
+    def eval(self):
+        """Dropout off."""
+        self.bert.eval()
+        return self
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def num_parameters(self) -> int:
+        return sum(int(v.size) for v in self.params.values())
+
+    def freeze(self, embeddings: bool = False, layers: int = 0):
+        """Freeze the embeddings and the first `layers` encoder layers (BertModel.freeze); the heads
+        always train. A frozen word-embedding table is also a frozen tied MLM decoder. Pass
+        frozen_names() to AdamW(frozen=...)."""
+        self.bert.freeze(embeddings, layers)
+        return self
+
+    def frozen_names(self) -> list[str]:
+        """Names of the frozen parameters (for AdamW(..., frozen=...))."""
+        return ["bert." + k for k in self.bert.frozen_names()]
+
+    def sync_params(self):
+        """After replacing arrays in self.params (e.g. loading weights), point BertModel at them."""
+        for k in self.bert.params:
+            self.bert.params[k] = self.params["bert." + k]
+
+
+class BertForPreTraining(BertWithHeads):
     """BERT with the MLM and NSP heads; parameter names as transformers' BertForPreTraining.
 
         model = BertForPreTraining(BertConfig.preset("tiny"), seed=0)
@@ -93,40 +139,6 @@ class BertForPreTraining:
         self.params.update(heads)
         self.grads.update({k: get_xp(v).zeros_like(v) for k, v in heads.items()})
         self._cache = None
-
-    @property
-    def training(self) -> bool:
-        return self.bert.training
-
-    def train(self):
-        self.bert.train()
-        return self
-
-    def eval(self):
-        self.bert.eval()
-        return self
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
-
-    def num_parameters(self) -> int:
-        return sum(int(v.size) for v in self.params.values())
-
-    def freeze(self, embeddings: bool = False, layers: int = 0):
-        """Freeze the embeddings and the first `layers` encoder layers (BertModel.freeze). A frozen
-        word-embedding table is also the frozen MLM decoder (tied): it gets no gradient from either."""
-        self.bert.freeze(embeddings, layers)
-        return self
-
-    def frozen_names(self) -> list[str]:
-        """Names of the frozen parameters (for AdamW(..., frozen=...))."""
-        return ["bert." + k for k in self.bert.frozen_names()]
-
-    def sync_params(self):
-        """After replacing arrays in self.params (e.g. loading weights), point BertModel at them."""
-        for k in self.bert.params:
-            self.bert.params[k] = self.params["bert." + k]
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
         """Returns a dict: mlm_logits (M, V) at the M labelled positions (every position when no

@@ -39,6 +39,7 @@ from minibert import backend
 from minibert.backend import get_xp
 from minibert.checkpoint import CheckpointError, assign_params
 from minibert.config import BertConfig
+from minibert.heads import BertWithHeads
 from minibert.model import BertModel, bert_parameter_shapes, init_parameters
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.linear import linear_backward, linear_forward
@@ -48,7 +49,7 @@ from minibert.ops.losses import (IGNORE_INDEX, cross_entropy_backward, cross_ent
 POOLER = ("pooler.dense.weight", "pooler.dense.bias")
 
 
-class _BertWithHead:
+class _BertWithHead(BertWithHeads):
     """What the three heads share: BertModel under `bert.`, a small head, loading and saving.
 
     Subclasses set `add_pooling_layer`, `head_shapes(config)`, forward and backward.
@@ -85,42 +86,7 @@ class _BertWithHead:
     def head_shapes(cls, config: BertConfig) -> dict:
         raise NotImplementedError
 
-    # -- modes, gradients, freezing (as BertForPreTraining) -------------------
-    @property
-    def training(self) -> bool:
-        return self.bert.training
-
-    def train(self):
-        """Dropout on (every dropout, the classifier's included)."""
-        self.bert.train()
-        return self
-
-    def eval(self):
-        """Dropout off."""
-        self.bert.eval()
-        return self
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
-
-    def num_parameters(self) -> int:
-        return sum(int(v.size) for v in self.params.values())
-
-    def sync_params(self):
-        """After replacing arrays in self.params (e.g. loading weights), point BertModel at them."""
-        for k in self.bert.params:
-            self.bert.params[k] = self.params["bert." + k]
-
-    def freeze(self, embeddings: bool = False, layers: int = 0):
-        """Freeze the embeddings and the first `layers` encoder layers (BertModel.freeze); the
-        pooler and the head always train. Pass frozen_names() to AdamW(frozen=...)."""
-        self.bert.freeze(embeddings, layers)
-        return self
-
-    def frozen_names(self) -> list[str]:
-        return ["bert." + k for k in self.bert.frozen_names()]
-
+    # -- modes, gradients, freezing: BertWithHeads (heads.py) ----------------
     def _encoder_fully_frozen(self) -> bool:
         """True when nothing below the head (pooler aside) needs a gradient."""
         return self.bert.frozen_embeddings and self.bert.frozen_layers == self.config.num_hidden_layers
