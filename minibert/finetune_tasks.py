@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from minibert.backend import to_host
+from minibert.ops.softmax import softmax_forward
 from minibert.tasks.batching import IGNORE_INDEX
 
 __all__ = ["Data", "SequenceTask", "TokenTask", "SpanTask", "get_task", "TASK_NAMES"]
@@ -48,6 +49,14 @@ class _Task:
     def inputs(self, b):
         return b["input_ids"], b["token_type_ids"], b["attention_mask"]
 
+    def forward(self, model, b):
+        """The head's forward with the batch's labels (SpanTask passes start/end positions instead)."""
+        return model.forward(*self.inputs(b), labels=b["labels"])
+
+    def loss_count(self, b) -> int:
+        """What the batch's loss averages over: its labelled sequences, or labelled word pieces."""
+        return int((numpy.asarray(b["labels"]) != IGNORE_INDEX).sum())
+
     def load_model(self, model_dir, args):
         overrides = {}
         if getattr(self, "label_names", None):
@@ -75,12 +84,6 @@ class SequenceTask(_Task):
         if limit is not None:
             examples = examples[:limit]
         return Data(examples, encode_glue(examples, tokenizer, max_seq_len))
-
-    def forward(self, model, b):
-        return model.forward(*self.inputs(b), labels=b["labels"])
-
-    def loss_count(self, b) -> int:
-        return int((numpy.asarray(b["labels"]) != IGNORE_INDEX).sum())
 
     def host_outputs(self, out, b):
         return {"predictions": to_host(out["logits"]).argmax(axis=1), "labels": numpy.asarray(b["labels"]),
@@ -128,12 +131,6 @@ class TokenTask(_Task):
         if limit is not None:
             examples = examples[:limit]
         return Data(examples, encode_ner(examples, tokenizer, self.spec.label2id, max_seq_len))
-
-    def forward(self, model, b):
-        return model.forward(*self.inputs(b), labels=b["labels"])
-
-    def loss_count(self, b) -> int:              # the loss is a mean over the labelled word pieces
-        return int((numpy.asarray(b["labels"]) != IGNORE_INDEX).sum())
 
     def host_outputs(self, out, b):
         return {"predictions": to_host(out["logits"]).argmax(axis=-1)}          # (B, T)
@@ -234,8 +231,7 @@ class SpanTask(_Task):
 
 
 def _softmax(logits):
-    z = numpy.exp(logits - logits.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
+    return softmax_forward(logits)[0]                  # minibert's own (stable) softmax, on host arrays
 
 
 def get_task(name: str):
