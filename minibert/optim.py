@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 
 from minibert.backend import get_xp
+from minibert.ops.parallel import for_blocks
 
 
 def decays(name: str) -> bool:
@@ -46,26 +47,30 @@ def adamw_step(params: dict, grads: dict, m: dict, v: dict, t: int, lr: float, b
     """
     b1, b2 = betas
     for name in m:
-        p, g = params[name], grads[name]
-        xp = get_xp(p)
-        mn, vn = m[name], v[name]
-        mn *= b1
-        mn += (1 - b1) * g                                  # m = b1 m + (1 - b1) g
-        vn *= b2
-        vn += (1 - b2) * (g * g)                            # v = b2 v + (1 - b2) g^2
         wd = weight_decay if decays(name) else 0.0
-        if variant == "torch":
-            if wd:
-                p *= 1 - lr * wd                            # decoupled decay, before the Adam step
-            denom = xp.sqrt(vn)
-            denom /= math.sqrt(1 - b2 ** t)
-            denom += eps
-            p -= (lr / (1 - b1 ** t)) * (mn / denom)
-        else:                                               # Google's: no bias correction
-            update = mn / (xp.sqrt(vn) + eps)
-            if wd:
-                update += wd * p
-            p -= lr * update
+        one_piece = lambda p, g, mn, vn: _adamw_update(p, g, mn, vn, t, lr, b1, b2, eps, wd, variant)
+        for_blocks(one_piece, (params[name], grads[name], m[name], v[name]))   # same numbers, in cache-sized pieces
+
+
+def _adamw_update(p, g, mn, vn, t, lr, b1, b2, eps, wd, variant):
+    """adamw_step's formula on one parameter (or one piece of it), in place in p, mn and vn."""
+    xp = get_xp(p)
+    mn *= b1
+    mn += (1 - b1) * g                                      # m = b1 m + (1 - b1) g
+    vn *= b2
+    vn += (1 - b2) * (g * g)                                # v = b2 v + (1 - b2) g^2
+    if variant == "torch":
+        if wd:
+            p *= 1 - lr * wd                                # decoupled decay, before the Adam step
+        denom = xp.sqrt(vn)
+        denom /= math.sqrt(1 - b2 ** t)
+        denom += eps
+        p -= (lr / (1 - b1 ** t)) * (mn / denom)
+    else:                                                   # Google's: no bias correction
+        update = mn / (xp.sqrt(vn) + eps)
+        if wd:
+            update += wd * p
+        p -= lr * update
 
 
 class AdamW:

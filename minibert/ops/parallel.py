@@ -91,3 +91,31 @@ def map_rows(fn, arrays, reduce=(), inplace=False):
         for _, partial in done[1:]:
             outs[j] = outs[j] + partial[reduce.index(j)]
     return tuple(o if j in reduce else o.reshape(lead + o.shape[1:]) for j, o in enumerate(outs))
+
+
+def for_blocks(fn, arrays):
+    """fn(*blocks) over cache-sized pieces of same-shaped arrays, flattened; fn works in place.
+
+    For elementwise updates that touch several big arrays many times over, like AdamW's (about 14
+    passes over p, g, m and v): done on whole arrays, each pass streams every array through
+    memory and allocates a temporary as large as the parameter (an embedding matrix is 47 MB);
+    done on 64 Ki-element pieces, the passes run inside the CPU cache with small temporaries.
+    Every element gets the same arithmetic either way, so the result is identical to fn(*arrays).
+    CuPy arrays, small or non-contiguous arrays: one call on the whole arrays.
+    """
+    x = arrays[0]
+    if (not isinstance(x, numpy.ndarray) or x.size <= 2 * BLOCK_ELEMENTS
+            or not all(a.flags.c_contiguous and a.shape == x.shape for a in arrays)):
+        fn(*arrays)
+        return
+    flat = [a.reshape(-1) for a in arrays]              # views: writes land in the arrays
+    starts = range(0, x.size, BLOCK_ELEMENTS)
+
+    def run(worker):
+        for i in starts[worker::THREADS]:
+            fn(*[a[i:i + BLOCK_ELEMENTS] for a in flat])
+
+    if THREADS == 1:
+        run(0)
+    else:
+        list(_executor().map(run, range(min(THREADS, len(starts)))))
