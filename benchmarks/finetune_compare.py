@@ -6,7 +6,7 @@ AdamW settings, warm-up/decay schedule, clipping, number of steps and evaluation
     python benchmarks/finetune_compare.py reference sst2 --out runs/ft      # reads runs/ft/sst2/minibert/run.json
     python benchmarks/finetune_compare.py minibert sst2 --out runs/ft --train-limit 20000 --epochs 1 \\
         --freeze-layers 4 --variant freeze4                                  # variants: minibert only
-    python benchmarks/finetune_compare.py report --out runs/ft
+    python benchmarks/finetune_compare.py report --out runs/ft [--plot curves.png]
 
 The minibert side is `minibert.finetune.run` (what `python -m minibert finetune` runs). The reference
 is a plain loop over transformers' BertForSequenceClassification / BertForTokenClassification /
@@ -142,12 +142,17 @@ def run_reference(task_name: str, out: Path, threads: int) -> dict:
     best = max(evals, key=lambda r: r[task.metric])
     result = {"side": "transformers", "task": task_name, "seconds_per_step": float(np.median(seconds)),
               "steps_run": step, "best_step": best["step"], "metric": task.metric,
-              **{k: v for k, v in best.items() if not k.startswith("_") and k not in ("step", "epoch")}}
+              **{k: v for k, v in best.items() if not k.startswith("_") and k not in ("step", "epoch")},
+              "evaluations": [_scalars(e) for e in evals]}          # every evaluation, for the plot
     folder = out / task_name / "reference"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     return result
+
+
+def _scalars(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_") and isinstance(v, (int, float))}
 
 
 def evaluate_torch(task, ref, data, batch_size):
@@ -167,8 +172,10 @@ def evaluate_torch(task, ref, data, batch_size):
     return {"dev_loss": loss_sum / max(count, 1), **task.metrics(data, outputs)}
 
 
-def report(out: Path):
+def report(out: Path, plot: str | None = None):
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/result.json"))]
+    if plot:
+        plot_curves(out, plot)
     keys = ["accuracy", "precision", "recall", "f1", "exact_match"]
     print(f"{'task':8} {'side':28} {'steps':>6} {'s/step':>7} " + " ".join(f"{k:>11}" for k in keys))
     for r in sorted(rows, key=lambda r: (r["task"], r["side"])):
@@ -190,10 +197,11 @@ def main(argv=None):
                       ("seed", int)):
         ap.add_argument(f"--{name}", type=typ)
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--plot", help="report: also draw each task's dev metric per evaluation, both sides, to this PNG")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.side == "report":
-        return report(out)
+        return report(out, a.plot)
     if a.task is None:
         ap.error("give the task (sst2, wnut17, squad, ...)")
     if a.side == "reference":
@@ -202,6 +210,33 @@ def main(argv=None):
                  if k not in ("side", "task", "out", "variant", "threads") and v not in (None, False)}
     overrides["progress"] = False
     run_minibert(a.task, out, a.variant, overrides)
+
+
+def plot_curves(out: Path, path: str):
+    """One panel per task: the dev metric at every evaluation, minibert against transformers."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(p.name for p in out.iterdir() if (p / "reference" / "result.json").exists()
+                   and (p / "minibert" / "log.jsonl").exists())
+    if not tasks:
+        raise SystemExit(f"no task under {out} has both a minibert log and a reference result")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        ref = json.loads((out / task / "reference" / "result.json").read_text())
+        metric = ref["metric"]
+        mine = [json.loads(x) for x in (out / task / "minibert" / "log.jsonl").read_text().splitlines()]
+        mine = [r for r in mine if metric in r]
+        theirs = ref.get("evaluations", [])
+        for rows, label, style in ((mine, "minibert", "o-"), (theirs, "transformers", "s--")):
+            ax.plot([r["step"] for r in rows], [100 * r[metric] for r in rows], style, label=label)
+        ax.set(title=f"{task}: dev {metric.replace('_', ' ')}", xlabel="optimizer step", ylabel=f"{metric} (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -18,3 +18,21 @@ def test_benchmark_script_runs(script, args):
                        timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ratio" in r.stdout or "x " in r.stdout
+
+
+def test_finetune_compare_runs_both_sides_and_plots(tmp_path):
+    """benchmarks/finetune_compare.py end to end on 8 SST-2 sentences: the minibert side, the
+    transformers side from its run.json, then the report with the per-evaluation plot."""
+    script = str(REPO / "benchmarks" / "finetune_compare.py")
+    out = str(tmp_path / "ft")
+    small = ["--out", out, "--train-limit", "8", "--dev-limit", "8", "--epochs", "2", "--batch-size", "4",
+             "--max-seq-len", "16"]
+    for cmd in (["minibert", "sst2", *small], ["reference", "sst2", "--out", out, "--threads", "1"],
+                ["report", "--out", out, "--plot", str(tmp_path / "curves.png")]):
+        r = subprocess.run([sys.executable, script, *cmd], capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert r.returncode == 0, (cmd, r.stderr[-2000:])
+    import json
+    ref = json.loads((tmp_path / "ft" / "sst2" / "reference" / "result.json").read_text())
+    assert [e["step"] for e in ref["evaluations"]] == [2, 4]      # 8 sentences / batch 4, 2 epochs
+    assert "sst2" in r.stdout and "minibert" in r.stdout and "transformers" in r.stdout
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
