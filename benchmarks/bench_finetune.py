@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_model import median_time  # noqa: E402
+
 SST2 = REPO.parent / "shared" / "data" / "sst2" / "train.tsv"
 
 
@@ -39,12 +38,7 @@ def minibert_step_time(batch, repeats, freeze_layers=0, fp16=False):
         model.freeze(embeddings=True, layers=freeze_layers)
     opt = AdamW(model.params, lr=3e-5, frozen=model.frozen_names())
     scaler = LossScaler() if fp16 else None
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        finetune_step(model, task, opt, [batch], 3e-5, 1.0, scaler)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
+    return median_time(lambda: finetune_step(model, task, opt, [batch], 3e-5, 1.0, scaler), repeats)
 
 
 def torch_step_time(batch, repeats, minibert_model_dir, threads):
@@ -55,15 +49,14 @@ def torch_step_time(batch, repeats, minibert_model_dir, threads):
     ref = transformers.BertForSequenceClassification.from_pretrained(minibert_model_dir, num_labels=2).train()
     opt = torch.optim.AdamW(ref.parameters(), lr=3e-5)
     inputs = {k: torch.tensor(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask", "labels")}
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
+
+    def step():
         opt.zero_grad()
         ref(**inputs).loss.backward()
         torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
         opt.step()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times[1:]))
+
+    return median_time(step, repeats)
 
 
 def main(argv=None):

@@ -42,6 +42,14 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
+def _on_workers(run, n_blocks) -> list:
+    """[run(worker) for each worker], worker w taking blocks w, w + THREADS, ...: in this thread
+    when THREADS is 1 (no hand-over, the same blocks), else on the pool."""
+    if THREADS == 1:
+        return [run(0)]
+    return list(_executor().map(run, range(min(THREADS, n_blocks))))
+
+
 def map_rows(fn, arrays, reduce=(), inplace=False):
     """fn(*row_blocks) over blocks of rows; the outputs reassembled as if fn(*arrays) had run once.
 
@@ -73,10 +81,7 @@ def map_rows(fn, arrays, reduce=(), inplace=False):
                 partial = sums if partial is None else [p + s for p, s in zip(partial, sums)]
         return results, partial
 
-    if THREADS == 1:
-        done = [run(0)]                                   # in this thread: no hand-over, same blocks
-    else:
-        done = list(_executor().map(run, range(min(THREADS, len(starts)))))
+    done = _on_workers(run, len(starts))
     first = done[0][0][0][1]
     outs = [None if j in reduce else numpy.empty((rows,) + o.shape[1:], dtype=o.dtype) for j, o in enumerate(first)]
     if inplace:
@@ -115,7 +120,4 @@ def for_blocks(fn, arrays):
         for i in starts[worker::THREADS]:
             fn(*[a[i:i + BLOCK_ELEMENTS] for a in flat])
 
-    if THREADS == 1:
-        run(0)
-    else:
-        list(_executor().map(run, range(min(THREADS, len(starts)))))
+    _on_workers(run, len(starts))
