@@ -76,7 +76,7 @@ def main(argv=None):
     import transformers
 
     import minibert
-    from minibert.embed import _batches, _padded, l2_normalize, load_encoder, pool
+    from minibert.apps.embed import _batches, _padded, l2_normalize, load_encoder, pool
 
     torch.set_num_threads(args.threads)
     sentences = read_sst2(Path(args.data) / "sst2" / "train.tsv", max(args.sentences, args.padded))

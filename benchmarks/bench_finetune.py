@@ -26,10 +26,10 @@ SST2 = REPO.parent / "shared" / "data" / "sst2" / "train.tsv"
 
 
 def minibert_step_time(batch, repeats, freeze_layers=0, fp16=False):
-    from minibert.amp import LossScaler
-    from minibert.finetune import FinetuneArgs, _model_dir, finetune_step
-    from minibert.finetune_tasks import get_task
-    from minibert.optim import AdamW
+    from minibert.train.amp import LossScaler
+    from minibert.train.finetune import FinetuneArgs, _model_dir, finetune_step
+    from minibert.train.finetune_tasks import get_task
+    from minibert.train.optim import AdamW
 
     args = FinetuneArgs(task="sst2", train="", dev="")
     task = get_task("sst2")
@@ -66,8 +66,8 @@ def main(argv=None):
     ap.add_argument("--freeze-layers", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32, help="sentences in the batch")
     a = ap.parse_args(argv)
-    from minibert.finetune import FinetuneArgs, _model_dir
-    from minibert.finetune_tasks import get_task
+    from minibert.train.finetune import FinetuneArgs, _model_dir
+    from minibert.train.finetune_tasks import get_task
     from minibert.tokenization import BertTokenizer
 
     model_dir = _model_dir(FinetuneArgs(task="sst2", train="", dev=""))

@@ -55,9 +55,9 @@ def main(argv=None):
     import torch
     import transformers
     from minibert import BertConfig
-    from minibert.heads import BertForPreTraining
-    from minibert.optim import AdamW, decays
-    from minibert.train_step import pretraining_step
+    from minibert.model.heads.pretraining import BertForPreTraining
+    from minibert.train.optim import AdamW, decays
+    from minibert.train.step import pretraining_step
 
     torch.set_num_threads(args.threads)
     cfg = BertConfig.preset(args.config)

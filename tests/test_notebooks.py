@@ -21,7 +21,9 @@ import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+from helpers import REPO
+
+NOTEBOOKS = REPO / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))     # top level only, so notebooks/exercises/ is not collected
 CELL_TIMEOUT_S = 600
 BUDGET_S = 180          # per notebook, default parameters; stated in README.md ("Learning path")

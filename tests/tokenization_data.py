@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO as REPO_ROOT  # noqa: E402
 DATA = REPO_ROOT.parent / "shared" / "data"
 GUTENBERG = DATA / "gutenberg"
 # The two held-out books named in ../shared/data/gutenberg/README.md.

@@ -1,11 +1,11 @@
-"""Exercise 10: BERT's masked-LM rule (minibert.pretraining.masking.num_to_predict / create_masked_lm_predictions)."""
+"""Exercise 10: BERT's masked-LM rule (minibert.data.pretraining.masking.num_to_predict / create_masked_lm_predictions)."""
 from __future__ import annotations
 
 import math
 import random
 
+from minibert.data.pretraining.masking import MASK, create_masked_lm_predictions, num_to_predict
 from minibert.exercises.base import CheckFailed, Exercise, describe
-from minibert.pretraining.masking import MASK, create_masked_lm_predictions, num_to_predict
 
 STATEMENT = r"""
 ## The rule (google-research/bert, `create_pretraining_data.py`)
@@ -206,7 +206,7 @@ def check(t):
 EXERCISE = Exercise(
     number=10, name="masking", title="the masked-LM rule: 15%, 80/10/10, specials never masked",
     functions=(num_to_predict, create_masked_lm_predictions),
-    imports="import random\n\nfrom minibert.pretraining.masking import (CLS, MASK, NEVER_MASKED, PAD, SEP,\n"
+    imports="import random\n\nfrom minibert.data.pretraining.masking import (CLS, MASK, NEVER_MASKED, PAD, SEP,\n"
             "                                       candidate_groups)   # candidate_groups: for the optional part",
     minutes=40,
     assesses="BERT's corruption rule exactly (a fixed budget, not a coin per token; specials excluded; 80/10/10 "

@@ -1,10 +1,10 @@
-"""Exercise 11: next-sentence-prediction pairs (minibert.pretraining.instances.truncate_seq_pair / create_sentence_pair)."""
+"""Exercise 11: next-sentence-prediction pairs (minibert.data.pretraining.instances.truncate_seq_pair / create_sentence_pair)."""
 from __future__ import annotations
 
 import random
 
+from minibert.data.pretraining.instances import create_sentence_pair, truncate_seq_pair
 from minibert.exercises.base import CheckFailed, Exercise, describe
-from minibert.pretraining.instances import create_sentence_pair, truncate_seq_pair
 
 STATEMENT = r"""
 ## Pairs for next-sentence prediction (google-research/bert, `create_pretraining_data.py`)
@@ -226,7 +226,7 @@ def check(t):
 EXERCISE = Exercise(
     number=11, name="nsp_pairs", title="next-sentence-prediction pairs: A, actual or random B, truncation",
     functions=(truncate_seq_pair, create_sentence_pair),
-    imports="import random\n\nfrom minibert.pretraining.masking import CLS, SEP",
+    imports="import random\n\nfrom minibert.data.pretraining.masking import CLS, SEP",
     minutes=45,
     assesses="how NSP labels are made (forced random next for one-sentence chunks, 50/50 otherwise, B from "
              "another document, unused sentences put back); random truncation; reproducible random draws",

@@ -1,4 +1,4 @@
-"""Exercise 12: one AdamW step (minibert.optim.adamw_step)."""
+"""Exercise 12: one AdamW step (minibert.train.optim.adamw_step)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy
 
 from minibert.exercises.base import CheckFailed, Exercise
-from minibert.optim import adamw_step, decays
+from minibert.train.optim import adamw_step, decays
 
 STATEMENT = r"""
 ## The update

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 from minibert.exercises.base import DEFAULT_TIMEOUT_S, CheckResult, ExerciseResult
+from minibert.exercises.catalog import EXERCISES, get
 from minibert.exercises.notebook import exercise_notebook
 from minibert.exercises.starters import starter_source
 
@@ -33,12 +34,10 @@ class StudentFileError(Exception):
 
 
 def _exercises():
-    from minibert.exercises import EXERCISES
     return EXERCISES
 
 
 def _get(name):
-    from minibert.exercises import get
     return get(name)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 
 from minibert.backend import get_xp
+from minibert.backend.blocks import map_rows
 from minibert.ops.erf import erf_and_gaussian
-from minibert.ops.parallel import map_rows
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

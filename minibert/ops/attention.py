@@ -15,7 +15,7 @@ huge negative score (the dtype's minimum, as in Hugging Face; Google used
 Shapes: B batch, A heads, T tokens, d = H / A head size.
 
 Mixed precision: the six matmuls (QK^T, PV and the four of the backward) go
-through `matmul` (minibert/ops/matmul.py): float16 operands inside
+through `matmul` (minibert/backend/precision.py): float16 operands inside
 `mixed_precision()`, float32 otherwise. The mask, softmax and dropout stay float32.
 """
 from __future__ import annotations
@@ -24,10 +24,8 @@ import math
 
 import numpy
 
-from minibert.backend import get_xp
+from minibert.backend.precision import matmul
 from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.linear import linear_backward, linear_forward
-from minibert.ops.matmul import matmul
 from minibert.ops.softmax import softmax_backward, softmax_forward
 
 
@@ -92,38 +90,3 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, A * d)
 
 
-def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias=None,
-                                 dropout_p=0.0, rng=None, training=False, dropout_mask=None):
-    """Self-attention with A heads, then the output projection.
-
-    x: (B, T, H)   w_qkv: (3H, H) = [W_q; W_k; W_v] stacked   b_qkv: (3H,)   w_o: (H, H)   b_o: (H,)
-    -> (B, T, H).
-
-    Q, K and V are three Linear(H, H) layers in BERT (and in its checkpoints);
-    running them as one (H -> 3H) matmul computes exactly the same numbers and
-    is faster, because one big matmul uses the BLAS better than three small ones.
-    """
-    H = x.shape[-1]
-    qkv, c_qkv = linear_forward(x, w_qkv, b_qkv)                   # (B,T,H) @ (H,3H) -> (B,T,3H)
-    q = split_heads(qkv[..., :H], num_heads)                       # (B,A,T,d) views, no copy
-    k = split_heads(qkv[..., H:2 * H], num_heads)
-    v = split_heads(qkv[..., 2 * H:], num_heads)
-    ctx, c_att = scaled_dot_product_attention_forward(q, k, v, mask_bias, dropout_p, rng, training, dropout_mask)
-    ctx = merge_heads(ctx)                                         # (B,A,T,d) -> (B,T,H)
-    out, c_o = linear_forward(ctx, w_o, b_o)                       # (B,T,H) @ (H,H) -> (B,T,H)
-    return out, (c_qkv, c_att, c_o, num_heads)
-
-
-def multi_head_attention_backward(dout, cache):
-    """Returns (dx, dw_qkv (3H, H), db_qkv (3H,), dw_o, db_o), the forward's steps in reverse."""
-    c_qkv, c_att, c_o, num_heads = cache
-    xp = get_xp(dout)
-    dctx, dw_o, db_o = linear_backward(dout, c_o)
-    dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dctx, num_heads), c_att)
-    B, A, T, d = dq.shape
-    dqkv = xp.empty((B, T, 3, A, d), dtype=dq.dtype)               # merge heads straight into the fused layout
-    dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)
-    dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
-    dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
-    dx, dw_qkv, db_qkv = linear_backward(dqkv.reshape(B, T, 3 * A * d), c_qkv)
-    return dx, dw_qkv, db_qkv, dw_o, db_o

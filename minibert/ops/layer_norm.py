@@ -13,7 +13,7 @@ what runs on each block.
 from __future__ import annotations
 
 from minibert.backend import get_xp
-from minibert.ops.parallel import map_rows
+from minibert.backend.blocks import map_rows
 
 
 def _layer_norm_rows(x, gamma, beta, eps):

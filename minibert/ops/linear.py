@@ -8,11 +8,11 @@ store the transpose, (in, out).)
 
 Mixed precision: the three matmuls go through `matmul`, which inside
 `mixed_precision()` rounds x, W and dy to float16 and sums in float32
-(minibert/ops/matmul.py); the bias add and db stay float32.
+(minibert/backend/precision.py); the bias add and db stay float32.
 """
 from __future__ import annotations
 
-from minibert.ops.matmul import matmul
+from minibert.backend.precision import matmul
 
 
 def linear_forward(x, weight, bias=None):

@@ -9,7 +9,7 @@ they are processed in blocks on all cores (`map_rows`, ops/parallel.py).
 from __future__ import annotations
 
 from minibert.backend import get_xp
-from minibert.ops.parallel import map_rows
+from minibert.backend.blocks import map_rows
 
 
 def _softmax_rows_inplace(x):

@@ -1,0 +1,82 @@
+"""Fill in the blank: what a masked-LM head predicts for each [MASK] of a text.
+
+    model, tokenizer = load_pretraining_model("runs/pretrain")        # a `minibert pretrain` run folder
+    fill_mask(model, tokenizer, "the cat sat on the [MASK].")         # [[("mat", 0.21), ("floor", 0.12), ...]]
+
+    python -m minibert fill-mask --model runs/pretrain "the cat sat on the [MASK]."
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy
+
+from minibert import backend
+from minibert.model.config import BertConfig
+from minibert.model.heads import BertForPreTraining
+from minibert.model.io import assign_params, load_arrays
+from minibert.tokenization import BertTokenizer
+from minibert.train.checkpoint import list_checkpoints
+
+
+def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `text`, the top_k (token, probability) predictions."""
+    enc = tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings)
+    ids = numpy.asarray(enc["input_ids"])[None]
+    where = numpy.flatnonzero(ids[0] == tokenizer.mask_token_id)
+    if len(where) == 0:
+        if tokenizer.mask_token in text:
+            raise ValueError(f"the {tokenizer.mask_token} of {text!r} lies beyond the model's "
+                             f"{model.config.max_position_embeddings} positions (the text was truncated)")
+        raise ValueError(f"no {tokenizer.mask_token} in {text!r}")
+    was_training = model.training
+    model.eval()
+    labels = numpy.full_like(ids, -100)
+    labels[0, where] = 0                                   # any id: only marks the positions to predict
+    out = model.forward(ids, numpy.asarray(enc["token_type_ids"])[None], numpy.asarray(enc["attention_mask"])[None],
+                        labels=labels)
+    model._cache = None
+    if was_training:
+        model.train()
+    logits = backend.to_host(out["mlm_logits"]).astype(numpy.float64)          # (n_masks, V)
+    probs = numpy.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    result = []
+    for row in probs:
+        best = numpy.argsort(-row)[:top_k]
+        result.append([(tokenizer.convert_ids_to_tokens(int(i)), float(row[i])) for i in best])
+    return result
+
+
+def fill_mask_examples(model, tokenizer, documents, seed: int, n: int = 5) -> list[str]:
+    """Mask one word in a few held-out sentences and show the model's guesses."""
+    rng = random.Random(seed)
+    sentences = [s for d in documents for s in d if 6 <= len(s.split()) <= 25]
+    lines = ["fill in the blank (held-out sentences):"]
+    for s in rng.sample(sentences, min(n, len(sentences))):
+        words = s.split()
+        candidates = [i for i, w in enumerate(words) if w.isalpha() and len(w) > 2]
+        if not candidates:
+            continue
+        i = rng.choice(candidates)
+        answer, words[i] = words[i], tokenizer.mask_token
+        masked = " ".join(words)
+        guesses = fill_mask(model, tokenizer, masked, top_k=3)[0]
+        lines.append(f"  {masked}\n    answer: {answer.lower()}   model: " +
+                     ", ".join(f"{t} ({p:.2f})" for t, p in guesses))
+    return lines
+
+
+def load_pretraining_model(run_dir, dtype="float32"):
+    """(model, tokenizer) from a run folder (or any folder with config.json, vocab.txt, model.safetensors)."""
+    run_dir = Path(run_dir)
+    config = BertConfig.load(run_dir)
+    tokenizer = BertTokenizer.from_pretrained(run_dir)
+    model = BertForPreTraining(config, dtype=dtype).eval()
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file() and list_checkpoints(run_dir):
+        weights = list_checkpoints(run_dir)[-1] / "model.safetensors"
+    assign_params(model.params, load_arrays(weights), where=str(weights))
+    return model, tokenizer
+

@@ -1,0 +1,217 @@
+"""What every "BertModel under `bert.` + heads" model shares.
+
+    BertWithHeads       modes (train/eval), zero_grad, num_parameters, freezing, sync_params:
+                        the base of BertForPreTraining and of the fine-tuning heads
+    BertWithTaskHead    a fine-tuning head's construction, loading (from_pretrained, with
+                        transformers' loading_info) and saving (save_pretrained)
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy
+
+from minibert import backend
+from minibert.backend import get_xp
+from minibert.model.bert import BertModel, bert_parameter_shapes, init_parameters
+from minibert.model.config import BertConfig
+from minibert.model.io import (CheckpointError, _check_dtypes, assign_params, find_model_folder,
+                               read_bert_checkpoint, save_bert_weights)
+from minibert.ops.losses import IGNORE_INDEX
+
+
+class BertWithHeads:
+    """What every model "BertModel under `bert.` + heads" shares: modes, gradients, freezing.
+
+    Subclasses (BertForPreTraining here; the fine-tuning heads in task_heads.py) set
+    self.config, self.bert (a BertModel), self.dtype, and self.params / self.grads: the
+    BertModel's arrays under "bert." plus the heads' own, every name as in transformers.
+    """
+
+    @property
+    def training(self) -> bool:
+        return self.bert.training
+
+    def train(self):
+        """Dropout on (every dropout, the heads' included: they use BertModel's generator and mode)."""
+        self.bert.train()
+        return self
+
+    def eval(self):
+        """Dropout off."""
+        self.bert.eval()
+        return self
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def num_parameters(self) -> int:
+        return sum(int(v.size) for v in self.params.values())
+
+    def freeze(self, embeddings: bool = False, layers: int = 0):
+        """Freeze the embeddings and the first `layers` encoder layers (BertModel.freeze); the heads
+        always train. A frozen word-embedding table is also a frozen tied MLM decoder. Pass
+        frozen_names() to AdamW(frozen=...)."""
+        self.bert.freeze(embeddings, layers)
+        return self
+
+    def frozen_names(self) -> list[str]:
+        """Names of the frozen parameters (for AdamW(..., frozen=...))."""
+        return ["bert." + k for k in self.bert.frozen_names()]
+
+    def sync_params(self):
+        """After replacing arrays in self.params (e.g. loading weights), point BertModel at them."""
+        for k in self.bert.params:
+            self.bert.params[k] = self.params["bert." + k]
+
+
+POOLER = ("pooler.dense.weight", "pooler.dense.bias")
+
+
+class BertWithTaskHead(BertWithHeads):
+    """What the three heads share: BertModel under `bert.`, a small head, loading and saving.
+
+    Subclasses set `add_pooling_layer`, `head_shapes(config)`, forward and backward.
+    """
+
+    add_pooling_layer = True
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", params: dict | None = None):
+        """A fresh model: BERT's init everywhere (normal(0, initializer_range) weights, zero biases).
+        `params` (every name, device arrays) replaces the init, as from_pretrained does."""
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        self.check_config(config)
+        self.config = config
+        dt = backend.resolve_dtype(dtype)
+        bert_params = None if params is None else {k[5:]: v for k, v in params.items() if k.startswith("bert.")}
+        self.bert = BertModel(config, seed=seed, dtype=dt, params=bert_params, add_pooling_layer=self.add_pooling_layer)
+        self.dtype = self.bert.dtype
+        self.params = {"bert." + k: v for k, v in self.bert.params.items()}   # the same arrays, prefixed
+        self.grads = {"bert." + k: v for k, v in self.bert.grads.items()}
+        if params is None:
+            head = init_parameters(self.head_shapes(config), config, numpy.random.default_rng([seed, 3]), self.dtype)
+        else:
+            head = {k: params[k] for k in self.head_shapes(config)}
+        self.params.update(head)
+        self.grads.update({k: get_xp(v).zeros_like(v) for k, v in head.items()})
+        self._cache = None
+
+    @classmethod
+    def check_config(cls, config: BertConfig) -> None:
+        """Raise if the config cannot describe this head (QA needs exactly 2 outputs)."""
+
+    @classmethod
+    def head_shapes(cls, config: BertConfig) -> dict:
+        raise NotImplementedError
+
+    # -- modes, gradients, freezing: BertWithHeads (heads.py) ----------------
+    def _encoder_fully_frozen(self) -> bool:
+        """True when nothing below the head (pooler aside) needs a gradient."""
+        return self.bert.frozen_embeddings and self.bert.frozen_layers == self.config.num_hidden_layers
+
+    def _take_cache(self):
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward() with labels first (one backward per forward)")
+        cache, self._cache = self._cache, None
+        return cache
+
+    # -- files ---------------------------------------------------------------
+    def save_pretrained(self, folder):
+        """Write config.json + model.safetensors (each atomically) that transformers'
+        `<this class>.from_pretrained(folder)` loads with nothing missing or unexpected."""
+        return save_bert_weights(self, folder, architectures=(type(self).__name__,))
+
+    @classmethod
+    def from_pretrained(cls, folder, dtype="float32", seed: int = 0, require_head: bool = False,
+                        ignore_mismatched_sizes: bool = False, **config_overrides):
+        """Load a folder with config.json + model.safetensors (transformers' layout, `bert.*` or bare names).
+
+        - A plain BertModel or a pretraining checkpoint has no head: the head is new, initialised
+          with BERT's rule (seeded by `seed`), and a warning names the new weights. With
+          `require_head=True` that is an error naming the missing weights instead.
+        - The sequence head needs the pooler: a checkpoint without one (e.g. a token-classification
+          checkpoint) gets a new pooler, named in the same warning. The token and span heads have no
+          pooler: a checkpoint's `bert.pooler.*` is not used (warned, as other unused weights such
+          as a pretraining checkpoint's `cls.*`). Both as transformers does.
+        - `config_overrides` change the loaded config first (`num_labels=5`, `id2label={...}`,
+          `classifier_dropout=0.2`, ...). A checkpoint head whose shape does not fit (another number
+          of labels) is an error, unless `ignore_mismatched_sizes=True`: then it is re-initialised.
+
+        Returns the model in eval mode (as transformers); `model.loading_info` lists
+        missing_keys (new weights), unexpected_keys (unused) and mismatched_keys.
+        """
+
+        folder = find_model_folder(folder)
+        config = BertConfig.load(folder)
+        for field, value in config_overrides.items():
+            if field.startswith("_") or not hasattr(config, field):
+                raise TypeError(f"from_pretrained got {field!r}, which is not a BertConfig field")
+            setattr(config, field, value)
+        config.validate()
+        cls.check_config(config)
+        folder, encoder, rest = read_bert_checkpoint(folder, config)
+        unused = sorted(rest)
+        if not cls.add_pooling_layer:                     # transformers' add_pooling_layer=False
+            unused += ["bert." + k for k in POOLER if encoder.pop(k, None) is not None]
+        shapes = cls.head_shapes(config)
+        head = {k: rest[k] for k in shapes if k in rest}
+        unused = [k for k in unused if k not in head]
+        mismatched = [(k, tuple(v.shape), shapes[k]) for k, v in head.items() if tuple(v.shape) != shapes[k]]
+        if mismatched and not ignore_mismatched_sizes:
+            what = "; ".join(f"{k} has shape {s} in the checkpoint but {e} in the model" for k, s, e in mismatched)
+            raise CheckpointError(
+                f"{folder}: the head does not fit {cls.__name__} with num_labels={config.num_labels}: {what}. "
+                f"Load with the checkpoint's number of labels, or pass ignore_mismatched_sizes=True to "
+                f"re-initialise the head")
+        for k, _, _ in mismatched:
+            del head[k]
+        _check_dtypes(head, folder)
+        missing_head = [k for k in shapes if k not in head]
+        if require_head and missing_head:
+            raise CheckpointError(f"{folder} has no trained {cls.__name__} head: missing "
+                                  f"{', '.join(missing_head)} (a plain BertModel or pretraining checkpoint?)")
+        missing_pooler = ["bert." + k for k in POOLER if cls.add_pooling_layer and k not in encoder]
+        missing = missing_pooler + missing_head
+
+        # Every encoder weight comes from the file (zeros until assigned); the head, and a missing
+        # pooler, start from BERT's init (the head first: the same numbers as a fresh model's head).
+        dt = backend.resolve_dtype(dtype)
+        encoder_shapes = bert_parameter_shapes(config, cls.add_pooling_layer)
+        params = {"bert." + k: backend.to_device(numpy.zeros(s), dtype=dt) for k, s in encoder_shapes.items()}
+        fresh = {**shapes, **{k: encoder_shapes[k[5:]] for k in missing_pooler}}
+        params.update(init_parameters(fresh, config, numpy.random.default_rng([seed, 3]), dt))
+        arrays = {"bert." + k: v for k, v in encoder.items()}
+        arrays.update(head)
+        assign_params(params, arrays, where=str(folder / "model.safetensors"), allow_missing=missing)
+        model = cls(config, dtype=dt, params=params)
+        model.loading_info = {"missing_keys": missing, "unexpected_keys": unused,
+                              "mismatched_keys": [k for k, _, _ in mismatched]}
+        if missing:
+            warnings.warn(f"{cls.__name__} from {folder}: {len(missing)} weights are new, initialised with BERT's "
+                          f"rule (normal(0, {config.initializer_range}), zero biases): {', '.join(missing)}; "
+                          f"train them before using the model", stacklevel=2)
+        if unused:
+            warnings.warn(f"{cls.__name__} from {folder}: {len(unused)} weights of the checkpoint are not used: "
+                          f"{', '.join(unused[:6])}{' ...' if len(unused) > 6 else ''}", stacklevel=2)
+        return model.eval()
+
+    # -- label checks -----------------------------------------------------------
+    def _class_labels(self, labels, shape, what="labels"):
+        """Integer class indices of the given shape, each in [0, C) or -100; a device array."""
+        xp = get_xp(self.params["bert.embeddings.word_embeddings.weight"])
+        if isinstance(labels, (list, tuple, int)):
+            labels = numpy.asarray(labels)
+        if not hasattr(labels, "dtype") or labels.dtype.kind not in "iu":
+            raise TypeError(f"{what} must be an integer array of class indices, got "
+                            f"{getattr(labels, 'dtype', type(labels).__name__)}")
+        if tuple(labels.shape) != tuple(shape):
+            raise ValueError(f"{what} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
+        labels = xp.asarray(labels)
+        C = self.config.num_labels
+        bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= C))]
+        if bad.size:
+            raise ValueError(f"{what} contains {int(bad[0])}, outside [0, num_labels={C}) "
+                             f"(use {IGNORE_INDEX} for an example or token without a label)")
+        return labels

@@ -1,0 +1,177 @@
+"""Pretraining heads on top of BertModel: masked-LM and next-sentence prediction.
+
+    MLM:  h = LayerNorm(GELU(x W_t^T + b_t))          transform, (M, H)
+          logits = h E^T + b_out                      E = the word-embedding table (V, H), tied
+    NSP:  logits = pooled W_s^T + b_s                 (B, 2): 0 = B follows A, 1 = B is random
+
+Loss = MLM cross-entropy (mean over predicted positions) + NSP cross-entropy
+(mean over the batch), as Hugging Face's BertForPreTraining.
+
+Masked positions are gathered *before* the transform and the decoder, as
+google-research/bert does: with 15% of the tokens predicted, the (M, H) @ (H, V)
+decoder matmul is ~7x smaller than transformers' (B*T, H) @ (H, V). The loss and
+every gradient are the same, because positions without a label contribute
+nothing to either.
+
+The decoder weight *is* the input embedding table (weight tying), so its
+gradient is the sum of two contributions: the decoder's dense gradient here
+and the embedding lookup's scatter-add in BertModel. Both add into the same
+buffer, so nothing special is needed beyond "backward adds".
+"""
+from __future__ import annotations
+
+import numpy
+
+from minibert.backend import get_xp
+from minibert.model.bert import BertModel, init_parameters
+from minibert.model.config import BertConfig
+from minibert.model.heads.base import BertWithHeads
+from minibert.ops.activations import ACTIVATIONS
+from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
+from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+
+WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
+
+
+def mlm_head_forward(x, w_t, b_t, gamma, beta, eps, word_embeddings, out_bias, hidden_act="gelu"):
+    """x: (M, H) vectors at the predicted positions -> logits (M, V)."""
+    act_forward, _ = ACTIVATIONS[hidden_act]
+    h, c_dense = linear_forward(x, w_t, b_t)                        # (M,H) @ (H,H) -> (M,H)
+    h, c_act = act_forward(h)
+    h, c_ln = layer_norm_forward(h, gamma, beta, eps)
+    logits, c_dec = linear_forward(h, word_embeddings, out_bias)    # (M,H) @ (H,V) -> (M,V), tied weight
+    return logits, (c_dense, c_act, c_ln, c_dec, hidden_act)
+
+
+def mlm_head_backward(dlogits, cache):
+    """Returns (dx (M,H), dw_t, db_t, dgamma, dbeta, dword_embeddings (V,H), dout_bias (V,))."""
+    c_dense, c_act, c_ln, c_dec, hidden_act = cache
+    _, act_backward = ACTIVATIONS[hidden_act]
+    dh, dword, dbias = linear_backward(dlogits, c_dec)
+    dh, dgamma, dbeta = layer_norm_backward(dh, c_ln)
+    dh = act_backward(dh, c_act)
+    dx, dw_t, db_t = linear_backward(dh, c_dense)
+    return dx, dw_t, db_t, dgamma, dbeta, dword, dbias
+
+
+def pretraining_head_shapes(config: BertConfig) -> dict:
+    H, V = config.hidden_size, config.vocab_size
+    return {
+        "cls.predictions.bias": (V,),
+        "cls.predictions.transform.dense.weight": (H, H),
+        "cls.predictions.transform.dense.bias": (H,),
+        "cls.predictions.transform.LayerNorm.weight": (H,),
+        "cls.predictions.transform.LayerNorm.bias": (H,),
+        "cls.seq_relationship.weight": (2, H),
+        "cls.seq_relationship.bias": (2,),
+    }
+
+
+class BertForPreTraining(BertWithHeads):
+    """BERT with the MLM and NSP heads; parameter names as transformers' BertForPreTraining.
+
+        model = BertForPreTraining(BertConfig.preset("tiny"), seed=0)
+        out = model.forward(input_ids, token_type_ids, attention_mask,
+                            labels=mlm_labels, next_sentence_label=nsp_labels)
+        out["loss"], out["mlm_loss"], out["nsp_loss"]
+        model.zero_grad(); model.backward()          # d(loss) = 1
+
+    `labels`: (B, T) with the original token id at predicted positions and -100
+    elsewhere; `next_sentence_label`: (B,) with 0 = continuation, 1 = random.
+    The decoder reuses `bert.embeddings.word_embeddings.weight` (there is no
+    separate `cls.predictions.decoder.weight` array; save/load map that name).
+    """
+
+    def __init__(self, config: BertConfig, seed: int = 0, dtype="float32"):
+        self.config = config
+        self.bert = BertModel(config, seed=seed, dtype=dtype)
+        self.dtype = self.bert.dtype
+        rng = numpy.random.default_rng([seed, 2])
+        self.params = {"bert." + k: v for k, v in self.bert.params.items()}   # the same arrays, prefixed
+        self.grads = {"bert." + k: v for k, v in self.bert.grads.items()}
+        heads = init_parameters(pretraining_head_shapes(config), config, rng, self.dtype)   # BERT's init
+        self.params.update(heads)
+        self.grads.update({k: get_xp(v).zeros_like(v) for k, v in heads.items()})
+        self._cache = None
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
+        """Returns a dict: mlm_logits (M, V) at the M labelled positions (every position when no
+        labels are given), positions (M,) their flat indices into B*T (row-major), nsp_logits (B, 2);
+        with labels: mlm_loss (device scalar), mlm_correct, mlm_count (ints); with
+        next_sentence_label: nsp_loss, nsp_correct, nsp_count; and loss = mlm_loss + nsp_loss."""
+        p, cfg = self.params, self.config
+        seq, pooled = self.bert.forward(input_ids, token_type_ids, attention_mask)
+        xp = get_xp(seq)
+        B, T, H = seq.shape
+        out = {}
+        # --- MLM at the labelled positions only ---
+        if labels is not None:
+            labels = xp.asarray(labels)
+            if tuple(labels.shape) != (B, T):
+                raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {(B, T)} like input_ids")
+            flat_labels = labels.reshape(-1)
+            positions = xp.flatnonzero(flat_labels != IGNORE_INDEX)        # (M,) indices into B*T
+        else:
+            positions = xp.arange(B * T)                                   # no labels: every position
+            flat_labels = None
+        gathered = seq.reshape(B * T, H)[positions]                        # (M, H)
+        mlm_logits, c_mlm = mlm_head_forward(
+            gathered, p["cls.predictions.transform.dense.weight"], p["cls.predictions.transform.dense.bias"],
+            p["cls.predictions.transform.LayerNorm.weight"], p["cls.predictions.transform.LayerNorm.bias"],
+            cfg.layer_norm_eps, p[WORD_EMBEDDINGS], p["cls.predictions.bias"], cfg.hidden_act)
+        nsp_logits, c_nsp = linear_forward(pooled, p["cls.seq_relationship.weight"], p["cls.seq_relationship.bias"])
+        out.update(mlm_logits=mlm_logits, nsp_logits=nsp_logits, positions=positions)
+        c_mlm_loss = c_nsp_loss = None
+        if labels is not None:
+            target = flat_labels[positions]
+            mlm_loss, c_mlm_loss = cross_entropy_forward(mlm_logits, target)
+            out["mlm_loss"] = mlm_loss
+            out["mlm_correct"] = int((mlm_logits.argmax(axis=1) == target).sum())
+            out["mlm_count"] = int(target.shape[0])
+        if next_sentence_label is not None:
+            nsl = xp.asarray(next_sentence_label).reshape(-1)
+            if nsl.shape[0] != B:
+                raise ValueError(f"next_sentence_label has {nsl.shape[0]} entries for a batch of {B}")
+            nsp_loss, c_nsp_loss = cross_entropy_forward(nsp_logits, nsl)
+            out["nsp_loss"] = nsp_loss
+            out["nsp_correct"] = int((nsp_logits.argmax(axis=1) == nsl).sum())
+            out["nsp_count"] = B
+        if "mlm_loss" in out or "nsp_loss" in out:
+            out["loss"] = out.get("mlm_loss", 0.0) + out.get("nsp_loss", 0.0)
+        self._cache = (c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H))
+        return out
+
+    def backward(self, mlm_weight: float = 1.0, nsp_weight: float = 1.0):
+        """Backward of loss = mlm_weight * mlm_loss + nsp_weight * nsp_loss (weights 1: HF's loss).
+
+        The weights let gradient accumulation over micro-batches reproduce one big
+        batch exactly: a micro-batch with n_i of the N predictions gets mlm_weight n_i / N.
+        """
+        if self._cache is None:
+            raise RuntimeError("backward() needs a forward() with labels first")
+        c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H) = self._cache
+        if c_mlm_loss is None and c_nsp_loss is None:
+            raise RuntimeError("backward() needs a forward() with labels and/or next_sentence_label")
+        self._cache = None
+        g = self.grads
+        xp = get_xp(g[WORD_EMBEDDINGS])
+        d_seq = xp.zeros((B * T, H), dtype=self.dtype)
+        if c_mlm_loss is not None:
+            dlogits = cross_entropy_backward(mlm_weight, c_mlm_loss)
+            dx, dw_t, db_t, dgamma, dbeta, dword, dbias = mlm_head_backward(dlogits, c_mlm)
+            g["cls.predictions.transform.dense.weight"] += dw_t
+            g["cls.predictions.transform.dense.bias"] += db_t
+            g["cls.predictions.transform.LayerNorm.weight"] += dgamma
+            g["cls.predictions.transform.LayerNorm.bias"] += dbeta
+            if not self.bert.frozen_embeddings:
+                g[WORD_EMBEDDINGS] += dword                      # tied: the lookup's gradient is added later
+            g["cls.predictions.bias"] += dbias
+            d_seq[positions] = dx                                # scatter back (positions are distinct)
+        d_pooled = None
+        if c_nsp_loss is not None:
+            dlogits = cross_entropy_backward(nsp_weight, c_nsp_loss)
+            d_pooled, dw, db = linear_backward(dlogits, c_nsp)
+            g["cls.seq_relationship.weight"] += dw
+            g["cls.seq_relationship.bias"] += db
+        self.bert.backward(d_seq.reshape(B, T, H), d_pooled)

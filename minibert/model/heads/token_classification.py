@@ -1,0 +1,66 @@
+"""BertForTokenClassification: a label per token (NER), from every position's last hidden state.
+
+    logits = drop(x) W_c^T + b_c      (B, T, C); cross-entropy over every token, -100 ignored; no pooler
+
+The shared conventions (names, backward, loading) are in classification.py's docstring.
+"""
+from __future__ import annotations
+
+from minibert.model.heads.base import BertWithTaskHead
+from minibert.ops.dropout import dropout_backward, dropout_forward
+from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+
+
+class BertForTokenClassification(BertWithTaskHead):
+    """A class for every token (named entities, parts of speech), on the last hidden state.
+
+        out = model.forward(input_ids, token_type_ids, attention_mask, labels=labels)   # labels (B, T)
+
+    Forward, with x (B, T, H) the last hidden state:
+        h = x * m / (1 - q)                       (B, T, H)  q = classifier dropout
+        z = h W^T + b                             (B, T, C)  W: (C, H), b: (C,)
+        L = -(1/n) sum_{(b,t): y_bt != -100} log softmax(z_bt)[y_bt]     n = labelled tokens
+    As in transformers the attention mask does not enter the loss: label padding (and
+    word-piece continuations, if wanted) with -100. No pooler (add_pooling_layer=False).
+    """
+
+    add_pooling_layer = False
+
+    @classmethod
+    def head_shapes(cls, config):
+        return {"classifier.weight": (config.num_labels, config.hidden_size),
+                "classifier.bias": (config.num_labels,)}
+
+    def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None):
+        """Returns {"logits": (B, T, C)} and with labels "loss", "correct", "count" (labelled tokens)."""
+        p = self.params
+        x, _ = self.bert.forward(input_ids, token_type_ids, attention_mask)         # (B, T, H)
+        B, T, _ = x.shape
+        C = self.config.num_labels
+        h, c_drop = dropout_forward(x, self.config.classifier_dropout_prob, self.bert.rng, self.training)
+        logits, c_lin = linear_forward(h, p["classifier.weight"], p["classifier.bias"])   # (B,T,H) @ (H,C) -> (B,T,C)
+        out = {"logits": logits}
+        c_loss = None
+        if labels is not None:
+            y = self._class_labels(labels, (B, T)).reshape(B * T)
+            flat = logits.reshape(B * T, C)
+            out["loss"], c_loss = cross_entropy_forward(flat, y)
+            labelled = y != IGNORE_INDEX
+            out["correct"] = int(((flat.argmax(axis=1) == y) & labelled).sum())
+            out["count"] = int(labelled.sum())
+        self._cache = (c_drop, c_lin, c_loss, (B, T, C))
+        return out
+
+    def backward(self, weight: float = 1.0):
+        """Add the gradients of weight * loss into self.grads."""
+        c_drop, c_lin, c_loss, shape = self._take_cache()
+        if c_loss is None:
+            raise RuntimeError("backward() needs a forward() with labels")
+        g = self.grads
+        dz = cross_entropy_backward(weight, c_loss).reshape(shape)            # (B, T, C)
+        below = not self._encoder_fully_frozen()
+        dh, dw, db = linear_backward(dz, c_lin, need_dx=below)  # dh = dz W, dW = sum_(b,t) dz^T h, db = sum dz
+        g["classifier.weight"] += dw
+        g["classifier.bias"] += db
+        self.bert.backward(dropout_backward(dh, c_drop) if below else None, None)

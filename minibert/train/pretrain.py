@@ -1,0 +1,315 @@
+"""Pretraining BERT: the loop, evaluation, logs, plots, checkpoints and exact resume.
+
+    python -m minibert pretrain                                   # stdlib docstrings, tiny BERT, a few minutes
+    python -m minibert pretrain --corpus ../shared/data/gutenberg --config mini \\
+        --vocab-size 16000 --steps 800 --batch-size 32 --seq-len 128 --out runs/mini
+    python -m minibert pretrain --out runs/mini --resume          # continue from the newest checkpoint
+    python -m minibert plot runs/mini                             # redraw runs/mini/curves.png
+    python -m minibert fill-mask --model runs/mini "the cat sat on the [MASK]."
+
+A run folder holds: run.json (the arguments), config.json, vocab.txt and
+tokenizer_config.json, data/ (the instances as arrays), log.jsonl (one JSON
+object per step, plus evaluation rows), curves.png, checkpoints/step-N/ (the
+newest few) and, at the end, model.safetensors (the trained weights, Hugging
+Face BertForPreTraining names).
+
+Exact resume: the batch for step s is a pure function of (seed, s), the
+dropout generator's state is checkpointed with the weights and the optimizer,
+so a run killed and resumed gives the same numbers as one never interrupted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy
+
+from minibert import backend
+from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
+                                       load_features, read_corpus, read_gutenberg, save_features)
+from minibert.data.pretraining.stdlib_corpus import stdlib_documents
+from minibert.model.config import PRESETS, BertConfig
+from minibert.model.heads.pretraining import BertForPreTraining
+from minibert.model.io import assign_params, read_json, save_arrays, write_json
+from minibert.tokenization import BertTokenizer
+from minibert.tokenization.vocab_trainer import train_vocab
+from minibert.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from minibert.train.loop import read_jsonl
+from minibert.train.optim import AdamW, linear_warmup_decay
+from minibert.train.step import NonFiniteLossError, pretraining_step
+from minibert.viz import plot_pretraining
+
+
+@dataclasses.dataclass
+class PretrainArgs:
+    corpus: str | None = None           # None: the standard library's docstrings
+    eval_corpus: str | None = None      # None: held-out documents of the corpus (or Gutenberg's held-out books)
+    config: str = "tiny"                # preset name or a config.json path
+    vocab: str | None = None            # folder with vocab.txt (or the file); None: learn one
+    vocab_size: int = 8000              # size of the learned vocabulary
+    vocab_score: str = "frequency"      # merge rule of the learned vocabulary (see vocab_trainer)
+    steps: int = 300
+    batch_size: int = 32
+    seq_len: int = 128
+    max_predictions: int = 20
+    dupe_factor: int = 2
+    eval_dupe_factor: int = 1           # masked versions of the held-out documents (more: a steadier estimate)
+    short_seq_prob: float = 0.1
+    whole_word_mask: bool = False
+    lr: float = 5e-4
+    warmup: float = 0.1                 # fraction of the steps
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    optimizer: str = "torch"            # AdamW variant: "torch" (bias-corrected) or "google"
+    accumulate: int = 1                 # micro-batches per step (batch_size must divide by it)
+    heldout_fraction: float = 0.05
+    eval_every: int = 100
+    eval_batches: int = 20
+    checkpoint_every: int = 100
+    keep: int = 3
+    seed: int = 12345
+    dtype: str = "float32"
+    out: str = "runs/pretrain"
+    progress: bool = True
+
+
+class PretrainError(RuntimeError):
+    """A problem with the inputs of a pretraining run, said plainly."""
+
+
+# -- data -------------------------------------------------------------------------------
+
+def load_documents(args: PretrainArgs):
+    """(train documents, held-out documents) as lists of lists of sentences."""
+
+    if args.corpus is None:
+        documents = stdlib_documents()
+    else:
+        path = Path(args.corpus)
+        if not path.exists():
+            raise PretrainError(f"corpus not found: {path}")
+        if path.is_dir() and args.eval_corpus is None and all((path / b).is_file() for b in GUTENBERG_HELD_OUT):
+            # the Gutenberg folder: the two held-out books are the evaluation text
+            return read_gutenberg(path, exclude=GUTENBERG_HELD_OUT), read_gutenberg(path, books=list(GUTENBERG_HELD_OUT))
+        documents = read_corpus(path)
+    if args.eval_corpus is not None:
+        return documents, read_corpus(args.eval_corpus)
+    if len(documents) < 2:
+        raise PretrainError(f"the corpus has {len(documents)} document(s); at least 2 are needed "
+                            f"(one to train on, one held out), or give --eval-corpus")
+    order = list(range(len(documents)))
+    random.Random(args.seed).shuffle(order)
+    n_held = max(1, int(round(len(documents) * args.heldout_fraction)))
+    held = sorted(order[:n_held])
+    held_set = set(held)
+    return [d for i, d in enumerate(documents) if i not in held_set], [documents[i] for i in held]
+
+
+def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
+
+    if (run_dir / "vocab.txt").is_file():
+        return BertTokenizer.from_pretrained(run_dir)
+    if args.vocab is not None:
+        tok = BertTokenizer.from_pretrained(args.vocab)
+    else:
+        text = (sentence for doc in train_documents for sentence in doc)
+        result = train_vocab(text, vocab_size=args.vocab_size, show_progress=args.progress, score=args.vocab_score)
+        tok = BertTokenizer(result.vocab, do_lower_case=True)
+    tok.save_pretrained(run_dir)
+    return tok
+
+
+def build_config(args: PretrainArgs, vocab_size: int) -> BertConfig:
+    if args.config in PRESETS:
+        cfg = BertConfig.preset(args.config, vocab_size=vocab_size)      # a preset adopts the vocabulary's size
+    else:
+        cfg = BertConfig.load(args.config)
+        if cfg.vocab_size != vocab_size:
+            raise PretrainError(f"config {args.config} has vocab_size={cfg.vocab_size} but the vocabulary has "
+                                f"{vocab_size} tokens; they must agree")
+    if cfg.max_position_embeddings < args.seq_len:
+        raise PretrainError(f"--seq-len {args.seq_len} is longer than max_position_embeddings="
+                            f"{cfg.max_position_embeddings} of the config")
+    return cfg
+
+
+def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, path: Path):
+    """Instances as arrays, cached in the run folder (a resumed run reads them back)."""
+
+    if path.is_file():
+        return load_features(path)
+    instances = create_training_instances(
+        documents, tokenizer, max_seq_length=args.seq_len, dupe_factor=dupe_factor,
+        short_seq_prob=args.short_seq_prob, max_predictions_per_seq=args.max_predictions, seed=seed,
+        whole_word_mask=args.whole_word_mask, progress=args.progress)
+    if not instances:
+        raise PretrainError("the corpus gave no training instance (documents too short?)")
+    features = instances_to_features(instances, tokenizer.vocab, args.seq_len, args.max_predictions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_features(path, features)
+    return features
+
+
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label")
+
+
+def batch_rows(step: int, batch_size: int, n: int, seed: int) -> numpy.ndarray:
+    """Row indices of the batch for `step`: a pure function of (seed, step), so resuming is exact.
+
+    Rows are read in a fresh seeded permutation each epoch (one pass over the n instances).
+    """
+    start = step * batch_size
+    rows = []
+    while len(rows) < batch_size:
+        epoch, offset = divmod(start + len(rows), n)
+        perm = numpy.random.default_rng([seed, epoch]).permutation(n)
+        rows.extend(perm[offset:offset + batch_size - len(rows)].tolist())
+    return numpy.asarray(rows)
+
+
+def get_batch(features, rows):
+    return {k: features[k][rows] for k in MODEL_INPUTS}
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+def evaluate(model, features, batch_size: int, max_batches: int) -> dict:
+    """Held-out MLM loss / accuracy / perplexity and NSP loss / accuracy (dropout off)."""
+    was_training = model.training
+    model.eval()
+    n = len(features["input_ids"])
+    mlm_nll = nsp_nll = 0.0
+    mlm_correct = mlm_count = nsp_correct = nsp_count = 0
+    for i in range(0, min(n, batch_size * max_batches), batch_size):
+        b = {k: features[k][i:i + batch_size] for k in MODEL_INPUTS}
+        out = model.forward(b["input_ids"], b["token_type_ids"], b["attention_mask"],
+                            labels=b["labels"], next_sentence_label=b["next_sentence_label"])
+        mlm_nll += float(out["mlm_loss"]) * out["mlm_count"]
+        nsp_nll += float(out["nsp_loss"]) * out["nsp_count"]
+        mlm_correct += out["mlm_correct"]
+        mlm_count += out["mlm_count"]
+        nsp_correct += out["nsp_correct"]
+        nsp_count += out["nsp_count"]
+    model._cache = None
+    if was_training:
+        model.train()
+    mlm_loss = mlm_nll / max(mlm_count, 1)
+    return {"eval_mlm_loss": mlm_loss, "eval_mlm_accuracy": mlm_correct / max(mlm_count, 1),
+            "eval_perplexity": math.exp(min(mlm_loss, 50.0)), "eval_nsp_loss": nsp_nll / max(nsp_count, 1),
+            "eval_nsp_accuracy": nsp_correct / max(nsp_count, 1), "eval_loss": mlm_loss + nsp_nll / max(nsp_count, 1)}
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def _rng_state(model) -> dict:
+    return model.bert.rng.bit_generator.state
+
+
+def _set_rng_state(model, state: dict) -> None:
+    model.bert.rng.bit_generator.state = state
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """On resume, drop log rows written after the checkpoint (they will be written again)."""
+    rows = [r for r in read_jsonl(path) if r["step"] <= last_step] if path.is_file() else []
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
+    """Pretrain; return the last evaluation's metrics."""
+    run_dir = Path(args.out)
+    if resume:
+        if not (run_dir / "run.json").is_file():
+            raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
+        saved = read_json(run_dir / "run.json")
+        args = PretrainArgs(**{**saved, "progress": args.progress})
+    elif (run_dir / "run.json").is_file():
+        if list_checkpoints(run_dir):
+            raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
+        old = read_json(run_dir / "run.json")
+        changed = sorted(k for k, v in dataclasses.asdict(args).items() if k != "progress" and old.get(k) != v)
+        if changed:   # its vocab.txt and data/ were made with other settings: never reuse them silently
+            raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
+                                f"use another --out, or delete that folder")
+    if args.batch_size % args.accumulate:
+        raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "run.json", dataclasses.asdict(args))
+
+    train_docs, eval_docs = load_documents(args)
+    tokenizer = build_tokenizer(args, train_docs, run_dir)
+    config = build_config(args, len(tokenizer))
+    config.save(run_dir)
+    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, run_dir / "data" / "train.npz")
+    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, run_dir / "data" / "eval.npz")
+    n_train = len(train["input_ids"])
+
+    model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
+    optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, variant=args.optimizer)
+    log_path = run_dir / "log.jsonl"
+    start = 0
+    if resume and list_checkpoints(run_dir):
+        newest = list_checkpoints(run_dir)[-1]
+        params, opt_state, state = load_checkpoint(newest)
+        assign_params(model.params, params, where=str(newest))
+        optimizer.load_state_dict(opt_state)
+        _set_rng_state(model, state["dropout_rng"])
+        start = state["step"]
+        _truncate_log(log_path, start)
+        stream(f"resuming from {newest} (step {start})")
+    elif not resume and log_path.exists():
+        log_path.unlink()
+
+    warmup_steps = int(args.warmup * args.steps)
+    micro = args.batch_size // args.accumulate
+    stream(f"pretraining BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
+           f"{model.num_parameters():,} parameters, vocab {config.vocab_size}) on {n_train:,} instances, "
+           f"{len(held['input_ids']):,} held out; backend {backend.name()}")
+    from tqdm import tqdm
+    bar = tqdm(total=args.steps, initial=start, desc="pretrain", unit="step", disable=not args.progress,
+               dynamic_ncols=True)
+    last_eval: dict = {}
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log:         # line-buffered: one row per step
+        for step in range(start, args.steps):
+            t0 = time.perf_counter()
+            rows = batch_rows(step, args.batch_size, n_train, args.seed)
+            batches = [get_batch(train, rows[i:i + micro]) for i in range(0, args.batch_size, micro)]
+            lr = linear_warmup_decay(step, args.lr, warmup_steps, args.steps)
+            try:
+                m = pretraining_step(model, optimizer, batches, lr, args.max_grad_norm, step=step + 1)
+            except NonFiniteLossError as err:
+                ckpts = list_checkpoints(run_dir)
+                hint = (f"the newest checkpoint is {ckpts[-1]}; fix the cause (a lower --lr?) and run with --resume"
+                        if ckpts else "no checkpoint was written yet")
+                bar.close()
+                raise NonFiniteLossError(f"{err}. {hint}") from None
+            dt = time.perf_counter() - t0
+            row = {"step": step + 1, **{k: m[k] for k in ("loss", "mlm_loss", "nsp_loss", "lr", "mlm_accuracy",
+                                                          "nsp_accuracy", "grad_norm")},
+                   "tokens_per_s": m["tokens"] / dt, "seconds": dt}
+            log.write(json.dumps(row) + "\n")
+            bar.update(1)
+            bar.set_postfix(loss=f"{m['loss']:.3f}", mlm=f"{m['mlm_accuracy']:.3f}", nsp=f"{m['nsp_accuracy']:.2f}",
+                            lr=f"{lr:.1e}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
+            done = step + 1
+            if done % args.eval_every == 0 or done == args.steps:
+                last_eval = {"step": done, **evaluate(model, held, args.batch_size, args.eval_batches)}
+                log.write(json.dumps(last_eval) + "\n")
+                bar.write(f"step {done}: held-out MLM accuracy {last_eval['eval_mlm_accuracy']:.3f}, "
+                          f"NSP accuracy {last_eval['eval_nsp_accuracy']:.3f}, "
+                          f"perplexity {last_eval['eval_perplexity']:.1f}")
+            if done % args.checkpoint_every == 0 or done == args.steps:
+                log.flush()
+                save_checkpoint(run_dir, done, model.params, optimizer.state_dict(),
+                                {"dropout_rng": _rng_state(model), "config": config.to_dict()}, keep=args.keep)
+    bar.close()
+    save_arrays(run_dir / "model.safetensors", model.params, metadata={"format": "pt", "step": args.steps})
+    plot_pretraining(run_dir)
+    stream(f"saved the model to {run_dir / 'model.safetensors'} and the curves to {run_dir / 'curves.png'}")
+    return last_eval

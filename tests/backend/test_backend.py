@@ -1,0 +1,139 @@
+"""The backend: device-cleanliness without a GPU (strict CuPy stand-in), CuPy errors, and real-GPU checks."""
+import numpy as np
+import pytest
+
+from minibert import BertModel, backend, gradcheck
+from minibert.backend import BackendError
+from reference import rel_diff
+from strict_xp import StrictArray, strict_xp
+
+
+def test_strict_stand_in_is_as_strict_as_cupy():
+    """The stand-in must itself refuse what CuPy refuses, or the next test proves nothing."""
+    a = strict_xp.ones((2, 3))
+    with pytest.raises(TypeError, match="implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="mixed"):
+        a + np.ones((2, 3))
+    with pytest.raises(TypeError, match="mixed"):
+        np.ones((2, 3)) * a
+    with pytest.raises(TypeError, match="mixed"):
+        a[np.array([0])] = 1.0
+    with pytest.raises(TypeError, match="numpy.sum called on a device array"):
+        np.sum(a)
+    b = a * 2.0 + strict_xp.asarray(np.arange(3.0))         # host -> device is explicit: allowed
+    assert isinstance(b, StrictArray) and float(b.sum()) == 18.0
+    assert backend.to_host(b).tolist() == [[2.0, 3.0, 4.0]] * 2
+
+
+def test_whole_model_forward_backward_stays_on_device(strict_backend):
+    """Forward and backward of the full model, dropout on, under the strict backend:
+    any host/device mix or implicit conversion in minibert raises. Then the numbers
+    must equal the NumPy run exactly."""
+    cfg = gradcheck.odd_config()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 99, (3, 7))
+    mask = np.ones((3, 7), dtype=np.int64)
+    mask[2, 4:] = 0
+    types = rng.integers(0, 2, (3, 7))
+    d_seq, d_pool = rng.normal(size=(3, 7, 36)), rng.normal(size=(3, 36))
+
+    def run():
+        model = BertModel(cfg, seed=0, dtype="float64").train()
+        xp = backend.get_xp()
+        seq, pooled = model.forward(ids, types, mask)
+        model.zero_grad()
+        model.backward(xp.asarray(d_seq), xp.asarray(d_pool))
+        return backend.to_host(seq), {k: backend.to_host(g) for k, g in model.grads.items()}
+
+    seq_dev, grads_dev = run()
+    assert isinstance(BertModel(cfg).params["pooler.dense.weight"], StrictArray)
+    with backend.using("numpy"):
+        seq_host, grads_host = run()
+    assert np.array_equal(seq_dev, seq_host)
+    for k in grads_host:
+        assert np.array_equal(grads_dev[k], grads_host[k]), k
+
+
+def test_gradcheck_runs_under_strict_backend(strict_backend):
+    rng = np.random.default_rng(0)
+    for name, fwd, bwd, inputs, wrt in gradcheck.op_checks(rng):
+        assert gradcheck.check_op(name, fwd, bwd, inputs, wrt, rng, max_entries=8).passed, name
+
+
+def test_asking_for_cupy_without_a_gpu_says_why(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_cupy(name, *args, **kwargs):
+        if name == "cupy":
+            raise ImportError("No module named 'cupy'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_cupy)
+    monkeypatch.delitem(backend.xp._modules, "cupy", raising=False)
+    with pytest.raises(BackendError, match="CuPy is not installed"):
+        backend.use("cupy")
+    assert backend.name() == "numpy"
+
+
+def test_cupy_installed_without_device_says_why(monkeypatch):
+    import sys
+    import types
+    fake = types.ModuleType("cupy")
+    fake.is_available = lambda: False
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.delitem(backend.xp._modules, "cupy", raising=False)
+    with pytest.raises(BackendError, match="no CUDA device is available"):
+        backend.use("cupy")
+    assert not backend.gpu_available()
+
+
+def test_unknown_backend_and_env_variable():
+    import subprocess
+    import sys
+    with pytest.raises(BackendError, match="unknown backend 'tpu'"):
+        backend.use("tpu")
+    r = subprocess.run([sys.executable, "-c", "import minibert"], env={"MINIBERT_BACKEND": "cupy", "PATH": ""},
+                       capture_output=True, text=True)
+    if not backend.gpu_available():
+        assert r.returncode != 0 and "cupy" in r.stderr.lower()
+
+
+def test_dtype_selection():
+    assert BertModel(gradcheck.odd_config(), dtype="float64").params["pooler.dense.bias"].dtype == np.float64
+    assert BertModel(gradcheck.odd_config()).params["pooler.dense.bias"].dtype == np.float32
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        BertModel(gradcheck.odd_config(), dtype="float8")
+
+
+# -- on a real GPU (skipped here with the reason) -------------------------------------------
+
+@pytest.mark.gpu
+def test_gradcheck_on_cupy():
+    with backend.using("cupy"):
+        assert gradcheck.run("odd", stream=lambda *a: None)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_parity_with_transformers_on_cupy(dtype, tol):
+    import torch
+    from reference import hf_bert_model
+    from helpers import batch, perturbed_model
+    cfg = gradcheck.odd_config()
+    host_model = perturbed_model(cfg, dtype)
+    ref = hf_bert_model(host_model).eval()
+    ids, types, mask = batch(cfg)
+    with backend.using("cupy") as cp:
+        model = BertModel(cfg, dtype=dtype, params={k: cp.asarray(v) for k, v in host_model.params.items()}).eval()
+        seq, pooled = model.forward(ids, types, mask)
+        d_seq = np.random.default_rng(0).normal(size=seq.shape).astype(dtype)
+        model.zero_grad()
+        model.backward(cp.asarray(d_seq))
+        out = ref(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types), attention_mask=torch.tensor(mask))
+        (out.last_hidden_state * torch.tensor(d_seq)).sum().backward()
+        assert rel_diff(backend.to_host(seq), out.last_hidden_state.detach().numpy()) <= tol
+        for k, p in ref.named_parameters():
+            if p.grad is not None:
+                assert rel_diff(backend.to_host(model.grads[k]), p.grad.numpy()) <= tol, k

@@ -1,0 +1,191 @@
+"""BertModel: whole-model gradient check, parity with transformers, modes, and clear errors on bad input."""
+import numpy as np
+import pytest
+
+from minibert import BertConfig, BertModel, gradcheck
+from minibert.model.config import ConfigError
+from helpers import batch, perturbed_model
+from reference import hf_bert_model, hf_config, rel_diff
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+def test_whole_model_finite_differences(act):
+    results = gradcheck.check_model(gradcheck.odd_config(hidden_act=act), np.random.default_rng(3), per_param=6)
+    assert len(results) == 39
+    worst = max(results, key=lambda r: r.max_rel_error)
+    assert worst.max_rel_error < 1e-6, worst
+
+
+CONFIGS = {
+    "odd": gradcheck.odd_config(),
+    "tiny": BertConfig.preset("tiny"),
+    "mini": BertConfig.preset("mini"),
+}
+
+
+@pytest.mark.parametrize("name", ["odd", "tiny", "mini"])
+@pytest.mark.parametrize("act", ["gelu", "gelu_new"])
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 1e-5)])
+def test_parity_with_transformers(name, act, dtype, tol):
+    """Same weights (copied by name), same padded input, same upstream gradient:
+    outputs and the gradient of every parameter agree with transformers' BertModel."""
+    import torch
+    torch.manual_seed(0)
+    cfg = BertConfig.from_dict({**CONFIGS[name].to_dict(), "hidden_act": act})
+    model = perturbed_model(cfg, dtype)
+    ref = hf_bert_model(model).eval()
+    ids, types, mask = batch(cfg, B=4, T=16 if name != "odd" else 7)
+    seq, pooled = model.forward(ids, types, mask)
+    rng = np.random.default_rng(7)
+    d_seq = rng.normal(size=seq.shape).astype(dtype)
+    d_pooled = rng.normal(size=pooled.shape).astype(dtype)
+    model.zero_grad()
+    model.backward(d_seq, d_pooled)
+
+    out = ref(input_ids=torch.tensor(ids), token_type_ids=torch.tensor(types), attention_mask=torch.tensor(mask))
+    loss = (out.last_hidden_state * torch.tensor(d_seq)).sum() + (out.pooler_output * torch.tensor(d_pooled)).sum()
+    loss.backward()
+    assert rel_diff(seq, out.last_hidden_state.detach().numpy()) <= tol
+    assert rel_diff(pooled, out.pooler_output.detach().numpy()) <= tol
+    ref_params = dict(ref.named_parameters())
+    assert set(ref_params) == set(model.grads)
+    for key, p in ref_params.items():
+        assert rel_diff(model.grads[key], p.grad.numpy()) <= tol, key
+
+
+def test_parameter_names_and_shapes_match_transformers():
+    import transformers
+    cfg = gradcheck.odd_config()
+    model = BertModel(cfg)
+    ref = transformers.BertModel(hf_config(cfg))
+    ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items() if not k.endswith("position_ids")}
+    assert {k: tuple(v.shape) for k, v in model.params.items()} == ref_shapes
+    assert model.num_parameters() == sum(p.numel() for p in ref.parameters())
+
+
+def test_initialisation_follows_bert():
+    cfg = BertConfig.preset("tiny")
+    p = BertModel(cfg, seed=0).params
+    w = p["encoder.layer.0.intermediate.dense.weight"]
+    assert w.dtype == np.float32 and abs(float(w.std()) - 0.02) < 1e-3 and abs(float(w.mean())) < 1e-3
+    assert np.all(p["encoder.layer.0.intermediate.dense.bias"] == 0)
+    assert np.all(p["embeddings.LayerNorm.weight"] == 1) and np.all(p["embeddings.LayerNorm.bias"] == 0)
+    assert np.all(p["embeddings.word_embeddings.weight"][cfg.pad_token_id] == 0)
+    assert np.array_equal(w, BertModel(cfg, seed=0).params["encoder.layer.0.intermediate.dense.weight"])
+    assert not np.array_equal(w, BertModel(cfg, seed=1).params["encoder.layer.0.intermediate.dense.weight"])
+
+
+def test_backward_adds_into_gradients_and_zero_grad_clears():
+    cfg = gradcheck.odd_config()
+    model = perturbed_model(cfg, "float64")
+    ids, types, mask = batch(cfg)
+    d = np.random.default_rng(0)
+    seq, pooled = model.forward(ids, types, mask)
+    d_seq, d_pool = d.normal(size=seq.shape), d.normal(size=pooled.shape)
+    model.zero_grad()
+    model.backward(d_seq, d_pool)
+    once = {k: v.copy() for k, v in model.grads.items()}
+    model.forward(ids, types, mask)
+    model.backward(d_seq, d_pool)
+    for k in once:
+        assert np.allclose(model.grads[k], 2 * once[k]), k
+    model.zero_grad()
+    assert all(not np.any(g) for g in model.grads.values())
+
+
+def test_train_and_eval_modes():
+    cfg = gradcheck.odd_config()
+    model = BertModel(cfg, seed=0)
+    ids, types, mask = batch(cfg)
+    assert model.training                                   # like a fresh torch module
+    a, _ = model.forward(ids, types, mask)
+    b, _ = model.forward(ids, types, mask)
+    assert not np.allclose(a, b)                            # dropout differs between calls
+    model.eval()
+    c, _ = model.forward(ids, types, mask)
+    e, _ = model.forward(ids, types, mask)
+    assert np.array_equal(c, e)
+
+
+def test_attention_ignores_padded_keys():
+    cfg = gradcheck.odd_config()
+    model = perturbed_model(cfg, "float64")
+    ids, types, mask = batch(cfg)
+    seq, _ = model.forward(ids, types, mask)
+    probs = model.attention_probs()
+    assert len(probs) == 2 and probs[0].shape == (3, 3, 7, 7)
+    assert np.all(probs[0][2, :, :, 3:] == 0)               # keys beyond the 3 real tokens get nothing
+    ids2 = ids.copy()
+    ids2[2, 3:] = 5                                         # change what sits under the padding
+    seq2, _ = model.forward(ids2, types, mask)
+    assert np.allclose(seq[2, :3], seq2[2, :3], atol=1e-12)
+
+
+def test_bad_inputs_raise_clear_errors():
+    cfg = gradcheck.odd_config()
+    model = BertModel(cfg)
+    ids, types, mask = batch(cfg)
+    with pytest.raises(ValueError, match=r"id 99, outside the vocabulary \[0, 99\)"):
+        model.forward(np.where(ids == ids[0, 0], 99, ids))
+    with pytest.raises(ValueError, match="id -1"):
+        model.forward(np.full((2, 3), -1))
+    with pytest.raises(ValueError, match="sequence length 20 is longer than max_position_embeddings=19"):
+        model.forward(np.ones((2, 20), dtype=int))
+    with pytest.raises(ValueError, match=r"token_type_ids has shape \(3, 6\)"):
+        model.forward(ids, types[:, :6])
+    with pytest.raises(ValueError, match=r"token_type_ids contains 2, outside \[0, type_vocab_size=2\)"):
+        model.forward(ids, types + 1)
+    with pytest.raises(ValueError, match=r"attention_mask has shape"):
+        model.forward(ids, types, mask[:2])
+    with pytest.raises(ValueError, match="only 0 .padding. and 1"):
+        model.forward(ids, types, mask * 2)
+    with pytest.raises(ValueError, match=r"shape \(batch, seq_len\)"):
+        model.forward(ids[0])
+    with pytest.raises(TypeError, match="integer array"):
+        model.forward(ids.astype(np.float32))
+    with pytest.raises(RuntimeError, match="before forward"):
+        BertModel(cfg).backward(np.zeros((3, 7, 36)))
+    model.forward(ids, types, mask)
+    with pytest.raises(ValueError, match=r"d_last_hidden_state has shape \(3, 7, 35\), expected \(3, 7, 36\)"):
+        model.backward(np.zeros((3, 7, 35)))
+
+
+def test_config_defaults_are_berts():
+    cfg = BertConfig()
+    assert (cfg.layer_norm_eps, cfg.initializer_range, cfg.vocab_size, cfg.max_position_embeddings,
+            cfg.type_vocab_size, cfg.hidden_act, cfg.hidden_dropout_prob) == (1e-12, 0.02, 30522, 512, 2, "gelu", 0.1)
+
+
+def test_config_errors_and_presets(tmp_path):
+    with pytest.raises(ConfigError, match="divisible by num_attention_heads"):
+        BertConfig(hidden_size=100, num_attention_heads=3)
+    with pytest.raises(ConfigError, match="num_hidden_layers must be a positive integer"):
+        BertConfig(num_hidden_layers=0)
+    with pytest.raises(ConfigError, match="vocab_size must be a positive integer"):
+        BertConfig(vocab_size=-5)
+    with pytest.raises(ConfigError, match="unknown hidden_act 'relu'"):
+        BertConfig(hidden_act="relu")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        BertConfig.preset("huge")
+    sizes = {n: (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size)
+             for n in ("tiny", "mini", "small", "medium", "base", "large") for c in [BertConfig.preset(n)]}
+    assert sizes == {"tiny": (2, 128, 2, 512), "mini": (4, 256, 4, 1024), "small": (4, 512, 8, 2048),
+                     "medium": (8, 512, 8, 2048), "base": (12, 768, 12, 3072), "large": (24, 1024, 16, 4096)}
+    cfg = BertConfig.preset("mini", hidden_act="gelu_new")
+    cfg.save(tmp_path)
+    assert BertConfig.load(tmp_path) == cfg
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        BertConfig.load(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="no config file"):
+        BertConfig.load(tmp_path / "missing")
+
+
+def test_config_json_round_trips_with_transformers(tmp_path):
+    import transformers
+    cfg = BertConfig.preset("tiny", hidden_act="gelu_new", layer_norm_eps=1e-7)
+    cfg.save(tmp_path)
+    hf = transformers.BertConfig.from_pretrained(tmp_path)
+    assert (hf.hidden_size, hf.num_hidden_layers, hf.hidden_act, hf.layer_norm_eps) == (128, 2, "gelu_new", 1e-7)
+    hf.save_pretrained(tmp_path / "hf")
+    assert BertConfig.load(tmp_path / "hf") == cfg

@@ -1,0 +1,147 @@
+"""Every op's backward against float64 finite differences (odd sizes, non-zero params, padding mask)."""
+import numpy as np
+import pytest
+
+from minibert import gradcheck
+from minibert.ops import erf
+
+OPS = list(gradcheck.op_checks(np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("check", OPS, ids=[c[0] for c in OPS])
+def test_op_gradient(check):
+    name, fwd, bwd, inputs, wrt = check
+    result = gradcheck.check_op(name, fwd, bwd, inputs, wrt, np.random.default_rng(1), max_entries=60)
+    assert result.max_rel_error < 1e-6, f"{name}: max relative error {result.max_rel_error:.2e} in {result.worst}"
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """The checker itself must fail on a wrong gradient (a test that cannot fail is a defect)."""
+    from minibert.ops import layer_norm_backward, layer_norm_forward
+
+    def naive_backward(d, cache):     # forgets the mean terms of the LayerNorm Jacobian
+        xhat, rstd, gamma = cache
+        _, dg, db = layer_norm_backward(d, cache)
+        return {"x": d * gamma * rstd, "g": dg, "b": db}
+
+    rng = np.random.default_rng(2)
+    inputs = dict(x=rng.normal(size=(3, 7, 36)), g=rng.normal(size=36), b=rng.normal(size=36))
+    result = gradcheck.check_op("naive", lambda x, g, b: layer_norm_forward(x, g, b, 1e-12), naive_backward,
+                                inputs, "xgb", rng)
+    assert result.max_rel_error > 1e-2 and result.worst == "x"
+
+
+def test_erf_float64_matches_math_erf():
+    import math
+    x = np.linspace(-8, 8, 40001)
+    ref = np.array([math.erf(v) for v in x])
+    assert np.max(np.abs(erf(x) - ref)) < 5e-15
+    assert np.isnan(erf(np.array([np.nan]))[0])
+
+
+def test_erf_float32_accuracy():
+    import math
+    x = np.linspace(-8, 8, 40001).astype(np.float32)
+    ref = np.array([math.erf(float(v)) for v in x])
+    assert np.max(np.abs(erf(x).astype(np.float64) - ref)) < 1e-6
+    assert erf(x).dtype == np.float32
+
+
+def test_softmax_is_stable_on_large_logits():
+    from minibert.ops import softmax_forward
+    p, _ = softmax_forward(np.array([[1000.0, 1000.0, -1000.0]]))
+    assert np.allclose(p, [[0.5, 0.5, 0.0]])
+
+
+def test_cross_entropy_ignores_positions():
+    from minibert.ops import cross_entropy_forward
+    logits = np.log(np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))
+    loss, _ = cross_entropy_forward(logits, np.array([0, -100, 1]))
+    assert np.isclose(float(loss), -(np.log(0.5) + np.log(0.8)) / 2)   # mean over the 2 counted rows only
+    with pytest.raises(ValueError, match="label 2 out of range"):
+        cross_entropy_forward(logits, np.array([0, 2, 1]))
+
+
+def test_embedding_backward_accumulates_repeated_ids():
+    from minibert.ops import embedding_backward, embedding_forward
+    w = np.zeros((5, 2))
+    _, cache = embedding_forward(np.array([[3, 3, 1]]), w)
+    dw = embedding_backward(np.ones((1, 3, 2)), cache)
+    assert dw[3].tolist() == [2.0, 2.0] and dw[1].tolist() == [1.0, 1.0]
+
+
+def test_dropout_statistics_and_determinism():
+    from minibert.ops import dropout_forward
+    x = np.ones((200, 500))
+    y1, _ = dropout_forward(x, 0.1, np.random.default_rng(5))
+    y2, _ = dropout_forward(x, 0.1, np.random.default_rng(5))
+    assert np.array_equal(y1, y2)
+    assert abs((y1 == 0).mean() - 0.1) < 0.005
+    assert np.allclose(y1[y1 != 0], 1 / 0.9)
+    assert dropout_forward(x, 0.1, training=False)[0] is x
+    with pytest.raises(ValueError, match="seeded rng"):
+        dropout_forward(x, 0.1)
+
+
+def test_cross_entropy_with_every_label_ignored_is_zero():
+    from minibert.ops import cross_entropy_backward, cross_entropy_forward
+    loss, cache = cross_entropy_forward(np.ones((2, 3)), np.array([-100, -100]))
+    assert float(loss) == 0.0 and not np.any(cross_entropy_backward(1.0, cache))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_row_blocks_on_threads_give_the_one_call_numbers(threads, monkeypatch):
+    """Large arrays are cut into row blocks run on a thread pool (backend/blocks.py). Every op must give
+    the numbers of one call on the whole array: exactly for row-wise results, to rounding for sums
+    over rows (dgamma, dbeta), and the same numbers on every run."""
+    from minibert.backend import blocks as parallel
+    from minibert.ops.activations import _gelu_parts, _gelu_tanh_parts, gelu_forward, gelu_tanh_forward
+    from minibert.ops.layer_norm import _layer_norm_backward_rows, _layer_norm_rows, layer_norm_backward, layer_norm_forward
+    from minibert.ops.softmax import _softmax_backward_rows, _softmax_rows_inplace, softmax_backward, softmax_forward
+    monkeypatch.setattr(parallel, "THREADS", threads)
+    monkeypatch.setattr(parallel, "_pool", None)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 301, 257)).astype(np.float32)             # odd sizes: a ragged last block
+    assert x.size > 2 * parallel.BLOCK_ELEMENTS
+    for fwd, parts in ((gelu_forward, _gelu_parts), (gelu_tanh_forward, _gelu_tanh_parts)):
+        for got, want in zip(fwd(x), parts(x)):
+            assert np.array_equal(got, want)
+    g, b = rng.normal(size=257).astype(np.float32), rng.normal(size=257).astype(np.float32)
+    y, cache = layer_norm_forward(x, g, b, 1e-12)
+    ry, rxhat, rrstd = _layer_norm_rows(x, g, b, 1e-12)
+    assert np.array_equal(y, ry) and np.array_equal(cache[0], rxhat) and np.array_equal(cache[1], rrstd)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    dx, dg, db = layer_norm_backward(dy, cache)
+    rdx, rdg, rdb = _layer_norm_backward_rows(dy, rxhat, rrstd, g)
+    assert np.array_equal(dx, rdx) and np.allclose(dg, rdg, rtol=1e-5, atol=1e-3) and np.allclose(db, rdb, rtol=1e-5, atol=1e-3)
+    dx2, dg2, db2 = layer_norm_backward(dy, cache)
+    assert np.array_equal(dg, dg2) and np.array_equal(db, db2)      # deterministic
+    p, _ = softmax_forward(x)
+    assert np.array_equal(p, _softmax_rows_inplace(x.copy())[0])
+    assert np.array_equal(softmax_backward(dy, p), _softmax_backward_rows(dy, p)[0])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("variant", ["torch", "google"])
+def test_adamw_in_blocks_gives_the_whole_array_numbers(threads, variant, monkeypatch):
+    """adamw_step runs its formula on cache-sized pieces of each parameter (parallel.for_blocks):
+    three steps must give bit for bit what the formula gives on the whole arrays, for a parameter
+    with a ragged last piece, a small one (one call) and a non-decayed one."""
+    from minibert.backend import blocks as parallel
+    from minibert.train.optim import _adamw_update, adamw_step, decays
+    monkeypatch.setattr(parallel, "THREADS", threads)
+    monkeypatch.setattr(parallel, "_pool", None)
+    rng = np.random.default_rng(0)
+    shapes = {"big.weight": (301, 1029), "LayerNorm.bias": (301, 1029), "small.weight": (7, 5)}
+    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+    assert params["big.weight"].size > 2 * parallel.BLOCK_ELEMENTS
+    want = {k: [v.copy(), np.zeros_like(v), np.zeros_like(v)] for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    for t in (1, 2, 3):
+        grads = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+        adamw_step(params, grads, m, v, t, 1e-2, eps=1e-6, weight_decay=0.1, variant=variant)
+        for k, (p, mk, vk) in want.items():
+            _adamw_update(p, grads[k], mk, vk, t, 1e-2, 0.9, 0.999, 1e-6, 0.1 if decays(k) else 0.0, variant)
+    for k, (p, mk, vk) in want.items():
+        assert np.array_equal(params[k], p) and np.array_equal(m[k], mk) and np.array_equal(v[k], vk), k

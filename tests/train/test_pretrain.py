@@ -1,0 +1,155 @@
+"""The pretraining loop end to end: a short run, exact resume after SIGKILL, plots, fill-mask, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from minibert.model.io import load_arrays
+from minibert.train.pretrain import PretrainArgs, PretrainError, batch_rows, run
+
+SMALL_CONFIG = dict(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=64)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, request):
+    """A plain-text corpus: the first chapters of Alice in Wonderland, a blank line between documents."""
+    data = REPO.parent / "shared" / "data" / "gutenberg"
+    if not data.is_dir():
+        pytest.skip(f"shared data not found at {data}")
+    from minibert.data.pretraining import read_gutenberg
+    docs = read_gutenberg(data, books=["carroll-alice_in_wonderland.txt"])[:6]
+    path = tmp_path_factory.mktemp("corpus") / "alice.txt"
+    path.write_text("\n\n".join(" ".join(d) for d in docs) + "\n", encoding="utf-8")
+    return path
+
+
+def small_args(corpus, out, **kw):
+    cfg_path = out.parent / f"{out.name}-config.json"
+    cfg_path.write_text(json.dumps(SMALL_CONFIG))
+    base = dict(corpus=str(corpus), config=str(cfg_path), vocab_size=600, steps=12, batch_size=8, seq_len=64,
+                eval_every=6, eval_batches=2, checkpoint_every=4, heldout_fraction=0.2, out=str(out),
+                progress=False, lr=1e-3)
+    base.update(kw)
+    return PretrainArgs(**base)
+
+
+def cli(args: PretrainArgs, *extra):
+    cmd = [sys.executable, "-m", "minibert", "pretrain", "--no-progress"]
+    for k, v in vars(args).items():
+        if k != "progress" and v is not None and not isinstance(v, bool):
+            cmd += [f"--{k.replace('_', '-')}", str(v)]
+    return cmd + list(extra)
+
+
+def test_batches_are_a_pure_function_of_seed_and_step():
+    a = [batch_rows(s, 8, 20, 3) for s in range(6)]
+    assert all(np.array_equal(x, batch_rows(s, 8, 20, 3)) for s, x in enumerate(a))
+    rows = np.concatenate(a[:5])[:40]
+    assert sorted(rows[:20].tolist()) == list(range(20)) and sorted(rows[20:40].tolist()) == list(range(20))
+
+
+def test_short_run_writes_log_plot_checkpoints_and_model(corpus, tmp_path):
+    out = tmp_path / "run"
+    result = run(small_args(corpus, out), stream=lambda *a: None)
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in train] == list(range(1, 13))
+    for key in ("loss", "mlm_loss", "nsp_loss", "lr"):
+        assert all(np.isfinite(r[key]) for r in train), key
+    assert train[-1]["loss"] < train[0]["loss"]
+    assert {"eval_mlm_accuracy", "eval_nsp_accuracy", "eval_perplexity"} <= set(result)
+    assert (out / "curves.png").stat().st_size > 10_000
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step-00000004", "step-00000008",
+                                                                       "step-00000012"]
+    assert "cls.predictions.bias" in load_arrays(out / "model.safetensors")
+    r = subprocess.run([sys.executable, "-m", "minibert", "fill-mask", "--model", str(out), "alice was [MASK] ."],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "[MASK] #1:" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-m", "minibert", "plot", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip().endswith("curves.png")
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(corpus, tmp_path):
+    full = tmp_path / "full"
+    subprocess.run(cli(small_args(corpus, full)), check=True, capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli(small_args(corpus, killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = killed / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:      # kill between the checkpoints at 4 and 8
+        if log.is_file() and sum(1 for line in log.read_text().splitlines() if '"loss"' in line) >= 6:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "model.safetensors").exists()
+    r = subprocess.run(cli(small_args(corpus, killed), "--resume"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resuming from" in r.stdout
+    a, b = load_arrays(full / "model.safetensors"), load_arrays(killed / "model.safetensors")
+    assert set(a) == set(b)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    losses = lambda d: [json.loads(x)["loss"] for x in (d / "log.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert losses(full) == losses(killed)
+
+
+def test_clear_errors(corpus, tmp_path):
+    with pytest.raises(PretrainError, match="corpus not found"):
+        run(small_args(tmp_path / "nope.txt", tmp_path / "a"))
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(Exception, match="(?i)empty|no document|nothing"):
+        run(small_args(tmp_path / "empty.txt", tmp_path / "b"))
+    args = small_args(corpus, tmp_path / "c", vocab_size=500)        # config says 600
+    with pytest.raises(PretrainError, match="vocab_size=600 but the vocabulary has 500 tokens"):
+        run(args)
+    with pytest.raises(PretrainError, match="no run to resume"):
+        run(small_args(corpus, tmp_path / "d"), resume=True)
+    with pytest.raises(PretrainError, match="divisible by --accumulate"):
+        run(small_args(corpus, tmp_path / "e", accumulate=3))
+    with pytest.raises(PretrainError, match="longer than max_position_embeddings"):
+        run(small_args(corpus, tmp_path / "f", seq_len=128))
+
+
+def test_nan_loss_stops_with_the_step_and_the_checkpoint(corpus, tmp_path, monkeypatch):
+    import minibert.train.pretrain as pretrain
+    from minibert.train.step import NonFiniteLossError
+    real = pretrain.pretraining_step
+
+    def poisoned(model, optimizer, batches, lr, max_grad_norm, step=None):
+        if step == 6:
+            model.params["cls.predictions.bias"][:] = np.nan
+        return real(model, optimizer, batches, lr, max_grad_norm, step=step)
+
+    monkeypatch.setattr(pretrain, "pretraining_step", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 6 .*step-00000004.*--resume"):
+        run(small_args(corpus, tmp_path / "nan"), stream=lambda *a: None)
+
+
+def test_a_stale_unfinished_run_folder_is_not_reused_silently(corpus, tmp_path):
+    import dataclasses
+    out = tmp_path / "stale"
+    out.mkdir()
+    old = dataclasses.asdict(small_args(corpus, out, seq_len=32))
+    (out / "run.json").write_text(json.dumps(old))
+    with pytest.raises(PretrainError, match=r"unfinished run with other settings \(seq_len\)"):
+        run(small_args(corpus, out))
+
+
+def test_a_torn_last_log_line_is_skipped(tmp_path):
+    from minibert.train.loop import read_jsonl
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert read_jsonl(path) == [{"step": 1, "loss": 2.0}]
+    path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 2.0}\n')
+    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
+        read_jsonl(path)
