@@ -242,11 +242,9 @@ def embed(texts, model=None, pooling="mean", normalize=True, batch_size=32, max_
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     encoder = load_encoder(model)
     bert, pad_id = encoder.model, encoder.tokenizer.pad_token_id
-    was_training = bert.training
-    bert.eval()                                           # dropout off: the same text, the same vector
     ids_list = _tokenize(encoder, texts, max_length)
     out = numpy.empty((len(texts), encoder.hidden_size), dtype=dtype)
-    try:
+    with bert.inference():                                # dropout off (the same text, the same vector), no caches
         with _progress(len(texts), progress, len(texts), "embed") as bar:
             for index in _batches([len(ids) for ids in ids_list], batch_size):
                 ids, mask = _padded([ids_list[i] for i in index], pad_id)         # (B, T) each
@@ -256,9 +254,6 @@ def embed(texts, model=None, pooling="mean", normalize=True, batch_size=32, max_
                     vectors = l2_normalize(vectors)
                 out[index] = backend.to_host(vectors)
                 bar.update(len(index))
-    finally:
-        bert._cache = None                                 # drop the activations kept for a backward
-        bert.training = was_training
     return out
 
 
@@ -278,10 +273,8 @@ def token_states(texts, model=None, max_length=None, batch_size=32):
     enc = encoder.tokenizer(texts, truncation=True, return_offsets_mapping=True,
                             max_length=encoder.max_length if max_length is None else max_length)
     bert = encoder.model
-    was_training = bert.training
     out = [None] * len(texts)
-    try:
-        bert.eval()
+    with bert.inference():
         for index in _batches([len(ids) for ids in enc["input_ids"]], batch_size):
             ids, mask = _padded([enc["input_ids"][i] for i in index], encoder.tokenizer.pad_token_id)
             hidden = backend.to_host(bert.forward(ids, None, mask)[0])          # (B, T, H)
@@ -289,8 +282,6 @@ def token_states(texts, model=None, max_length=None, batch_size=32):
                 n = len(enc["input_ids"][i])
                 out[i] = (encoder.tokenizer.convert_ids_to_tokens(enc["input_ids"][i]), hidden[row, :n],
                           enc["offset_mapping"][i])
-    finally:
-        bert._cache, bert.training = None, was_training
     return out[0] if single else out
 
 
@@ -335,10 +326,7 @@ def attention_maps(text: str, model=None, max_length=None):
     enc = encoder.tokenizer(text, truncation=True,
                             max_length=encoder.max_length if max_length is None else max_length)
     bert = encoder.model
-    was_training = bert.training
-    try:
-        bert.eval().forward(numpy.asarray([enc["input_ids"]]))
+    with bert.inference():
+        bert.forward(numpy.asarray([enc["input_ids"]]))
         probs = numpy.stack([backend.to_host(p[0]) for p in bert.attention_probs()])   # (L, A, T, T)
-    finally:
-        bert._cache, bert.training = None, was_training
     return encoder.tokenizer.convert_ids_to_tokens(enc["input_ids"]), probs

@@ -16,6 +16,7 @@ from minibert import backend
 from minibert.model.config import BertConfig
 from minibert.model.heads import BertForPreTraining
 from minibert.model.io import assign_params, load_arrays
+from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.train.checkpoint import list_checkpoints
 
@@ -30,15 +31,11 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[st
             raise ValueError(f"the {tokenizer.mask_token} of {text!r} lies beyond the model's "
                              f"{model.config.max_position_embeddings} positions (the text was truncated)")
         raise ValueError(f"no {tokenizer.mask_token} in {text!r}")
-    was_training = model.training
-    model.eval()
-    labels = numpy.full_like(ids, -100)
+    labels = numpy.full_like(ids, IGNORE_INDEX)
     labels[0, where] = 0                                   # any id: only marks the positions to predict
-    out = model.forward(ids, numpy.asarray(enc["token_type_ids"])[None], numpy.asarray(enc["attention_mask"])[None],
-                        labels=labels)
-    model._cache = None
-    if was_training:
-        model.train()
+    with model.inference():
+        out = model.forward(ids, numpy.asarray(enc["token_type_ids"])[None],
+                            numpy.asarray(enc["attention_mask"])[None], labels=labels)
     logits = backend.to_host(out["mlm_logits"]).astype(numpy.float64)          # (n_masks, V)
     probs = numpy.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)

@@ -22,6 +22,8 @@ backpropagated, because nothing there needs a gradient.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 
 from minibert import backend
@@ -115,6 +117,7 @@ class BertModel:
         self.grads = {k: get_xp(v).zeros_like(v) for k, v in self.params.items()}
         self.rng = numpy.random.default_rng([seed, 1])   # dropout masks: a stream of its own
         self.training = True
+        self.keep_cache = True           # False inside `with model.inference()`: nothing kept for a backward
         self.frozen_embeddings = False   # see freeze()
         self.frozen_layers = 0
         self._cache = None
@@ -156,6 +159,22 @@ class BertModel:
         """Dropout off (as torch.nn.Module.eval)."""
         self.training = False
         return self
+
+    @contextlib.contextmanager
+    def inference(self):
+        """`with model.inference(): model.forward(...)`: dropout off, and no caches kept.
+
+        A forward in training keeps every op's cache (the activations its backward
+        needs: several times the size of the outputs). Inside this block a forward
+        keeps none, so they are freed as soon as the outputs are made, and a backward
+        raises. The previous mode comes back on exit (as torch.inference_mode + eval).
+        """
+        saved = self.training, self.keep_cache
+        self.training, self.keep_cache, self._cache = False, False, None
+        try:
+            yield self
+        finally:
+            self.training, self.keep_cache = saved
 
     def zero_grad(self):
         """Set every gradient buffer to zero (backward adds into them)."""
@@ -322,7 +341,7 @@ class BertModel:
         pooled = c_pool = None
         if self.add_pooling_layer:
             pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
-        self._cache = (c_emb, c_layers, c_pool, x.shape)
+        self._cache = (c_emb, c_layers, c_pool, x.shape) if self.keep_cache else None
         self._attention_probs = [c[0][1][3] for c in c_layers]   # layer -> attention cache -> probs
         return x, pooled
 
@@ -333,7 +352,8 @@ class BertModel:
         With frozen parameters (freeze()) the loop over layers stops at the lowest
         trainable layer and the embeddings' backward is skipped when they are frozen."""
         if self._cache is None:
-            raise RuntimeError("backward() called before forward() (or twice for one forward)")
+            raise RuntimeError("backward() called before forward() (or twice for one forward, or after a forward "
+                               "inside `with model.inference()`, which keeps no cache)")
         c_emb, c_layers, c_pool, x_shape = self._cache
         self._cache = None
         g = self.grads

@@ -115,21 +115,17 @@ def evaluate(model, task, data, batch_size: int, progress: bool = False) -> dict
     """Dev loss and the task's metrics, in eval mode (dropout off); the model's mode is restored."""
     from tqdm import tqdm
 
-    was_training = model.training
-    model.eval()
     loss_sum = count = 0.0
     outputs = []
     starts = range(0, len(data.encoded), batch_size)
-    for i in tqdm(starts, desc="evaluate", leave=False, disable=not progress):
-        b = data.encoded.batch(range(i, min(i + batch_size, len(data.encoded))))
-        out = task.forward(model, b)
-        n = task.loss_count(b)
-        loss_sum += float(out["loss"]) * n
-        count += n
-        outputs.append(task.host_outputs(out, b))
-        model._cache = model.bert._cache = None          # no backward here: free the caches before the next batch
-    if was_training:
-        model.train()
+    with model.inference():
+        for i in tqdm(starts, desc="evaluate", leave=False, disable=not progress):
+            b = data.encoded.batch(range(i, min(i + batch_size, len(data.encoded))))
+            out = task.forward(model, b)
+            n = task.loss_count(b)
+            loss_sum += float(out["loss"]) * n
+            count += n
+            outputs.append(task.host_outputs(out, b))
     return {"dev_loss": loss_sum / max(count, 1), **task.metrics(data, outputs)}
 
 

@@ -179,24 +179,20 @@ def get_batch(features, rows):
 
 def evaluate(model, features, batch_size: int, max_batches: int) -> dict:
     """Held-out MLM loss / accuracy / perplexity and NSP loss / accuracy (dropout off)."""
-    was_training = model.training
-    model.eval()
     n = len(features["input_ids"])
     mlm_nll = nsp_nll = 0.0
     mlm_correct = mlm_count = nsp_correct = nsp_count = 0
-    for i in range(0, min(n, batch_size * max_batches), batch_size):
-        b = {k: features[k][i:i + batch_size] for k in MODEL_INPUTS}
-        out = model.forward(b["input_ids"], b["token_type_ids"], b["attention_mask"],
-                            labels=b["labels"], next_sentence_label=b["next_sentence_label"])
-        mlm_nll += float(out["mlm_loss"]) * out["mlm_count"]
-        nsp_nll += float(out["nsp_loss"]) * out["nsp_count"]
-        mlm_correct += out["mlm_correct"]
-        mlm_count += out["mlm_count"]
-        nsp_correct += out["nsp_correct"]
-        nsp_count += out["nsp_count"]
-    model._cache = None
-    if was_training:
-        model.train()
+    with model.inference():
+        for i in range(0, min(n, batch_size * max_batches), batch_size):
+            b = {k: features[k][i:i + batch_size] for k in MODEL_INPUTS}
+            out = model.forward(b["input_ids"], b["token_type_ids"], b["attention_mask"],
+                                labels=b["labels"], next_sentence_label=b["next_sentence_label"])
+            mlm_nll += float(out["mlm_loss"]) * out["mlm_count"]
+            nsp_nll += float(out["nsp_loss"]) * out["nsp_count"]
+            mlm_correct += out["mlm_correct"]
+            mlm_count += out["mlm_count"]
+            nsp_correct += out["nsp_correct"]
+            nsp_count += out["nsp_count"]
     mlm_loss = mlm_nll / max(mlm_count, 1)
     return {"eval_mlm_loss": mlm_loss, "eval_mlm_accuracy": mlm_correct / max(mlm_count, 1),
             "eval_perplexity": math.exp(min(mlm_loss, 50.0)), "eval_nsp_loss": nsp_nll / max(nsp_count, 1),

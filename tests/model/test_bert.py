@@ -189,3 +189,35 @@ def test_config_json_round_trips_with_transformers(tmp_path):
     assert (hf.hidden_size, hf.num_hidden_layers, hf.hidden_act, hf.layer_norm_eps) == (128, 2, "gelu_new", 1e-7)
     hf.save_pretrained(tmp_path / "hf")
     assert BertConfig.load(tmp_path / "hf") == cfg
+
+
+def test_inference_mode_keeps_no_cache_and_restores_the_mode():
+    cfg = gradcheck.odd_config()
+    model = perturbed_model(cfg, "float64").train()
+    ids, types, mask = batch(cfg)
+    with model.inference() as m:
+        assert m is model and not model.training
+        seq, pooled = model.forward(ids, types, mask)
+        with pytest.raises(RuntimeError, match="inference"):
+            model.backward(np.ones_like(seq), None)
+    assert model.training and model.keep_cache
+    seq_eval, pooled_eval = model.eval().forward(ids, types, mask)       # the same numbers as eval mode
+    assert np.array_equal(seq, seq_eval) and np.array_equal(pooled, pooled_eval)
+    model.backward(np.ones_like(seq), None)                              # outside the block the cache is kept
+
+
+def test_inference_mode_of_a_head_model():
+    from minibert.model.heads import BertForSequenceClassification
+    cfg = gradcheck.odd_config(num_labels=3)
+    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").train()
+    ids, types, mask = batch(cfg)
+    labels = np.array([0, 2, 1])
+    with model.inference():
+        out = model.forward(ids, types, mask, labels=labels)
+        assert model.bert._cache is None
+        with pytest.raises(RuntimeError, match="inference"):
+            model.backward()
+    assert model.training
+    model.eval()
+    assert np.array_equal(out["logits"], model.forward(ids, types, mask, labels=labels)["logits"])
+    model.backward()

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy
@@ -41,6 +42,18 @@ class BertWithHeads:
         """Dropout off."""
         self.bert.eval()
         return self
+
+    @contextlib.contextmanager
+    def inference(self):
+        """`with model.inference(): model.forward(...)`: dropout off and no caches kept, in the heads and in
+        BertModel (see BertModel.inference); the previous mode comes back on exit."""
+        with self.bert.inference():
+            self._cache = None
+            yield self
+
+    def _keep(self, cache):
+        """Keep a forward's cache for the backward, unless inside `with model.inference()`."""
+        self._cache = cache if self.bert.keep_cache else None
 
     def zero_grad(self):
         for g in self.grads.values():
@@ -113,7 +126,8 @@ class BertWithTaskHead(BertWithHeads):
 
     def _take_cache(self):
         if self._cache is None:
-            raise RuntimeError("backward() needs a forward() with labels first (one backward per forward)")
+            raise RuntimeError("backward() needs a forward() with labels first (one backward per forward; a forward "
+                               "inside `with model.inference()` keeps no cache)")
         cache, self._cache = self._cache, None
         return cache
 

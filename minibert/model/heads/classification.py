@@ -93,7 +93,7 @@ class BertForSequenceClassification(BertWithTaskHead):
                 labelled = y != IGNORE_INDEX
                 out["correct"] = int(((logits.argmax(axis=1) == y) & labelled).sum())
                 out["count"] = int(labelled.sum())
-        self._cache = (c_drop, c_lin, c_loss, loss_backward)
+        self._keep((c_drop, c_lin, c_loss, loss_backward))
         return out
 
     def _regression_target(self, labels, B, dtype):

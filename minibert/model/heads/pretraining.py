@@ -139,7 +139,7 @@ class BertForPreTraining(BertWithHeads):
             out["nsp_count"] = B
         if "mlm_loss" in out or "nsp_loss" in out:
             out["loss"] = out.get("mlm_loss", 0.0) + out.get("nsp_loss", 0.0)
-        self._cache = (c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H))
+        self._keep((c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H)))
         return out
 
     def backward(self, mlm_weight: float = 1.0, nsp_weight: float = 1.0):

@@ -85,7 +85,7 @@ class BertForQuestionAnswering(BertWithTaskHead):
             out.update(correct=int(hit.sum()), count=int(both.sum()),
                        start_count=int((sp != T).sum()), end_count=int((ep != T).sum()))
             c_loss = (c_s, c_e)
-        self._cache = (c_lin, c_loss, (B, T))
+        self._keep((c_lin, c_loss, (B, T)))
         return out
 
     def backward(self, weight: float = 1.0):

@@ -49,7 +49,7 @@ class BertForTokenClassification(BertWithTaskHead):
             labelled = y != IGNORE_INDEX
             out["correct"] = int(((flat.argmax(axis=1) == y) & labelled).sum())
             out["count"] = int(labelled.sum())
-        self._cache = (c_drop, c_lin, c_loss, (B, T, C))
+        self._keep((c_drop, c_lin, c_loss, (B, T, C)))
         return out
 
     def backward(self, weight: float = 1.0):
