@@ -57,7 +57,7 @@ def main(argv=None):
     from minibert import BertConfig
     from minibert.model.heads.pretraining import BertForPreTraining
     from minibert.train.optim import AdamW, decays
-    from minibert.train.step import pretraining_step
+    from minibert.train.pretrain import pretraining_step
 
     torch.set_num_threads(args.threads)
     cfg = BertConfig.preset(args.config)

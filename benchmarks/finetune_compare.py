@@ -96,29 +96,28 @@ def _torch_forward(task, ref, b, with_labels=True):
 
 def run_reference(task_name: str, out: Path, threads: int) -> dict:
     import torch
-    from minibert.train.finetune import FinetuneArgs, _batches, _model_dir
+    from minibert.data.batches import epoch_batches
+    from minibert.train.finetune import FinetuneArgs, _model_dir
     from minibert.train.finetune_tasks import get_task
     from minibert.train.optim import decays, linear_warmup_decay
     from minibert.tokenization import BertTokenizer
 
     torch.set_num_threads(threads)
     args = FinetuneArgs(**json.loads((out / task_name / "minibert" / "run.json").read_text()))
-    task = get_task(task_name)
-    if task.kind == "span":
-        task.doc_stride = args.doc_stride
+    task = get_task(task_name, max_seq_len=args.max_seq_len,
+                    doc_stride=args.doc_stride if task_name == "squad" else None)
     model_dir = _model_dir(args)
     tokenizer = BertTokenizer.from_pretrained(model_dir)
-    max_len = args.max_seq_len or task.default_max_seq_len
     extra = {"split_articles": args.split_articles} if args.split_articles is not None else {}
-    train = task.load(args.train, tokenizer, max_len, limit=args.train_limit, split="train", **extra)
-    dev = task.load(args.dev, tokenizer, max_len, limit=args.dev_limit, split="dev", **extra)
+    train = task.load(args.train, tokenizer, limit=args.train_limit, split="train", **extra)
+    dev = task.load(args.dev, tokenizer, limit=args.dev_limit, split="dev", **extra)
     ref = _torch_model(task, task.load_model(model_dir, args))          # same initial head as minibert's
     ref.train()
     opt = torch.optim.AdamW([{"params": [p for n, p in ref.named_parameters() if decays(n)],
                               "weight_decay": args.weight_decay},
                              {"params": [p for n, p in ref.named_parameters() if not decays(n)], "weight_decay": 0.0}],
                             lr=args.lr, eps=1e-8)
-    epochs = [_batches(len(train.encoded), args.batch_size, args.seed, e) for e in range(args.epochs)]
+    epochs = [epoch_batches(len(train.encoded), args.batch_size, args.seed, e) for e in range(args.epochs)]
     total = sum(len(e) for e in epochs)
     warmup = int(args.warmup * total)
     evals, seconds, step = [], [], 0

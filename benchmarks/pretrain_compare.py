@@ -12,7 +12,7 @@ Both sides: seq 128, batch 32, 20 predictions, dupe factor 2, short_seq_prob 0.1
 held-out Gutenberg books for evaluation (5 masked versions of each instance), AdamW lr 5e-4 (eps 1e-8, weight decay 0.01 except
 LayerNorm and biases, bias-corrected as torch's), 10% linear warm-up then linear decay, clipping
 at 1.0, dropout 0.1. The reference starts from minibert's initial weights (copied by name), reads
-the batches minibert read (`batch_rows`), and is evaluated by the same function on the same
+the batches minibert read (`minibert.data.batches.step_rows`), and is evaluated by the same function on the same
 held-out instances. Each side writes its result to OUT/result_<side>.json, so the two can run in
 different sessions.
 
@@ -52,6 +52,7 @@ def minibert_args(out, steps, **kw):
 
 def run_minibert(out: Path, minutes: float, steps: int | None):
     import minibert.train.pretrain as pretrain
+    from minibert.apps.fill_mask import load_pretraining_model
     from minibert.train.optim import AdamW
 
     if steps is None:
@@ -73,7 +74,7 @@ def run_minibert(out: Path, minutes: float, steps: int | None):
     start = time.time()
     pretrain.run(minibert_args(out, steps))
     wall = time.time() - start
-    model, _ = pretrain.load_pretraining_model(out)
+    model, _ = load_pretraining_model(out)
     result = full_evaluation(model, out)
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"loss"' in x]
     summary = {"side": "minibert", "steps": steps, "wall_seconds": wall,
@@ -116,7 +117,8 @@ def run_reference(out: Path, threads: int, full_logits: bool = False):
     from minibert.model.config import BertConfig
     from minibert.model.heads.pretraining import BertForPreTraining
     from minibert.train.optim import decays, linear_warmup_decay
-    from minibert.train.pretrain import MODEL_INPUTS, PretrainArgs, batch_rows
+    from minibert.data.batches import step_rows
+    from minibert.train.pretrain import MODEL_INPUTS, PretrainArgs
     from minibert.data.pretraining import load_features
 
     torch.set_num_threads(threads)
@@ -137,7 +139,7 @@ def run_reference(out: Path, threads: int, full_logits: bool = False):
     start = time.time()
     tokens = 0
     for step in range(args.steps):
-        rows = batch_rows(step, args.batch_size, n, args.seed)
+        rows = step_rows(step, args.batch_size, n, args.seed)
         batch = {k: torch.tensor(train[k][rows]) for k in MODEL_INPUTS}
         for group in opt.param_groups:
             group["lr"] = linear_warmup_decay(step, args.lr, warmup, args.steps)

@@ -10,6 +10,7 @@ from minibert.model.io import CheckpointError
 from minibert.train.finetune import FinetuneArgs, FinetuneError, load_finetuned, run
 from minibert.train.finetune_tasks import TASK_NAMES
 from minibert.train.step import NonFiniteLossError
+from minibert.viz import plot_run
 
 
 def _cmd_finetune(ns) -> int:
@@ -18,6 +19,8 @@ def _cmd_finetune(ns) -> int:
     args = FinetuneArgs(**{k: v for k, v in vars(ns).items() if k in fields and v is not None})
     try:
         run(args)
+        for path in plot_run(args.out):
+            print(f"figure: {path}")
     except (FinetuneError, ConfigError, CheckpointError, DataFormatError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

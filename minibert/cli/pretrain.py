@@ -12,7 +12,7 @@ from minibert.model.io import CheckpointError, read_json
 from minibert.train import pretrain as _pretrain
 from minibert.train.pretrain import PretrainArgs, PretrainError, load_documents, run
 from minibert.train.step import NonFiniteLossError
-from minibert.viz import plot_finetuning, plot_pretraining
+from minibert.viz import plot_run
 
 PRETRAIN_HELP = _pretrain.__doc__
 
@@ -33,10 +33,11 @@ def _cmd_pretrain(ns) -> int:
 
 
 def _fill_mask_examples(args, resume: bool) -> None:
-    """The end of `minibert pretrain`: mask one word in a few held-out sentences, show the guesses."""
+    """The end of `minibert pretrain`: draw the curves; mask one word in a few held-out sentences, show the guesses."""
     run_dir = Path(args.out)
     if resume:
         args = PretrainArgs(**{**read_json(run_dir / "run.json"), "progress": args.progress})
+    print(f"curves: {plot_run(run_dir)[0]}")
     _, eval_docs = load_documents(args)
     model, tokenizer = load_pretraining_model(run_dir)
     for line in fill_mask_examples(model, tokenizer, eval_docs, args.seed):
@@ -44,10 +45,9 @@ def _fill_mask_examples(args, resume: bool) -> None:
 
 
 def _cmd_plot(ns) -> int:
-    run_json = Path(ns.run_dir) / "run.json"
-    finetuning = run_json.is_file() and "task" in read_json(run_json)      # a `minibert finetune` run folder
     try:
-        print((plot_finetuning if finetuning else plot_pretraining)(ns.run_dir))
+        for path in plot_run(ns.run_dir):
+            print(path)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,44 +4,44 @@
         --dev ../shared/data/sst2/dev.tsv --train-limit 8000 --epochs 1 --out runs/sst2
     python -m minibert predict --model runs/sst2 "a gorgeous, witty, seductive movie."
 
-The loop is the pretraining loop's pieces, reused (not copied): AdamW with no
-decay on biases and LayerNorm weights, `linear_warmup_decay` (10% warm-up then
-linear decay, as in the BERT paper's fine-tuning recipe and transformers'
-Trainer), `apply_gradients` (clip by global norm, optional loss scaling for
-`--fp16`), exact gradient accumulation by loss weights, atomic safetensors
-files. What is new here:
+Fine-tuning runs the same step and loop as pretraining (train/step.py,
+train/loop.py): AdamW with no decay on biases and LayerNorm weights,
+`linear_warmup_decay` (10% warm-up then linear decay, as in the BERT paper's
+fine-tuning recipe and transformers' Trainer), clipping by global norm,
+optional loss scaling for `--fp16`, exact gradient accumulation by loss
+weights. What fine-tuning plugs in:
 
-- a *task* (below) knows its reader, its head, its loss weights and its metric;
+- a *task* (train/finetune_tasks.py) knows its reader, its head, its loss weights and its metric;
 - evaluation on the dev set every epoch (and every `--eval-every` steps),
   the best model (by the task's metric) kept in `RUN_DIR/best/`, early stopping
   after `--patience` evaluations without improvement;
-- `RUN_DIR/log.jsonl` (one row per step and per evaluation), `metrics.json`
-  (the best dev scores), `curves.png` (train vs dev loss and the dev metric per
+- `RUN_DIR/log.jsonl` (one row per step and per evaluation) and `metrics.json`
+  (the best dev scores; for classification the confusion matrix), from which
+  `minibert finetune` draws `curves.png` (train vs dev loss and the dev metric per
   evaluation: overfitting shows as dev loss going up while train loss goes
-  down) and, for classification, `confusion.png`.
+  down) and, for classification, `confusion.png` (minibert.viz.plot_run).
 
 Legend: B batch, T tokens, C labels.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy
+from tqdm import tqdm
 
 from minibert import backend
+from minibert.data.batches import consecutive_batches, epoch_batches
 from minibert.model.io import read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
-from minibert.train.amp import LossScaler, autocast
+from minibert.train.amp import LossScaler
 from minibert.train.finetune_tasks import get_task
+from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
-from minibert.train.step import NonFiniteLossError, apply_gradients
-from minibert.viz import plot_confusion, plot_finetuning
+from minibert.train.step import count_totals, loss_weights, train_step
 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
@@ -81,46 +81,32 @@ class FinetuneError(RuntimeError):
     """A problem with the inputs of a fine-tuning run, said plainly."""
 
 
-# -- the training step -----------------------------------------------------------------------
+# -- one step, evaluation ------------------------------------------------------------------------
 
 def finetune_step(model, task, optimizer, micro_batches, lr, max_grad_norm=1.0, scaler=None, step=None) -> dict:
-    """Forward/backward every micro-batch, then `apply_gradients` (clip, AdamW, loss scale).
+    """One optimizer step over the micro-batches: `train_step` with the task as the objective.
 
     Each micro-batch's loss is weighted by its share of what the whole batch's
     loss averages over (labelled sequences, labelled tokens, or questions), so
     K micro-batches give exactly the gradient of one batch of their union.
+    Returns loss, accuracy (sequence tasks; None otherwise), lr, tokens, grad_norm, skipped, loss_scale.
     """
-    counts = [task.loss_count(b) for b in micro_batches]
-    total = max(sum(counts), 1)
-    model.zero_grad()
-    loss = 0.0
-    correct = tokens = 0
-    with autocast(scaler) as loss_scale:
-        for b, n in zip(micro_batches, counts):
-            out = task.forward(model, b)
-            weight = n / total
-            model.backward(weight * loss_scale)                  # backward of (weight * loss) * scale
-            loss += weight * float(out["loss"])
-            correct += out.get("correct", 0)
-            tokens += int(numpy.asarray(b["attention_mask"]).sum())
-    if not math.isfinite(loss):
-        where = f" at step {step}" if step is not None else ""
-        raise NonFiniteLossError(f"loss is {loss}{where}; parameters were not updated")
-    update = apply_gradients(model, optimizer, lr, max_grad_norm, scaler)
-    return {"loss": loss, "accuracy": correct / total if task.kind == "sequence" else None,
-            "lr": lr, "tokens": tokens, **update}
+    counts = [task.counts(b) for b in micro_batches]
+    m = train_step(model, task, optimizer, micro_batches, loss_weights(counts), lr, max_grad_norm, scaler, step)
+    (total,) = count_totals(counts)
+    return {"loss": m["loss"], "accuracy": m["correct"]["correct"] / max(total, 1) if task.kind == "sequence" else None,
+            "lr": lr, "tokens": m["tokens"], "grad_norm": m["grad_norm"], "skipped": m["skipped"],
+            "loss_scale": m["loss_scale"]}
 
 
 def evaluate(model, task, data, batch_size: int, progress: bool = False) -> dict:
-    """Dev loss and the task's metrics, in eval mode (dropout off); the model's mode is restored."""
-    from tqdm import tqdm
-
+    """Dev loss and the task's metrics, in inference mode (dropout off, no caches); the model's mode is restored."""
     loss_sum = count = 0.0
     outputs = []
-    starts = range(0, len(data.encoded), batch_size)
     with model.inference():
-        for i in tqdm(starts, desc="evaluate", leave=False, disable=not progress):
-            b = data.encoded.batch(range(i, min(i + batch_size, len(data.encoded))))
+        for rows in tqdm(consecutive_batches(len(data.encoded), batch_size), desc="evaluate", leave=False,
+                         disable=not progress):
+            b = data.encoded.batch(rows)
             out = task.forward(model, b)
             n = task.loss_count(b)
             loss_sum += float(out["loss"]) * n
@@ -132,58 +118,22 @@ def evaluate(model, task, data, batch_size: int, progress: bool = False) -> dict
 # -- the run -----------------------------------------------------------------------------------
 
 def _model_dir(args: FinetuneArgs) -> Path:
-    if args.model is not None:
-        return Path(args.model)
-    return Path(default_model_dir())
+    return Path(args.model) if args.model is not None else Path(default_model_dir())
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int):
-    """Row indices of each step of an epoch: a fresh permutation per epoch, a pure function of (seed, epoch).
-    The last, smaller batch is kept (as a PyTorch DataLoader with drop_last=False)."""
-    order = numpy.random.default_rng([seed, epoch]).permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-
-
-def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
-    """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
-
-    callback(row): called with every log row as it is written (a step's row has "loss", an
-    evaluation's has "dev_loss"), e.g. to redraw a live plot in a notebook.
-    """
-    from tqdm import tqdm
-
-
+def _check_args(args: FinetuneArgs) -> None:
     if args.batch_size % args.accumulate:
         raise FinetuneError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
     if args.fp16 and args.dtype != "float32":
         raise FinetuneError("--fp16 keeps float32 master weights: it cannot be combined with --dtype float64")
     if args.epochs < 1:
         raise FinetuneError(f"--epochs must be at least 1, got {args.epochs}")
-    task = get_task(args.task)
-    run_dir = Path(args.out)
-    model_dir = _model_dir(args)
-    if not (model_dir / "config.json").is_file():
-        raise FinetuneError(f"--model {model_dir}: no config.json there (a folder with config.json, vocab.txt "
-                            f"and model.safetensors, e.g. a pretraining run folder)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "run.json", dataclasses.asdict(args))
+    if args.split_articles is not None and args.task != "squad":
+        raise FinetuneError("--split-articles is for the squad task (articles of a SQuAD JSON file)")
 
-    tokenizer = BertTokenizer.from_pretrained(model_dir)
-    max_len = task.max_seq_len = args.max_seq_len or task.default_max_seq_len
-    extra = {}
-    if task.kind == "span":
-        task.doc_stride = args.doc_stride
-    if args.split_articles is not None:
-        if task.kind != "span":
-            raise FinetuneError("--split-articles is for the squad task (articles of a SQuAD JSON file)")
-        extra["split_articles"] = args.split_articles
-    train = task.load(args.train, tokenizer, max_len, limit=args.train_limit, split="train", **extra)
-    dev = task.load(args.dev, tokenizer, max_len, limit=args.dev_limit, split="dev", **extra)
-    if not len(train.encoded) or not len(dev.encoded):
-        raise FinetuneError(f"nothing to {'train on' if not len(train.encoded) else 'evaluate'}: "
-                            f"{train.describe() if not len(train.encoded) else dev.describe()}")
-    stream(f"{args.task}: {train.describe()} for training, {dev.describe()} for evaluation")
 
+def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
+    """The head on the pretrained encoder, in training mode, frozen as asked; says what is new."""
     model = task.load_model(model_dir, args)
     info = model.loading_info
     if info["missing_keys"]:
@@ -197,78 +147,66 @@ def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
         # bottom-up: freezing layers 0..K-1 freezes the embeddings below them too, so the backward
         # can stop at layer K (nothing below it needs a gradient)
         model.freeze(embeddings=True, layers=args.freeze_layers)
+    return model
+
+
+def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
+    """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
+
+    Writes into args.out: run.json, log.jsonl, best/ (the best model so far: weights, config, vocabulary,
+    task.json) and metrics.json (curves and confusion matrix: minibert.viz.plot_finetuning, plot_confusion).
+    callback(row): called with every log row as it is written (a step's row has "loss", an
+    evaluation's has "dev_loss"), e.g. to redraw a live plot in a notebook.
+    """
+    _check_args(args)
+    task = get_task(args.task, max_seq_len=args.max_seq_len,
+                    doc_stride=args.doc_stride if args.task == "squad" else None)
+    run_dir = Path(args.out)
+    model_dir = _model_dir(args)
+    if not (model_dir / "config.json").is_file():
+        raise FinetuneError(f"--model {model_dir}: no config.json there (a folder with config.json, vocab.txt "
+                            f"and model.safetensors, e.g. a pretraining run folder)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "run.json", dataclasses.asdict(args))
+
+    tokenizer = BertTokenizer.from_pretrained(model_dir)
+    extra = {"split_articles": args.split_articles} if args.split_articles is not None else {}
+    train = task.load(args.train, tokenizer, limit=args.train_limit, split="train", **extra)
+    dev = task.load(args.dev, tokenizer, limit=args.dev_limit, split="dev", **extra)
+    if not len(train.encoded) or not len(dev.encoded):
+        raise FinetuneError(f"nothing to {'train on' if not len(train.encoded) else 'evaluate'}: "
+                            f"{train.describe() if not len(train.encoded) else dev.describe()}")
+    stream(f"{args.task}: {train.describe()} for training, {dev.describe()} for evaluation")
+
+    model = _load_model(task, model_dir, args, stream)
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, frozen=model.frozen_names())
     scaler = LossScaler() if args.fp16 else None
-
-    epochs = [_batches(len(train.encoded), args.batch_size, args.seed, e) for e in range(args.epochs)]
-    total_steps = sum(len(e) for e in epochs)
+    plan = [(epoch + 1, rows) for epoch in range(args.epochs)
+            for rows in epoch_batches(len(train.encoded), args.batch_size, args.seed, epoch)]
+    total_steps = len(plan)
     warmup_steps = int(args.warmup * total_steps)
     micro = args.batch_size // args.accumulate
     trainable = sum(int(numpy.prod(v.shape)) for k, v in model.params.items() if k not in optimizer.frozen)
     stream(f"fine-tuning {type(model).__name__} ({model.num_parameters():,} parameters, {trainable:,} trained) "
-           f"for {total_steps} steps ({args.epochs} epochs of {len(epochs[0])}), warm-up {warmup_steps}, "
+           f"for {total_steps} steps ({args.epochs} epochs of {total_steps // args.epochs}), warm-up {warmup_steps}, "
            f"backend {backend.name()}{', fp16 with loss scaling' if scaler else ''}")
 
-    log_path = run_dir / "log.jsonl"
-    best, best_value, evals_without_gain = None, -math.inf, 0
-    since_eval = []                                            # train losses since the last evaluation
-    step = 0
-    bar = tqdm(total=total_steps, desc=f"finetune {args.task}", unit="step", disable=not args.progress,
-               dynamic_ncols=True)
-    stop = False
-    with open(log_path, "w", encoding="utf-8", buffering=1) as log:
-        for epoch, batches in enumerate(epochs):
-            for rows in batches:
-                t0 = time.perf_counter()
-                micro_batches = [train.encoded.batch(rows[i:i + micro]) for i in range(0, len(rows), micro)]
-                lr = linear_warmup_decay(step, args.lr, warmup_steps, total_steps)
-                m = finetune_step(model, task, optimizer, micro_batches, lr, args.max_grad_norm, scaler, step + 1)
-                step += 1
-                dt = time.perf_counter() - t0
-                row = {"step": step, "epoch": epoch + 1, "loss": m["loss"], "lr": lr, "grad_norm": m["grad_norm"],
-                       "tokens_per_s": m["tokens"] / dt, "seconds": dt}
-                if scaler is not None:
-                    row.update(loss_scale=m["loss_scale"], skipped=m["skipped"],
-                               skipped_steps=scaler.skipped_steps)
-                log.write(json.dumps(row) + "\n")
-                if callback is not None:
-                    callback(row)
-                since_eval.append(m["loss"])
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{m['loss']:.3f}", lr=f"{lr:.1e}", refresh=False)
-                end_of_epoch = rows is batches[-1]
-                if (args.eval_every and step % args.eval_every == 0) or end_of_epoch:
-                    result = evaluate(model, task, dev, args.batch_size, progress=args.progress)
-                    result = {"step": step, "epoch": epoch + 1, "train_loss": float(numpy.mean(since_eval)),
-                              **result}
-                    since_eval = []
-                    log.write(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}) + "\n")
-                    if callback is not None:
-                        callback(result)
-                    value = result[task.metric]
-                    improved = value > best_value
-                    if improved:
-                        best, best_value, evals_without_gain = result, value, 0
-                        save_model(model, tokenizer, task, run_dir / "best")
-                    else:
-                        evals_without_gain += 1
-                    bar.write(f"step {step} (epoch {epoch + 1}): dev loss {result['dev_loss']:.4f}, "
-                              f"{task.describe_metrics(result)}{'  (best so far)' if improved else ''}")
-                    if args.patience is not None and evals_without_gain >= args.patience:
-                        bar.write(f"early stopping: no better dev {task.metric} in {args.patience} evaluations")
-                        stop = True
-                        break
-            if stop:
-                break
-    bar.close()
+    loop = TrainingLoop(
+        model, task, optimizer, run_dir, max_grad_norm=args.max_grad_norm, scaler=scaler,
+        lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, total_steps),
+        evaluate=lambda: evaluate(model, task, dev, args.batch_size, progress=args.progress),
+        describe=lambda r: f"dev loss {r['dev_loss']:.4f}, {task.describe_metrics(r)}",
+        eval_every=args.eval_every, metric=task.metric, patience=args.patience,
+        save_best=lambda folder: save_model(model, tokenizer, task, folder),
+        progress=args.progress, desc=f"finetune {args.task}", callback=callback, write=stream)
+    done = loop.run(plan, lambda rows: [train.encoded.batch(rows[i:i + micro]) for i in range(0, len(rows), micro)])
+    best = done["best"]
     summary = {"task": args.task, "metric": task.metric, "best_step": best["step"], "best_epoch": best["epoch"],
-               "steps_run": step, "skipped_steps": scaler.skipped_steps if scaler else 0,
+               "steps_run": done["steps_run"], "skipped_steps": scaler.skipped_steps if scaler else 0,
                **{k: v for k, v in best.items() if k not in ("step", "epoch") and not k.startswith("_")}}
+    if "_confusion" in best:                  # classification: the best evaluation's confusion matrix
+        summary.update(confusion=best["_confusion"], label_names=list(task.label_names))
     write_json(run_dir / "metrics.json", summary)
-    plot_finetuning(run_dir)
-    if task.kind == "sequence" and "_confusion" in best:
-        plot_confusion(best["_confusion"], task.label_names, run_dir / "confusion.png",
-                       title=f"{args.task} dev, step {best['step']}")
     stream(f"best dev {task.describe_metrics(best)} at step {best['step']}; model in {run_dir / 'best'}, "
            f"metrics in {run_dir / 'metrics.json'}")
     return summary
@@ -293,9 +231,7 @@ def load_finetuned(folder):
         raise FinetuneError(f"{folder} has no task.json: not a folder written by `minibert finetune` "
                             f"(expected RUN_DIR or RUN_DIR/best)")
     info = read_json(folder / "task.json")
-    task = get_task(info["task"])
-    if info.get("doc_stride"):
-        task.doc_stride = info["doc_stride"]
-    task.max_seq_len = info.get("max_seq_len") or task.default_max_seq_len
+    task = get_task(info["task"], max_seq_len=info.get("max_seq_len"),
+                    doc_stride=info.get("doc_stride") if info["task"] == "squad" else None)
     model = task.head.from_pretrained(folder, require_head=True)
     return task, model.eval(), BertTokenizer.from_pretrained(folder)

@@ -1,11 +1,13 @@
 """What the fine-tuning loop needs to know about each task: its reader, head, loss weights, metric.
 
-    task = get_task("sst2")
-    data = task.load("dev.tsv", tokenizer, max_seq_len=128)      # Data: examples + encoded features
+    task = get_task("sst2", max_seq_len=128)                      # a task's settings are fixed when it is made
+    data = task.load("dev.tsv", tokenizer)                        # Data: examples + encoded features
     out = task.forward(model, data.encoded.batch(range(32)))      # the head's forward, with labels
     task.loss_count(batch)    # what the batch's loss averages over: labelled sequences / tokens / questions
     task.metrics(data, outputs)                                   # accuracy, entity F1, or EM/F1
 
+A task is also the *objective* of the training step (train/step.py): one loss
+term, `loss`, averaged over `loss_count(batch)`; `correct` counts right answers.
 One class per kind of head (sequence, token, span); the readers, encoders and
 metrics themselves are in `minibert.data.tasks`.
 """
@@ -50,7 +52,11 @@ class _Task:
     kind: str
     metric: str
     default_max_seq_len = 128
-    max_seq_len = 128                    # set by the loop (or from task.json) to the length trained with
+    loss_keys = ("loss",)                # as an objective of train_step: one loss term ...
+    correct_keys = ("correct",)          # ... and its count of right answers
+
+    def __init__(self, max_seq_len: int | None = None):
+        self.max_seq_len = max_seq_len or self.default_max_seq_len      # the length trained (and predicted) with
 
     def inputs(self, b):
         return b["input_ids"], b["token_type_ids"], b["attention_mask"]
@@ -59,9 +65,22 @@ class _Task:
         """The head's forward with the batch's labels (SpanTask passes start/end positions instead)."""
         return model.forward(*self.inputs(b), labels=b["labels"])
 
+    def infer(self, model, b):
+        """The head's forward without labels, in inference mode (dropout off, no caches): predictions."""
+        with model.inference():
+            return model.forward(*self.inputs(b))
+
     def loss_count(self, b) -> int:
         """What the batch's loss averages over: its labelled sequences, or labelled word pieces."""
-        return int((numpy.asarray(b["labels"]) != IGNORE_INDEX).sum())
+        return int((to_host(b["labels"]) != IGNORE_INDEX).sum())
+
+    def counts(self, b) -> tuple[int]:
+        """The denominator of the loss term in this micro-batch (train_step's objective interface)."""
+        return (self.loss_count(b),)
+
+    def backward(self, model, weights) -> None:
+        """Add d(weight * loss) into model.grads."""
+        model.backward(weights[0])
 
     def load_model(self, model_dir, args):
         overrides = {}
@@ -75,22 +94,35 @@ class _Task:
             return self.head.from_pretrained(model_dir, dtype=args.dtype, seed=args.seed, **overrides)
 
 
-class SequenceTask(_Task):
-    """GLUE: one label per sentence or sentence pair, from the pooled [CLS] (accuracy)."""
-    kind, metric = "sequence", "accuracy"
+class _LabelledTask(_Task):
+    """A task whose examples carry labels from a spec (minibert.data.tasks.TaskSpec): GLUE, NER."""
+    head = None                          # the model class of the task
 
-    def __init__(self, spec):
-        self.spec, self.name, self.head = spec, spec.name, BertForSequenceClassification
+    def __init__(self, spec, max_seq_len: int | None = None):
+        super().__init__(max_seq_len)
+        self.spec, self.name = spec, spec.name
         self.label_names = list(spec.label_names)
 
-    def load(self, path, tokenizer, max_seq_len, limit=None, split="train") -> Data:
-        examples = read_glue(path, self.spec)
+    def load(self, path, tokenizer, max_seq_len=None, limit=None, split="train") -> Data:
+        """Read a file of the task (the first `limit` examples) and encode it (`max_seq_len`: the task's)."""
+        examples = self.read(path)
         if limit is not None:
             examples = examples[:limit]
-        return Data(examples, encode_glue(examples, tokenizer, max_seq_len))
+        return Data(examples, self.encode(examples, tokenizer, max_seq_len or self.max_seq_len))
+
+
+class SequenceTask(_LabelledTask):
+    """GLUE: one label per sentence or sentence pair, from the pooled [CLS] (accuracy)."""
+    kind, metric, head = "sequence", "accuracy", BertForSequenceClassification
+
+    def read(self, path):
+        return read_glue(path, self.spec)
+
+    def encode(self, examples, tokenizer, max_seq_len):
+        return encode_glue(examples, tokenizer, max_seq_len)
 
     def host_outputs(self, out, b):
-        return {"predictions": to_host(out["logits"]).argmax(axis=1), "labels": numpy.asarray(b["labels"]),
+        return {"predictions": to_host(out["logits"]).argmax(axis=1), "labels": to_host(b["labels"]),
                 "probabilities": _softmax(to_host(out["logits"]))}
 
     def metrics(self, data, outputs) -> dict:
@@ -111,26 +143,22 @@ class SequenceTask(_Task):
                                  f"got {len(text)}")
             ex = SequenceExample(0, text[0], text[1] if len(text) == 2 else None, 0, 0)
             b = encode_glue([ex], tokenizer, self.max_seq_len).batch([0])
-            probs = _softmax(to_host(model.forward(*self.inputs(b))["logits"]))[0]
+            probs = _softmax(to_host(self.infer(model, b)["logits"]))[0]
             order = numpy.argsort(-probs)[:top_k]
             ranked = ", ".join(f"{model.config.id2label[int(i)]} {probs[i]:.3f}" for i in order)
             lines.append(f"{model.config.id2label[int(order[0])]}\t({ranked})\t{' | '.join(text)}")
         return lines
 
 
-class TokenTask(_Task):
+class TokenTask(_LabelledTask):
     """CoNLL NER (WNUT-17): a label per word, predicted at its first piece (entity-level P/R/F1)."""
-    kind, metric = "token", "f1"
+    kind, metric, head = "token", "f1", BertForTokenClassification
 
-    def __init__(self, spec):
-        self.spec, self.name, self.head = spec, spec.name, BertForTokenClassification
-        self.label_names = list(spec.label_names)
+    def read(self, path):
+        return read_conll(path, self.spec)
 
-    def load(self, path, tokenizer, max_seq_len, limit=None, split="train") -> Data:
-        examples = read_conll(path, self.spec)
-        if limit is not None:
-            examples = examples[:limit]
-        return Data(examples, encode_ner(examples, tokenizer, self.spec.label2id, max_seq_len))
+    def encode(self, examples, tokenizer, max_seq_len):
+        return encode_ner(examples, tokenizer, self.spec.label2id, max_seq_len)
 
     def host_outputs(self, out, b):
         return {"predictions": to_host(out["logits"]).argmax(axis=-1)}          # (B, T)
@@ -153,7 +181,7 @@ class TokenTask(_Task):
             words = tuple(re.findall(r"\w+(?:'\w+)?|[^\w\s]", " ".join(text)))     # words and punctuation, as CoNLL
             ex = TokenExample(0, words, ("O",) * len(words), 0)
             enc = encode_ner([ex], tokenizer, self.spec.label2id, self.max_seq_len)
-            logits = to_host(model.forward(*self.inputs(enc.batch([0])))["logits"])
+            logits = to_host(self.infer(model, enc.batch([0]))["logits"])
             tags = word_predictions(logits, enc, {int(k): v for k, v in model.config.id2label.items()})[0]
             lines.append(" ".join(w if t == "O" else f"{w}/{t}" for w, t in zip(words, tags)))
         return lines
@@ -162,15 +190,16 @@ class TokenTask(_Task):
 class SpanTask(_Task):
     """SQuAD v1.1 (XQuAD): the answer is a span of the context; windows over long contexts (EM, F1)."""
     kind, metric = "span", "f1"
-    default_max_seq_len = max_seq_len = 384
+    default_max_seq_len = 384
     name = "squad"
     label_names = None
+    head = BertForQuestionAnswering
 
-    def __init__(self, doc_stride=128, max_query_length=64, max_answer_length=30):
-        self.head = BertForQuestionAnswering
+    def __init__(self, max_seq_len: int | None = None, doc_stride=128, max_query_length=64, max_answer_length=30):
+        super().__init__(max_seq_len)
         self.doc_stride, self.max_query_length, self.max_answer_length = doc_stride, max_query_length, max_answer_length
 
-    def load(self, path, tokenizer, max_seq_len, limit=None, split="train", split_articles=None) -> Data:
+    def load(self, path, tokenizer, max_seq_len=None, limit=None, split="train", split_articles=None) -> Data:
         """A SQuAD v1.1 JSON file; with split_articles=N, the first N articles (train) or the rest (dev)."""
         examples = read_squad(path)
         if split_articles is not None:
@@ -179,7 +208,7 @@ class SpanTask(_Task):
             examples = examples[:limit]
         with warnings.catch_warnings(record=True):                  # counted in encoded.counts instead
             warnings.simplefilter("always")
-            encoded = encode_squad(examples, tokenizer, training=True, max_seq_length=max_seq_len,
+            encoded = encode_squad(examples, tokenizer, training=True, max_seq_length=max_seq_len or self.max_seq_len,
                                    doc_stride=self.doc_stride, max_query_length=self.max_query_length)
         kept = {f["example_index"] for f in encoded.features}
         return Data(examples, encoded, extra={"kept": kept})
@@ -214,7 +243,7 @@ class SpanTask(_Task):
             enc = encode_squad([ex], tokenizer, training=False, max_seq_length=self.max_seq_len,
                                doc_stride=self.doc_stride, max_query_length=self.max_query_length)
             b = enc.batch(range(len(enc)))
-            out = model.forward(*self.inputs(b))
+            out = self.infer(model, b)
             _, n_best = postprocess_qa_predictions([ex], enc, to_host(out["start_logits"]),
                                                    to_host(out["end_logits"]), max_answer_length=self.max_answer_length)
             best = n_best["q"][:top_k]
@@ -226,14 +255,20 @@ def _softmax(logits):
     return softmax_forward(logits)[0]                  # minibert's own (stable) softmax, on host arrays
 
 
-def get_task(name: str):
-    """The task object for a name: sst2, rte, qnli (sequence), wnut17 (token), squad (span)."""
+def get_task(name: str, max_seq_len: int | None = None, doc_stride: int | None = None):
+    """The task object for a name: sst2, rte, qnli (sequence), wnut17 (token), squad (span).
+
+    max_seq_len: pieces per sequence (None: the task's default, 128; 384 for squad);
+    doc_stride: squad's overlap of consecutive context windows (None: 128).
+    """
+    if doc_stride is not None and name != "squad":
+        raise ValueError(f"doc_stride is a setting of the squad task, not of {name!r}")
     if name in GLUE_TASKS:
-        return SequenceTask(GLUE_TASKS[name])
+        return SequenceTask(GLUE_TASKS[name], max_seq_len)
     if name == "wnut17":
-        return TokenTask(WNUT17)
+        return TokenTask(WNUT17, max_seq_len)
     if name == "squad":
-        return SpanTask()
+        return SpanTask(max_seq_len, doc_stride=128 if doc_stride is None else doc_stride)
     raise ValueError(f"unknown task {name!r}; known: {TASK_NAMES}")
 
 

@@ -1,9 +1,42 @@
-"""The training loop's log: one JSON object per line (log.jsonl), read back robustly."""
+"""The training loop shared by pretraining and fine-tuning.
+
+    loop = TrainingLoop(model, objective, optimizer, run_dir, lr_at=schedule, evaluate=..., describe=...)
+    summary = loop.run(plan, make_batches)
+
+`plan` lists the optimizer steps in order, each `(epoch, rows)`: the rows of the
+training set it reads (train/*.py build it with minibert.data.batches).
+For every step the loop
+
+    builds the micro-batches, runs one `train_step` (train/step.py),
+    writes one row to RUN_DIR/log.jsonl and moves the progress bar,
+    evaluates every `eval_every` steps, at the end of each epoch and after the last step,
+      writing an evaluation row; keeps the best model by `metric` (higher is better) and stops
+      early after `patience` evaluations without a better one,
+    writes a checkpoint every `checkpoint_every` steps and after the last one.
+
+log.jsonl has one JSON object per line: a step's row has "loss" (and "lr",
+"grad_norm", "tokens_per_s", "seconds", what the objective adds), an
+evaluation's has the evaluation's keys and "train_loss", the mean training loss
+since the previous evaluation. A run resumed from a checkpoint at step s first
+drops the rows written after s (they are written again), so the log of a
+resumed run is the log of one uninterrupted run.
+"""
 from __future__ import annotations
 
 import json
+import math
+import time
 from pathlib import Path
 
+import numpy
+from tqdm import tqdm
+
+from minibert.model.io import assign_params
+from minibert.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from minibert.train.step import NonFiniteLossError, count_totals, loss_weights, train_step
+
+
+# -- the log ----------------------------------------------------------------------------------------
 
 def read_jsonl(path) -> list[dict]:
     """The rows of a JSONL log. A torn last line (the process was killed mid-write) is skipped."""
@@ -18,3 +51,169 @@ def read_jsonl(path) -> list[dict]:
             if n != len(lines) - 1:
                 raise ValueError(f"{path}: line {n + 1} is not valid JSON") from None
     return rows
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep the rows of steps up to `last_step` (a resumed run writes the later ones again); atomic."""
+    rows = [r for r in read_jsonl(path) if r["step"] <= last_step] if path.is_file() else []
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+
+def dropout_rng(model) -> numpy.random.Generator:
+    """The generator every dropout mask of the model is drawn from (BertModel's, also for a model with heads)."""
+    return getattr(model, "bert", model).rng
+
+
+class TrainingLoop:
+    """Runs a plan of optimizer steps; owns the log, the progress bar, evaluation, checkpoints, the best
+    model and early stopping. What differs between pretraining and fine-tuning is passed in:
+
+    objective        how the model is called and what its losses are (train/step.py)
+    lr_at(i)         the learning rate of step i (0-based)
+    evaluate()       the held-out metrics, a dict (called in the loop's cadence); None: never
+    describe(r)      one line about an evaluation result, for the user
+    metric, save_best(folder), patience
+                     keep the model with the best evaluation[metric] in RUN_DIR/best, stop after
+                     `patience` evaluations without a better one (None: never stop early)
+    checkpoint_every, keep, checkpoint_state()
+                     write RUN_DIR/checkpoints/step-N every so many steps (0: never), keep the newest
+                     `keep`; checkpoint_state() adds what a resume needs besides weights, optimizer and
+                     the dropout generator (e.g. the config)
+    step_metrics(m)  what a step's log row adds to loss/lr/grad_norm (e.g. MLM and NSP accuracy)
+    callback(row)    called with every log row as it is written (live plots in a notebook)
+    write(text)      where messages go (print by default)
+    """
+
+    def __init__(self, model, objective, optimizer, run_dir, *, lr_at, max_grad_norm=1.0, scaler=None,
+                 evaluate=None, describe=None, eval_every=0, metric=None, save_best=None, patience=None,
+                 checkpoint_every=0, keep=3, checkpoint_state=None, step_metrics=None, progress=True,
+                 desc="train", callback=None, write=print):
+        self.model, self.objective, self.optimizer = model, objective, optimizer
+        self.run_dir = Path(run_dir)
+        self.log_path = self.run_dir / "log.jsonl"
+        self.lr_at, self.max_grad_norm, self.scaler = lr_at, max_grad_norm, scaler
+        self.evaluate, self.describe, self.eval_every = evaluate, describe or str, eval_every
+        self.metric, self.save_best, self.patience = metric, save_best, patience
+        self.checkpoint_every, self.keep = checkpoint_every, keep
+        self.checkpoint_state = checkpoint_state or dict
+        self.step_metrics = step_metrics or (lambda m: {})
+        self.progress, self.desc, self.callback, self.write = progress, desc, callback, write
+
+    # -- resuming ---------------------------------------------------------------------------------
+    def resume(self) -> int:
+        """Load the newest checkpoint (weights, optimizer, dropout generator); return its step (0: none)."""
+        checkpoints = list_checkpoints(self.run_dir)
+        if not checkpoints:
+            return 0
+        newest = checkpoints[-1]
+        params, optimizer_state, state = load_checkpoint(newest)
+        assign_params(self.model.params, params, where=str(newest))
+        self.optimizer.load_state_dict(optimizer_state)
+        dropout_rng(self.model).bit_generator.state = state["dropout_rng"]
+        self.write(f"resuming from {newest} (step {state['step']})")
+        return state["step"]
+
+    def _checkpoint(self, step: int) -> None:
+        state = {"dropout_rng": dropout_rng(self.model).bit_generator.state, **self.checkpoint_state()}
+        save_checkpoint(self.run_dir, step, self.model.params, self.optimizer.state_dict(), state, keep=self.keep)
+
+    # -- one step, one evaluation -------------------------------------------------------------------
+    def _step(self, number: int, epoch, micro_batches) -> dict:
+        """One optimizer step; its log row."""
+        t0 = time.perf_counter()
+        lr = self.lr_at(number - 1)
+        counts = [self.objective.counts(b) for b in micro_batches]
+        try:
+            m = train_step(self.model, self.objective, self.optimizer, micro_batches, loss_weights(counts), lr,
+                           self.max_grad_norm, self.scaler, step=number)
+        except NonFiniteLossError as err:
+            if not self.checkpoint_every:
+                raise
+            checkpoints = list_checkpoints(self.run_dir)
+            hint = (f"the newest checkpoint is {checkpoints[-1]}; fix the cause (a lower --lr?) and run with --resume"
+                    if checkpoints else "no checkpoint was written yet")
+            raise NonFiniteLossError(f"{err}. {hint}") from None
+        seconds = time.perf_counter() - t0
+        m["counts"] = count_totals(counts)
+        row = {"step": number, **({"epoch": epoch} if epoch is not None else {}), "loss": m["loss"],
+               **self.step_metrics(m), "lr": lr, "grad_norm": m["grad_norm"]}
+        if self.scaler is not None:
+            row.update(loss_scale=m["loss_scale"], skipped=m["skipped"], skipped_steps=self.scaler.skipped_steps)
+        row.update(tokens_per_s=m["tokens"] / seconds, seconds=seconds)
+        return row
+
+    def _evaluation(self, number: int, epoch, train_losses: list[float]) -> dict:
+        result = {"step": number, **({"epoch": epoch} if epoch is not None else {})}
+        if train_losses:
+            result["train_loss"] = float(numpy.mean(train_losses))
+        result.update(self.evaluate())
+        return result
+
+    # -- the run ------------------------------------------------------------------------------------
+    def run(self, plan, make_batches, start: int = 0) -> dict:
+        """Run the steps of `plan` after the first `start` (a resumed run); make_batches(rows) gives the
+        micro-batches of a step. Returns {"steps_run", "last_eval", "best"}."""
+        total = len(plan)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        best, best_value, without_gain = None, -math.inf, 0
+        last_eval, since_eval, number = {}, [], start
+        if start:                                    # resumed: the log up to `start` is the run so far
+            truncate_log(self.log_path, start)
+            for row in read_jsonl(self.log_path):
+                if "loss" in row:                    # a step
+                    since_eval.append(row["loss"])
+                    continue
+                last_eval, since_eval = row, []      # an evaluation
+                if self.metric is not None and row[self.metric] > best_value:
+                    best, best_value, without_gain = row, row[self.metric], 0
+                elif self.metric is not None:
+                    without_gain += 1
+        bar = tqdm(total=total, initial=start, desc=self.desc, unit="step", disable=not self.progress,
+                   dynamic_ncols=True)
+        with bar, open(self.log_path, "a" if start else "w", encoding="utf-8", buffering=1) as log:  # a row per line
+            for number, (epoch, rows) in enumerate(plan[start:], start=start + 1):
+                row = self._step(number, epoch, make_batches(rows))
+                self._log(log, row)
+                since_eval.append(row["loss"])
+                bar.update(1)
+                bar.set_postfix(self._postfix(row), refresh=False)
+                last = number == total
+                end_of_epoch = epoch is not None and (last or plan[number][0] != epoch)
+                if self.evaluate and ((self.eval_every and number % self.eval_every == 0) or end_of_epoch or last):
+                    last_eval = self._evaluation(number, epoch, since_eval)
+                    since_eval = []
+                    self._log(log, {k: v for k, v in last_eval.items() if not k.startswith("_")})
+                    improved = self.metric is not None and last_eval[self.metric] > best_value
+                    if improved:
+                        best, best_value, without_gain = last_eval, last_eval[self.metric], 0
+                        if self.save_best is not None:
+                            self.save_best(self.run_dir / "best")
+                    elif self.metric is not None:
+                        without_gain += 1
+                    where = f"step {number}" + (f" (epoch {epoch})" if epoch is not None else "")
+                    bar.write(f"{where}: {self.describe(last_eval)}{'  (best so far)' if improved else ''}")
+                if self.checkpoint_every and (number % self.checkpoint_every == 0 or last):
+                    log.flush()
+                    self._checkpoint(number)
+                if self.patience is not None and without_gain >= self.patience:
+                    bar.write(f"early stopping: no better {self.metric} in {self.patience} evaluations")
+                    break
+        return {"steps_run": number, "last_eval": last_eval, "best": best}
+
+    def _log(self, log, row: dict) -> None:
+        log.write(json.dumps(row) + "\n")
+        if self.callback is not None:
+            self.callback(row)
+
+    @staticmethod
+    def _postfix(row: dict) -> dict:
+        """What the progress bar shows after each step."""
+        shown = {"epoch": row["epoch"]} if "epoch" in row else {}
+        shown["loss"] = f"{row['loss']:.3f}"
+        shown.update({k.removesuffix("_accuracy"): f"{v:.3f}" for k, v in row.items() if k.endswith("_accuracy")})
+        shown.update(lr=f"{row['lr']:.1e}", tok_s=f"{row['tokens_per_s']:.0f}")
+        return shown

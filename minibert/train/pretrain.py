@@ -1,4 +1,7 @@
-"""Pretraining BERT: the loop, evaluation, logs, plots, checkpoints and exact resume.
+"""Pretraining BERT (masked LM + next sentence): the data, the objective, evaluation, the run.
+
+The loop itself (log, progress, evaluation cadence, checkpoints, resume) is train/loop.py; one step is
+train/step.py; this module says what pretraining plugs into them.
 
     python -m minibert pretrain                                   # stdlib docstrings, tiny BERT, a few minutes
     python -m minibert pretrain --corpus ../shared/data/gutenberg --config mini \\
@@ -20,28 +23,25 @@ so a run killed and resumed gives the same numbers as one never interrupted.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
-import time
 from pathlib import Path
 
-import numpy
-
 from minibert import backend
+from minibert.data.batches import step_rows
 from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
                                        load_features, read_corpus, read_gutenberg, save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
-from minibert.model.io import assign_params, read_json, save_arrays, write_json
+from minibert.model.io import read_json, save_arrays, write_json
+from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.tokenization.vocab_trainer import train_vocab
-from minibert.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from minibert.train.loop import read_jsonl
+from minibert.train.checkpoint import list_checkpoints
+from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
-from minibert.train.step import NonFiniteLossError, pretraining_step
-from minibert.viz import plot_pretraining
+from minibert.train.step import count_totals, loss_weights, train_step
 
 
 @dataclasses.dataclass
@@ -157,22 +157,52 @@ def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, 
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label")
 
 
-def batch_rows(step: int, batch_size: int, n: int, seed: int) -> numpy.ndarray:
-    """Row indices of the batch for `step`: a pure function of (seed, step), so resuming is exact.
-
-    Rows are read in a fresh seeded permutation each epoch (one pass over the n instances).
-    """
-    start = step * batch_size
-    rows = []
-    while len(rows) < batch_size:
-        epoch, offset = divmod(start + len(rows), n)
-        perm = numpy.random.default_rng([seed, epoch]).permutation(n)
-        rows.extend(perm[offset:offset + batch_size - len(rows)].tolist())
-    return numpy.asarray(rows)
-
-
 def get_batch(features, rows):
+    """The model inputs of these rows of the features (host arrays)."""
     return {k: features[k][rows] for k in MODEL_INPUTS}
+
+
+# -- one step -------------------------------------------------------------------------------
+
+class PretrainingObjective:
+    """How a pretraining step talks to BertForPreTraining (see train/step.py): two loss terms, the
+    masked-LM loss (a mean over the predicted positions) and the next-sentence loss (over the sequences)."""
+    loss_keys = ("mlm_loss", "nsp_loss")
+    correct_keys = ("mlm_correct", "nsp_correct")
+
+    def counts(self, batch) -> tuple[int, int]:
+        """(predicted positions, sequences) of a micro-batch: what the two losses average over."""
+        return int((backend.to_host(batch["labels"]) != IGNORE_INDEX).sum()), len(batch["input_ids"])
+
+    def forward(self, model, batch) -> dict:
+        return model.forward(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
+                             labels=batch["labels"], next_sentence_label=batch["next_sentence_label"])
+
+    def backward(self, model, weights) -> None:
+        model.backward(mlm_weight=weights[0], nsp_weight=weights[1])
+
+    @staticmethod
+    def step_metrics(m) -> dict:
+        """The two losses and accuracies of a step (train_step's result) for the log."""
+        (n_pred, n_seq), correct = m["counts"], m["correct"]
+        return {**m["losses"], "mlm_accuracy": correct["mlm_correct"] / max(n_pred, 1),
+                "nsp_accuracy": correct["nsp_correct"] / n_seq}
+
+
+PRETRAINING = PretrainingObjective()
+
+
+def pretraining_step(model, optimizer, micro_batches, lr, max_grad_norm=1.0, step=None, scaler=None) -> dict:
+    """One optimizer step of pretraining over the micro-batches (dicts of host arrays: input_ids,
+    token_type_ids, attention_mask, labels, next_sentence_label): exact accumulation, clipping, AdamW.
+    Returns loss, mlm_loss, nsp_loss, mlm_accuracy, nsp_accuracy, grad_norm, lr, tokens, skipped,
+    loss_scale. `scaler`: a minibert.train.amp.LossScaler for mixed precision (None: float32)."""
+    counts = [PRETRAINING.counts(b) for b in micro_batches]
+    m = train_step(model, PRETRAINING, optimizer, micro_batches, loss_weights(counts), lr, max_grad_norm, scaler,
+                   step)
+    m["counts"] = count_totals(counts)
+    return {"loss": m["loss"], **PRETRAINING.step_metrics(m), "lr": lr, "tokens": m["tokens"],
+            "grad_norm": m["grad_norm"], "skipped": m["skipped"], "loss_scale": m["loss_scale"]}
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -201,31 +231,14 @@ def evaluate(model, features, batch_size: int, max_batches: int) -> dict:
 
 # -- the run ------------------------------------------------------------------------------
 
-def _rng_state(model) -> dict:
-    return model.bert.rng.bit_generator.state
-
-
-def _set_rng_state(model, state: dict) -> None:
-    model.bert.rng.bit_generator.state = state
-
-
-def _truncate_log(path: Path, last_step: int) -> None:
-    """On resume, drop log rows written after the checkpoint (they will be written again)."""
-    rows = [r for r in read_jsonl(path) if r["step"] <= last_step] if path.is_file() else []
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
-
-
-def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
-    """Pretrain; return the last evaluation's metrics."""
-    run_dir = Path(args.out)
+def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> PretrainArgs:
+    """The arguments of the run in `run_dir`: those saved there when resuming; refuse to mix two runs."""
     if resume:
         if not (run_dir / "run.json").is_file():
             raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
         saved = read_json(run_dir / "run.json")
-        args = PretrainArgs(**{**saved, "progress": args.progress})
-    elif (run_dir / "run.json").is_file():
+        return PretrainArgs(**{**saved, "progress": args.progress})
+    if (run_dir / "run.json").is_file():
         if list_checkpoints(run_dir):
             raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
         old = read_json(run_dir / "run.json")
@@ -233,6 +246,23 @@ def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
         if changed:   # its vocab.txt and data/ were made with other settings: never reuse them silently
             raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
                                 f"use another --out, or delete that folder")
+    return args
+
+
+def describe_evaluation(result: dict) -> str:
+    return (f"held-out MLM accuracy {result['eval_mlm_accuracy']:.3f}, NSP accuracy {result['eval_nsp_accuracy']:.3f}, "
+            f"perplexity {result['eval_perplexity']:.1f}")
+
+
+def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -> dict:
+    """Pretrain (or continue the run in args.out with resume=True); return the last evaluation's metrics.
+
+    Writes into args.out: run.json, vocab.txt, config.json, data/, log.jsonl, checkpoints/ and
+    model.safetensors (the curves are drawn from log.jsonl by minibert.viz.plot_pretraining).
+    callback(row): called with every log row as it is written.
+    """
+    run_dir = Path(args.out)
+    args = _check_run_folder(args, run_dir, resume)
     if args.batch_size % args.accumulate:
         raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -248,64 +278,22 @@ def run(args: PretrainArgs, resume: bool = False, stream=print) -> dict:
 
     model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, variant=args.optimizer)
-    log_path = run_dir / "log.jsonl"
-    start = 0
-    if resume and list_checkpoints(run_dir):
-        newest = list_checkpoints(run_dir)[-1]
-        params, opt_state, state = load_checkpoint(newest)
-        assign_params(model.params, params, where=str(newest))
-        optimizer.load_state_dict(opt_state)
-        _set_rng_state(model, state["dropout_rng"])
-        start = state["step"]
-        _truncate_log(log_path, start)
-        stream(f"resuming from {newest} (step {start})")
-    elif not resume and log_path.exists():
-        log_path.unlink()
-
     warmup_steps = int(args.warmup * args.steps)
-    micro = args.batch_size // args.accumulate
+    loop = TrainingLoop(
+        model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm,
+        lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, args.steps),
+        evaluate=lambda: evaluate(model, held, args.batch_size, args.eval_batches), describe=describe_evaluation,
+        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, keep=args.keep,
+        checkpoint_state=lambda: {"config": config.to_dict()}, step_metrics=PRETRAINING.step_metrics,
+        progress=args.progress, desc="pretrain", callback=callback, write=stream)
+    start = loop.resume() if resume else 0
     stream(f"pretraining BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
            f"{model.num_parameters():,} parameters, vocab {config.vocab_size}) on {n_train:,} instances, "
            f"{len(held['input_ids']):,} held out; backend {backend.name()}")
-    from tqdm import tqdm
-    bar = tqdm(total=args.steps, initial=start, desc="pretrain", unit="step", disable=not args.progress,
-               dynamic_ncols=True)
-    last_eval: dict = {}
-    with open(log_path, "a", encoding="utf-8", buffering=1) as log:         # line-buffered: one row per step
-        for step in range(start, args.steps):
-            t0 = time.perf_counter()
-            rows = batch_rows(step, args.batch_size, n_train, args.seed)
-            batches = [get_batch(train, rows[i:i + micro]) for i in range(0, args.batch_size, micro)]
-            lr = linear_warmup_decay(step, args.lr, warmup_steps, args.steps)
-            try:
-                m = pretraining_step(model, optimizer, batches, lr, args.max_grad_norm, step=step + 1)
-            except NonFiniteLossError as err:
-                ckpts = list_checkpoints(run_dir)
-                hint = (f"the newest checkpoint is {ckpts[-1]}; fix the cause (a lower --lr?) and run with --resume"
-                        if ckpts else "no checkpoint was written yet")
-                bar.close()
-                raise NonFiniteLossError(f"{err}. {hint}") from None
-            dt = time.perf_counter() - t0
-            row = {"step": step + 1, **{k: m[k] for k in ("loss", "mlm_loss", "nsp_loss", "lr", "mlm_accuracy",
-                                                          "nsp_accuracy", "grad_norm")},
-                   "tokens_per_s": m["tokens"] / dt, "seconds": dt}
-            log.write(json.dumps(row) + "\n")
-            bar.update(1)
-            bar.set_postfix(loss=f"{m['loss']:.3f}", mlm=f"{m['mlm_accuracy']:.3f}", nsp=f"{m['nsp_accuracy']:.2f}",
-                            lr=f"{lr:.1e}", tok_s=f"{row['tokens_per_s']:.0f}", refresh=False)
-            done = step + 1
-            if done % args.eval_every == 0 or done == args.steps:
-                last_eval = {"step": done, **evaluate(model, held, args.batch_size, args.eval_batches)}
-                log.write(json.dumps(last_eval) + "\n")
-                bar.write(f"step {done}: held-out MLM accuracy {last_eval['eval_mlm_accuracy']:.3f}, "
-                          f"NSP accuracy {last_eval['eval_nsp_accuracy']:.3f}, "
-                          f"perplexity {last_eval['eval_perplexity']:.1f}")
-            if done % args.checkpoint_every == 0 or done == args.steps:
-                log.flush()
-                save_checkpoint(run_dir, done, model.params, optimizer.state_dict(),
-                                {"dropout_rng": _rng_state(model), "config": config.to_dict()}, keep=args.keep)
-    bar.close()
+    plan = [(None, step_rows(step, args.batch_size, n_train, args.seed)) for step in range(args.steps)]
+    micro = args.batch_size // args.accumulate
+    summary = loop.run(plan, lambda rows: [get_batch(train, rows[i:i + micro]) for i in range(0, len(rows), micro)],
+                       start=start)
     save_arrays(run_dir / "model.safetensors", model.params, metadata={"format": "pt", "step": args.steps})
-    plot_pretraining(run_dir)
-    stream(f"saved the model to {run_dir / 'model.safetensors'} and the curves to {run_dir / 'curves.png'}")
-    return last_eval
+    stream(f"saved the model to {run_dir / 'model.safetensors'}")
+    return summary["last_eval"]

@@ -1,23 +1,40 @@
-"""One optimizer step of pretraining: micro-batches -> accumulated gradients -> clip -> AdamW.
+"""One optimizer step, the same for every model: micro-batches -> accumulated gradients -> clip -> AdamW.
 
-Gradient accumulation reproduces one big batch *exactly*: the MLM loss of a
-batch is the mean over all its predicted positions, so a micro-batch holding
-n_i of the N predictions contributes with weight n_i / N (not 1 / K), and the
-NSP loss (a mean over sequences) with weight b_i / B.
+    weights = loss_weights([objective.counts(b) for b in micro_batches])
+    metrics = train_step(model, objective, optimizer, micro_batches, weights, lr)
+
+A model's loss is a sum of terms, each a mean over something: the masked-LM
+loss over the predicted positions and the next-sentence loss over the
+sequences (pretraining), the classification loss over the labelled sequences
+or tokens, the span loss over the windows (fine-tuning). Gradient
+accumulation reproduces one big batch *exactly* when each micro-batch's
+term k is weighted by its share of that term's denominator,
+
+    w_ik = n_ik / N_k          n_ik: what term k of micro-batch i averages over, N_k = sum_i n_ik
+
+(not 1 / K for K micro-batches: micro-batches with more predictions weigh more).
+`loss_weights` computes them, `train_step` runs every micro-batch's forward and
+`backward(w_i * loss_scale)`, and `apply_gradients` ends the step.
+
+An *objective* says how a kind of training talks to its model (pretraining:
+train/pretrain.py; fine-tuning tasks: train/finetune_tasks.py):
+
+    objective.loss_keys              the model outputs that are loss terms, e.g. ("mlm_loss", "nsp_loss")
+    objective.correct_keys           the matching counts of right answers (accuracy), e.g. ("mlm_correct", ...)
+    objective.counts(batch)          each term's denominator in this micro-batch (host ints)
+    objective.forward(model, batch)  the model's forward with the batch's labels -> its output dict
+    objective.backward(model, w)     adds d(sum_k w[k] * loss_k) into model.grads
 
 Mixed precision (`scaler=LossScaler()`, minibert/train/amp.py): the forwards and
 backwards run with float16 matmuls, every backward weight is multiplied by the
 loss scale, and `apply_gradients` unscales, skips the step on inf/NaN, clips
-and updates. `apply_gradients` is the end of every training step, pretraining
-or fine-tuning.
+and updates.
 """
 from __future__ import annotations
 
 import math
 
-import numpy
-
-from minibert.ops.losses import IGNORE_INDEX
+from minibert import backend
 from minibert.train.amp import autocast
 from minibert.train.optim import clip_grad_norm
 
@@ -26,8 +43,15 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or inf; the message names the step."""
 
 
-def count_predictions(batch) -> int:
-    return int((numpy.asarray(batch["labels"]) != IGNORE_INDEX).sum())
+def loss_weights(counts: list[tuple[int, ...]]) -> list[tuple[float, ...]]:
+    """Per micro-batch, each loss term's share n_ik / N_k of the whole batch's denominator (0 when N_k is 0)."""
+    totals = count_totals(counts)
+    return [tuple(n / max(total, 1) for n, total in zip(c, totals)) for c in counts]
+
+
+def count_totals(counts: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Each loss term's denominator N_k over all the micro-batches of a step."""
+    return tuple(sum(c[k] for c in counts) for k in range(len(counts[0])))
 
 
 def apply_gradients(model, optimizer, lr, max_grad_norm=1.0, scaler=None) -> dict:
@@ -52,33 +76,34 @@ def apply_gradients(model, optimizer, lr, max_grad_norm=1.0, scaler=None) -> dic
     return {"grad_norm": norm, "skipped": False, "loss_scale": loss_scale}
 
 
-def pretraining_step(model, optimizer, micro_batches, lr, max_grad_norm=1.0, step=None, scaler=None):
-    """Forward/backward every micro-batch (dicts of host arrays: input_ids, token_type_ids,
-    attention_mask, labels, next_sentence_label), clip, update. Returns a dict of metrics
-    (loss, mlm_loss, nsp_loss, mlm_accuracy, nsp_accuracy, grad_norm, lr, tokens, skipped,
-    loss_scale). `scaler`: a minibert.train.amp.LossScaler for mixed precision (None: float32)."""
-    total_pred = sum(count_predictions(b) for b in micro_batches)
-    total_seq = sum(len(b["input_ids"]) for b in micro_batches)
+def train_step(model, objective, optimizer, micro_batches, weights, lr, max_grad_norm=1.0, scaler=None,
+               step=None) -> dict:
+    """Forward and backward every micro-batch with its weights, then `apply_gradients`.
+
+    micro_batches: dicts of host arrays (input_ids, token_type_ids, attention_mask and the labels).
+    weights: per micro-batch, one weight per loss term (`loss_weights`).
+    Returns {"loss", "losses" (each term's weighted mean), "correct" (summed per term), "tokens",
+    "grad_norm", "skipped", "loss_scale"}. A NaN or inf loss raises NonFiniteLossError before any update.
+    """
     model.zero_grad()
-    mlm_loss = nsp_loss = 0.0
-    mlm_correct = nsp_correct = tokens = 0
+    losses = [0.0] * len(objective.loss_keys)
+    correct = [0] * len(objective.correct_keys)
+    tokens = 0
     with autocast(scaler) as loss_scale:                  # fp16 matmuls with a scaler; loss_scale 1.0 without
-        for b in micro_batches:
-            out = model.forward(b["input_ids"], b["token_type_ids"], b["attention_mask"],
-                                labels=b["labels"], next_sentence_label=b["next_sentence_label"])
-            w_mlm = out["mlm_count"] / max(total_pred, 1)
-            w_nsp = out["nsp_count"] / total_seq
-            model.backward(mlm_weight=w_mlm * loss_scale, nsp_weight=w_nsp * loss_scale)   # backward of loss * scale
-            mlm_loss += w_mlm * float(out["mlm_loss"])
-            nsp_loss += w_nsp * float(out["nsp_loss"])
-            mlm_correct += out["mlm_correct"]
-            nsp_correct += out["nsp_correct"]
-            tokens += int(numpy.asarray(b["attention_mask"]).sum())
-    loss = mlm_loss + nsp_loss
+        for batch, w in zip(micro_batches, weights):
+            out = objective.forward(model, batch)
+            objective.backward(model, tuple(x * loss_scale for x in w))   # backward of (sum_k w_k loss_k) * scale
+            for k, key in enumerate(objective.loss_keys):
+                losses[k] += w[k] * float(out[key])        # one device -> host number per term, for the log
+            for k, key in enumerate(objective.correct_keys):
+                correct[k] += out.get(key, 0)
+            tokens += int(backend.to_host(batch["attention_mask"]).sum())
+    loss = sum(losses)
     if not math.isfinite(loss):
         where = f" at step {step}" if step is not None else ""
-        raise NonFiniteLossError(f"loss is {loss}{where} (mlm {mlm_loss}, nsp {nsp_loss}); parameters were not updated")
+        terms = (" (" + ", ".join(f"{key.removesuffix('_loss')} {v}" for key, v in zip(objective.loss_keys, losses))
+                 + ")") if len(losses) > 1 else ""
+        raise NonFiniteLossError(f"loss is {loss}{where}{terms}; parameters were not updated")
     update = apply_gradients(model, optimizer, lr, max_grad_norm, scaler)
-    return {"loss": loss, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
-            "mlm_accuracy": mlm_correct / max(total_pred, 1), "nsp_accuracy": nsp_correct / total_seq,
-            "lr": lr, "tokens": tokens, **update}
+    return {"loss": loss, "losses": dict(zip(objective.loss_keys, losses)),
+            "correct": dict(zip(objective.correct_keys, correct)), "tokens": tokens, **update}

@@ -8,9 +8,9 @@ or saves it into a run folder and returns the path.
 """
 from minibert.viz.attention import plot_attention, plot_attention_grid
 from minibert.viz.curves import (finetuning_figure, plot_confusion, plot_finetuning, plot_pretraining,
-                                 plot_span_logits, read_log)
+                                 plot_run, plot_span_logits, read_log)
 from minibert.viz.vectors import plot_analogies, plot_clusters, plot_polysemy, plot_similarity
 
 __all__ = ["plot_attention", "plot_attention_grid", "finetuning_figure", "plot_confusion", "plot_finetuning",
-           "plot_pretraining", "plot_span_logits", "read_log", "plot_analogies", "plot_clusters",
+           "plot_pretraining", "plot_run", "plot_span_logits", "read_log", "plot_analogies", "plot_clusters",
            "plot_polysemy", "plot_similarity"]

@@ -163,3 +163,23 @@ def plot_span_logits(tokens, start_logits, end_logits, gold=None, predicted=None
     return fig
 
 
+
+
+def plot_run(run_dir) -> list[Path]:
+    """Draw every figure of a run folder from its files; return their paths.
+
+    A `minibert pretrain` folder: curves.png. A `minibert finetune` folder (run.json names a task):
+    curves.png and, for classification (metrics.json holds the best evaluation's confusion matrix),
+    confusion.png.
+    """
+    run_dir = Path(run_dir)
+    run_json = run_dir / "run.json"
+    if not (run_json.is_file() and "task" in json.loads(run_json.read_text(encoding="utf-8"))):
+        return [plot_pretraining(run_dir)]
+    drawn = [plot_finetuning(run_dir)]
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    if "confusion" in metrics:
+        drawn.append(plot_confusion(metrics["confusion"], metrics["label_names"], run_dir / "confusion.png",
+                                    title=f"{metrics['task']} dev, step {metrics['best_step']}"))
+    return drawn

@@ -6,7 +6,8 @@ import pytest
 from minibert import BertConfig, gradcheck
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.train.optim import AdamW, clip_grad_norm, decays, linear_warmup_decay
-from minibert.train.step import NonFiniteLossError, pretraining_step
+from minibert.train.pretrain import pretraining_step
+from minibert.train.step import NonFiniteLossError
 from helpers import random_batch
 from reference import hf_pretraining_model, rel_diff
 

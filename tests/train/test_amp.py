@@ -15,7 +15,8 @@ from minibert.ops import linear as linear_mod
 from minibert.ops.linear import linear_backward, linear_forward
 from minibert.backend.precision import fp16_enabled, matmul, mixed_precision
 from minibert.train.optim import AdamW
-from minibert.train.step import apply_gradients, pretraining_step
+from minibert.train.pretrain import pretraining_step
+from minibert.train.step import apply_gradients
 from reference import rel_diff
 from strict_xp import StrictArray
 from helpers import random_batch

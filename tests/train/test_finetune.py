@@ -9,7 +9,9 @@ import pytest
 
 from conftest import DATA
 from minibert.model.config import BertConfig
-from minibert.train.finetune import FinetuneArgs, FinetuneError, _batches, run
+from minibert.data.batches import epoch_batches as _batches
+from minibert.train.finetune import FinetuneArgs, FinetuneError, run
+from minibert.viz import plot_run
 from minibert.model.bert import BertModel
 
 SST2 = DATA / "sst2"
@@ -105,6 +107,7 @@ def test_run_folder_best_model_early_stopping_and_predict(sst2, tmp_path):
     a = args(tmp_path, model_dir, epochs=6, eval_every=2, patience=2, lr=1e-6)   # lr too small to improve
     summary = run(a, stream=lambda *x: None)
     run_dir = tmp_path / "run"
+    plot_run(run_dir)                                           # what `minibert finetune` draws at the end
     rows = log_rows(run_dir)
     evals = [r for r in rows if "dev_loss" in r]
     steps = [r for r in rows if "loss" in r]

@@ -11,7 +11,9 @@ import pytest
 
 from conftest import REPO
 from minibert.model.io import load_arrays
-from minibert.train.pretrain import PretrainArgs, PretrainError, batch_rows, run
+from minibert.data.batches import step_rows as batch_rows
+from minibert.train.pretrain import PretrainArgs, PretrainError, run
+from minibert.viz import plot_run
 
 SMALL_CONFIG = dict(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=64, max_position_embeddings=64)
@@ -58,6 +60,7 @@ def test_batches_are_a_pure_function_of_seed_and_step():
 def test_short_run_writes_log_plot_checkpoints_and_model(corpus, tmp_path):
     out = tmp_path / "run"
     result = run(small_args(corpus, out), stream=lambda *a: None)
+    plot_run(out)                                                   # what `minibert pretrain` draws at the end
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     train = [r for r in rows if "loss" in r]
     assert [r["step"] for r in train] == list(range(1, 13))
@@ -121,16 +124,16 @@ def test_clear_errors(corpus, tmp_path):
 
 
 def test_nan_loss_stops_with_the_step_and_the_checkpoint(corpus, tmp_path, monkeypatch):
-    import minibert.train.pretrain as pretrain
+    import minibert.train.loop as loop
     from minibert.train.step import NonFiniteLossError
-    real = pretrain.pretraining_step
+    real = loop.train_step
 
-    def poisoned(model, optimizer, batches, lr, max_grad_norm, step=None):
+    def poisoned(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=None):
         if step == 6:
             model.params["cls.predictions.bias"][:] = np.nan
-        return real(model, optimizer, batches, lr, max_grad_norm, step=step)
+        return real(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=step)
 
-    monkeypatch.setattr(pretrain, "pretraining_step", poisoned)
+    monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 6 .*step-00000004.*--resume"):
         run(small_args(corpus, tmp_path / "nan"), stream=lambda *a: None)
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minibert.data.batches import consecutive_batches
 from minibert.data.pretraining.masking import PAD
 
 __all__ = ["FEATURE_NAMES", "IGNORE_INDEX", "instances_to_features", "iter_batches",
@@ -127,11 +128,8 @@ def iter_batches(features: dict[str, np.ndarray], batch_size: int, *, start: int
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    n = len(features["input_ids"])
-    for i in range(start, n, batch_size):
-        if drop_last and i + batch_size > n:
-            return
-        yield {name: array[i:i + batch_size] for name, array in features.items()}
+    for rows in consecutive_batches(len(features["input_ids"]), batch_size, start, drop_last):
+        yield {name: array[rows.start:rows.stop] for name, array in features.items()}
 
 
 def save_features(path, features: dict[str, np.ndarray]) -> Path:
