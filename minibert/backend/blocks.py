@@ -160,7 +160,8 @@ def _put_together(blocks, inputs, cut, totals, lead, rows):
     for n, first in enumerate(firsts):
         if id(first) not in made:
             written_into = [k for k in cut if first_inputs[k] is first]
-            if not isinstance(first, numpy.ndarray) or any(first is a for k, a in enumerate(inputs) if k not in cut):
+            passed_whole = any(first is a for k, a in enumerate(inputs) if k not in cut)
+            if not isinstance(first, numpy.ndarray) or passed_whole:
                 made[id(first)] = first         # not an array, or passed whole (gamma): kept
             elif written_into:                  # the formula wrote into its input block: the input is the output
                 made[id(first)] = cut[written_into[0]].reshape(lead + first.shape[1:])
