@@ -79,13 +79,14 @@ def scaled_dot_product_attention_backward(dout, cache):
          dS  = softmax backward of dP      (the mask is a constant: no gradient)
          dQ  = s * dS K,   dK = dS^T (s Q)
     """
-    dv = matmul(cache.dropped.swapaxes(-1, -2), dout)        # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
-    dprobs = matmul(dout, cache.v.swapaxes(-1, -2))          # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
-    dprobs = dropout_backward(dprobs, cache.dropout)
-    dscores = softmax_backward(dprobs, cache.probs)
-    dq = matmul(dscores, cache.k)                            # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
-    dq *= cache.scale
-    dk = matmul(dscores.swapaxes(-1, -2), cache.q_scaled)    # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
+    q_scaled, k, v, probs, dropped, drop_cache, scale = cache     # AttentionCache, as the forward made it
+    dv = matmul(dropped.swapaxes(-1, -2), dout)              # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
+    dprobs = matmul(dout, v.swapaxes(-1, -2))                # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
+    dprobs = dropout_backward(dprobs, drop_cache)
+    dscores = softmax_backward(dprobs, probs)
+    dq = matmul(dscores, k)                                  # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
+    dq *= scale
+    dk = matmul(dscores.swapaxes(-1, -2), q_scaled)          # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
     return dq, dk, dv
 
 

@@ -36,10 +36,10 @@ def embedding_backward(dout, cache, dweight=None, padding_idx=None):
     nn.Embedding(padding_idx=...) that Hugging Face uses for [PAD]; the [PAD]
     vector then stays as initialised (zero). Google's TF code has no such rule.
     """
-    V, H = cache.weight_shape
+    ids, (V, H) = cache                                  # EmbeddingCache(ids, weight_shape)
     if dweight is None:
         dweight = get_xp(dout).zeros((V, H), dtype=dout.dtype)
-    flat_ids = cache.ids.reshape(-1)                     # (N,)
+    flat_ids = ids.reshape(-1)                           # (N,)
     rows = dout.reshape(-1, H)                           # (N, H): row n goes to dW[flat_ids[n]]
     if padding_idx is not None:
         keep = flat_ids != padding_idx

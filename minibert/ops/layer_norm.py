@@ -58,16 +58,16 @@ def layer_norm_backward(dy, cache):
     The backend runs this formula on cache-sized blocks of rows of a large NumPy array (backend/blocks.py).
     """
     xp = get_xp(dy)
-    xhat = cache.xhat
+    xhat, rstd, gamma = cache                                           # LayerNormCache, as the forward made it
     H = xhat.shape[-1]
     dy2 = dy.reshape(-1, H)                                             # (N, H), N = all rows
     dbeta = dy2.sum(axis=0)                                             # (H,)
     dgamma = xp.einsum("nk,nk->k", dy2, xhat.reshape(-1, H))            # (H,) sum of dy * xhat
-    dxhat = dy * cache.gamma                                            # (..., H)
+    dxhat = dy * gamma                                                  # (..., H)
     mean_dxhat = dxhat.mean(axis=-1, keepdims=True)                     # (..., 1)
     mean_dxhat_xhat = xp.einsum("...k,...k->...", dxhat, xhat)[..., None] / H   # (..., 1)
     dx = dxhat                                                          # in place from here on
     dx -= mean_dxhat
     dx -= xhat * mean_dxhat_xhat
-    dx *= cache.rstd
+    dx *= rstd
     return dx, dgamma, dbeta

@@ -48,10 +48,10 @@ def linear_backward(dy, cache, need_dx=True):
     Returns (dx, dW, db); dx is None when need_dx is False (the first layer's
     input, or a frozen stack below), db is None when there was no bias.
     """
-    x = cache.x
+    x, weight, has_bias = cache                # LinearCache, as the forward made it
     x2 = x.reshape(-1, x.shape[-1])            # (N, in)
     dy2 = dy.reshape(-1, dy.shape[-1])         # (N, out)
     dW = matmul(dy2.T, x2)                     # (out, N) @ (N, in): dy is rounded to fp16 here (why loss scaling)
-    db = dy2.sum(axis=0) if cache.has_bias else None
-    dx = matmul(dy2, cache.weight).reshape(x.shape) if need_dx else None   # (N, out) @ (out, in) -> (N, in)
+    db = dy2.sum(axis=0) if has_bias else None
+    dx = matmul(dy2, weight).reshape(x.shape) if need_dx else None   # (N, out) @ (out, in) -> (N, in)
     return dx, dW, db

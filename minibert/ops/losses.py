@@ -60,10 +60,10 @@ def cross_entropy_backward(dloss, cache):
 
     Works in place on the cached probabilities (call it once per forward).
     """
-    probs = cache.probs                                             # (N, C), becomes dlogits in place
+    probs, safe_labels, valid, n = cache                            # CrossEntropyCache; probs becomes dlogits
     xp = get_xp(probs)
-    probs[xp.arange(probs.shape[0]), cache.safe_labels] -= 1.0      # softmax - onehot(label)
-    probs *= (cache.valid * (dloss / max(cache.n, 1)))[:, None].astype(probs.dtype, copy=False)
+    probs[xp.arange(probs.shape[0]), safe_labels] -= 1.0            # softmax - onehot(label)
+    probs *= (valid * (dloss / max(n, 1)))[:, None].astype(probs.dtype, copy=False)
     return probs
 
 
