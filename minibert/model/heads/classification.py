@@ -121,9 +121,7 @@ class BertForSequenceClassification(BertWithTaskHead):
 
     def backward(self, weight: float = 1.0):
         """Add the gradients of weight * loss into self.grads (see the class docstring)."""
-        cache = self._take_cache()
-        if cache.loss is None:
-            raise RuntimeError("backward() needs a forward() with labels")
+        cache = self._take_cache(loss_needs="labels")
         g = self.grads
         B = cache.classifier.x.shape[0]
         dz = cache.loss_backward(weight, cache.loss).reshape(B, -1)             # (B, C)

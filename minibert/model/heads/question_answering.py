@@ -103,9 +103,7 @@ class BertForQuestionAnswering(BertWithTaskHead):
 
     def backward(self, weight: float = 1.0):
         """Add the gradients of weight * loss into self.grads: each CE gets weight / 2."""
-        cache = self._take_cache()
-        if cache.loss is None:
-            raise RuntimeError("backward() needs a forward() with start_positions and end_positions")
+        cache = self._take_cache(loss_needs="start_positions and end_positions")
         g = self.grads
         xp = get_xp(g["qa_outputs.weight"])
         B, T = cache.shape

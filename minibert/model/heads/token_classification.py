@@ -63,9 +63,7 @@ class BertForTokenClassification(BertWithTaskHead):
 
     def backward(self, weight: float = 1.0):
         """Add the gradients of weight * loss into self.grads."""
-        cache = self._take_cache()
-        if cache.loss is None:
-            raise RuntimeError("backward() needs a forward() with labels")
+        cache = self._take_cache(loss_needs="labels")
         g = self.grads
         dz = cross_entropy_backward(weight, cache.loss).reshape(cache.shape)  # (B, T, C)
         below = not self._encoder_fully_frozen()
