@@ -56,6 +56,7 @@ class BertCache(NamedTuple):
     pooler: Any                              # PoolerCache, or None without a pooler
     x_shape: tuple                           # (B, T, H), the last hidden state's shape
 
+
 def bert_parameter_shapes(config: BertConfig, add_pooling_layer: bool = True) -> dict:
     """Hugging Face BertModel state-dict name -> shape, in the reference's order.
     Without the pooler (`add_pooling_layer=False`, as transformers' token and span heads) there are

@@ -13,8 +13,8 @@ from minibert.backend import get_xp, scatter_add
 
 class EmbeddingCache(NamedTuple):
     """What embedding_backward needs from the forward: the ids, not the table."""
-    ids: Any            # (B, T) integers
-    weight_shape: tuple # (V, H), the shape of the table's gradient
+    ids: Any             # (B, T) integers
+    weight_shape: tuple  # (V, H), the shape of the table's gradient
 
 
 def embedding_forward(ids, weight):
