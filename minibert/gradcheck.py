@@ -32,10 +32,10 @@ from minibert.model.blocks import (add_norm_backward, add_norm_forward, bert_emb
 from minibert.model.config import BertConfig
 from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
                                   BertForTokenClassification)
-from minibert.ops import (attention_mask_bias, cross_entropy_backward, cross_entropy_forward, dropout_backward,
-                          dropout_forward, embedding_backward, embedding_forward, gelu_backward, gelu_forward,
-                          gelu_tanh_backward, gelu_tanh_forward, layer_norm_backward, layer_norm_forward,
-                          linear_backward, linear_forward, mse_backward, mse_forward,
+from minibert.ops import (IGNORE_INDEX, attention_mask_bias, cross_entropy_backward, cross_entropy_forward,
+                          dropout_backward, dropout_forward, embedding_backward, embedding_forward, gelu_backward,
+                          gelu_forward, gelu_tanh_backward, gelu_tanh_forward, layer_norm_backward,
+                          layer_norm_forward, linear_backward, linear_forward, mse_backward, mse_forward,
                           scaled_dot_product_attention_backward, scaled_dot_product_attention_forward,
                           softmax_backward, softmax_forward, tanh_backward, tanh_forward)
 from minibert.ops.dropout import dropout_mask
@@ -210,7 +210,7 @@ def op_checks(rng):
            dict(x=_normal(rng, B, T, H), w=_normal(rng, H, H, scale=0.3), b=_normal(rng, H)), "xwb")
 
     labels = rng.integers(0, V, size=B * T)
-    labels[[0, 4, 9, 10]] = -100                                        # ignored positions
+    labels[[0, 4, 9, 10]] = IGNORE_INDEX                                # ignored positions
     labels = xp.asarray(labels)
     yield ("cross-entropy (ignore_index -100)", lambda logits: cross_entropy_forward(logits, labels),
            lambda dd, c: {"logits": cross_entropy_backward(dd, c)},
@@ -287,12 +287,12 @@ def task_head_inputs(model, rng, batch=B, seq=T) -> dict:
         return dict(inputs, start_positions=start, end_positions=end)
     if name == "BertForTokenClassification":
         labels = rng.integers(0, cfg.num_labels, size=(batch, seq))
-        labels[mask == 0] = -100
+        labels[mask == 0] = IGNORE_INDEX
         return dict(inputs, labels=labels)
     if model.is_regression:
         return dict(inputs, labels=rng.normal(size=batch if cfg.num_labels == 1 else (batch, cfg.num_labels)))
     labels = rng.integers(0, cfg.num_labels, size=batch)
-    labels[-1] = -100
+    labels[-1] = IGNORE_INDEX
     return dict(inputs, labels=labels)
 
 

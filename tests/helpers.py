@@ -47,3 +47,16 @@ def random_batch(cfg, rng, B=3, T=7):
         ids[b, pos] = 3                                     # a [MASK]-like id
     return dict(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels,
                 next_sentence_label=rng.integers(0, 2, B))
+
+
+def shared_memory_pairs(outputs) -> list:
+    """The pairs (i, j) of outputs (a backward's gradients) that share memory; None and non-arrays skipped.
+    A backward must return none: its caller adds into its outputs."""
+    arrays = [(i, a) for i, a in enumerate(outputs) if isinstance(a, np.ndarray)]
+    return [(i, j) for n, (i, a) in enumerate(arrays) for j, b in arrays[n + 1:] if np.shares_memory(a, b)]
+
+
+def is_named_cache(cache) -> bool:
+    """A NamedTuple whose fields all have real names (not typing's _0, _1, ... for unnamed ones)."""
+    fields = getattr(type(cache), "_fields", None)
+    return isinstance(cache, tuple) and bool(fields) and all(f and not f.startswith("_") for f in fields)

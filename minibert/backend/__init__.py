@@ -3,14 +3,15 @@
     xp.py          the array module `xp`: NumPy on the CPU, CuPy on a GPU, chosen at run time;
                    moving arrays (`to_device`, `to_host`); the only place CuPy is imported
     blocks.py      row-wise work in cache-sized blocks (NumPy): applied *around* an op's formula
-    precision.py   every matmul of the model, in float32 or mixed precision (float16 operands)
+    precision.py   every matmul of the model, in float32 or mixed precision (float16 operands); the
+                   loss-scaling helpers that look at and rescale gradients on the device
 
     from minibert import backend
     backend.use("cupy")              # or: MINIBERT_BACKEND=cupy python ...
     xp = backend.get_xp(some_array)  # the module that owns this array
 """
-from minibert.backend.xp import (BackendError, get_xp, gpu_available, name, register, resolve_dtype, scatter_add,
-                                 to_device, to_host, use, using)
+from minibert.backend.xp import (BackendError, cupy_erf, get_xp, gpu_available, name, register, resolve_dtype,
+                                 scatter_add, to_device, to_host, use, using)
 
-__all__ = ["BackendError", "use", "using", "name", "get_xp", "to_device", "to_host", "scatter_add",
+__all__ = ["BackendError", "use", "using", "name", "get_xp", "to_device", "to_host", "scatter_add", "cupy_erf",
            "gpu_available", "resolve_dtype", "register"]

@@ -29,6 +29,10 @@ becomes 0 (see docs/mixed_precision.md for why that needs loss scaling).
 
 Mixed precision needs float32 operands (float32 master weights); a float64
 model raises a TypeError that says so.
+
+Loss scaling keeps small float16 gradients from underflowing (docs/mixed_precision.md); its two
+operations on the device arrays are here, `has_overflow` and `unscale`. The policy (when to skip a
+step, how the scale grows and shrinks) is minibert/train/amp.py's LossScaler.
 """
 from __future__ import annotations
 
@@ -82,3 +86,30 @@ def matmul_fp16(a, b):
         else:                                      # CuPy: cuBLAS float16 GEMM, float32 compute, float16 C
             c = a16 @ b16
     return c.astype(numpy.float32)
+
+
+# -- loss scaling: the device work (the policy is train/amp.py's LossScaler) ----------------------
+
+def has_overflow(grads: dict, names=None) -> bool:
+    """True when any entry of the named gradients (default: all) is inf or NaN.
+
+    One reduction per array on the device (isfinite(g).all()), the flags
+    combined on the device, and one host sync for the final boolean.
+    """
+    names = list(grads if names is None else names)
+    if not names:
+        return False
+    xp = get_xp(grads[names[0]])
+    finite = xp.stack([xp.isfinite(grads[k]).all() for k in names])   # (n_arrays,) booleans, on the device
+    return not bool(finite.all())                                       # the one device -> host transfer
+
+
+def unscale(grads: dict, scale: float, names=None) -> None:
+    """Divide the named gradients (default: all) by `scale`, in place: g *= 1/scale.
+
+    With a power-of-two scale the multiplication is exact, so the unscaled
+    gradient is the one a backward without scaling would have produced in float32.
+    """
+    inv = 1.0 / scale
+    for k in (grads if names is None else names):
+        grads[k] *= inv

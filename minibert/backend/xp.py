@@ -25,7 +25,7 @@ import numpy
 
 __all__ = [
     "BackendError", "use", "using", "name", "get_xp", "to_device", "to_host",
-    "scatter_add", "gpu_available", "resolve_dtype", "register",
+    "scatter_add", "cupy_erf", "gpu_available", "resolve_dtype", "register",
 ]
 
 
@@ -147,6 +147,16 @@ def scatter_add(target, indices, values) -> None:
     else:  # real CuPy keeps it in cupyx
         import cupyx
         cupyx.scatter_add(target, indices, values)
+
+
+def cupy_erf(x):
+    """erf(x) elementwise for a CuPy array: CuPy's CUDA kernel, `cupyx.scipy.special.erf`.
+
+    NumPy has no erf; minibert's own (for NumPy arrays) is in minibert/ops/erf.py, which calls
+    this one for CuPy arrays so that CuPy stays imported only here.
+    """
+    import cupyx.scipy.special  # CuPy's SciPy part, only when a CuPy array is given (CuPy is optional)
+    return cupyx.scipy.special.erf(x)
 
 
 _DTYPES = {"float32": numpy.float32, "float64": numpy.float64, "float16": numpy.float16}

@@ -164,7 +164,7 @@ def _backward_check(t, q, k, v, mask_bias, drop, forward_ok):
     def loss():
         return float((forward(q.copy(), k.copy(), v.copy(), mask_bias, **kwargs) * dout).sum())
 
-    probs = ref_cache[3]
+    probs = ref_cache.probs
     dropped = probs if drop is None else probs * drop
     s = math.sqrt(q.shape[-1])
     failed = own and not forward_ok

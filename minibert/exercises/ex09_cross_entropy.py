@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy
 
 from minibert.exercises.base import Exercise
-from minibert.ops.losses import cross_entropy_backward, cross_entropy_forward
+from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 
 STATEMENT = r"""
 ## The loss
@@ -55,7 +55,7 @@ HINTS = (
 N, C = 9, 7
 
 
-def _inputs(t, scale=2.0, ignore=-100, n_ignored=3):
+def _inputs(t, scale=2.0, ignore=IGNORE_INDEX, n_ignored=3):
     logits = t.rng.normal(size=(N, C)) * scale
     labels = t.rng.integers(0, C, size=N)
     labels[t.rng.choice(N, n_ignored, replace=False)] = ignore
@@ -83,7 +83,7 @@ def _forward_check(t, logits, labels, ignore=None):
     args = (logits.copy(), labels.copy()) + (() if ignore is None else (ignore,))
     expected = cross_entropy_forward(*args)[0]
     got = t.unpack(t.call("cross_entropy_forward", *args), "cross_entropy_forward", "loss, cache")[0]
-    t.compare("loss", got, expected, candidates=_loss_candidates(logits, labels, -100 if ignore is None else ignore),
+    t.compare("loss", got, expected, candidates=_loss_candidates(logits, labels, IGNORE_INDEX if ignore is None else ignore),
               shape_hint="the loss is one number: a 0-d array or a float (e.g. nll.sum() / n), not an array "
                          "of one value per row.",
               nonfinite_hint="overflow, or a log of 0: compute -log p = logsumexp(z) - z[label] with the max "
@@ -95,7 +95,7 @@ def _backward_check(t, logits, labels, dloss, forward_ok):
     expected = cross_entropy_backward(dloss, cross_entropy_forward(logits.copy(), labels.copy())[1])
     _, cache, forward, own = t.forward_for_backward("cross_entropy_forward", logits.copy(), labels.copy())
     got = t.call("cross_entropy_backward", dloss, cache)
-    valid = labels != -100
+    valid = labels != IGNORE_INDEX
     n = max(int(valid.sum()), 1)
     p = numpy.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)

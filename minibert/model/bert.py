@@ -23,12 +23,14 @@ backpropagated, because nothing there needs a gradient.
 from __future__ import annotations
 
 import contextlib
+from typing import Any, NamedTuple
 
 import numpy
 
 from minibert import backend
 from minibert.backend import get_xp
-from minibert.model.blocks import (add_norm_backward, add_norm_forward, bert_embeddings_backward,
+from minibert.model.blocks import (AddNormCache, EmbeddingsCache, FeedForwardCache, MultiHeadAttentionCache,
+                                   PoolerCache, add_norm_backward, add_norm_forward, bert_embeddings_backward,
                                    bert_embeddings_forward, ffn_backward, ffn_forward,
                                    multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
                                    pooler_forward)
@@ -37,6 +39,23 @@ from minibert.model.io import find_model_folder, load_bert_weights, save_bert_we
 from minibert.ops.attention import attention_mask_bias
 
 _QKV = ("query", "key", "value")
+
+
+class EncoderLayerCache(NamedTuple):
+    """One encoder layer's forward, for its backward: the caches of its four blocks."""
+    attention: MultiHeadAttentionCache       # attention.sdpa.probs: this layer's attention maps
+    attention_add_norm: AddNormCache         # h = LN(x + drop(attention))
+    ffn: FeedForwardCache
+    ffn_add_norm: AddNormCache               # out = LN(h + drop(ffn))
+
+
+class BertCache(NamedTuple):
+    """What BertModel.backward needs from the forward."""
+    embeddings: EmbeddingsCache
+    layers: list                             # an EncoderLayerCache per layer
+    pooler: Any                              # PoolerCache, or None without a pooler
+    x_shape: tuple                           # (B, T, H), the last hidden state's shape
+
 
 def bert_parameter_shapes(config: BertConfig, add_pooling_layer: bool = True) -> dict:
     """Hugging Face BertModel state-dict name -> shape, in the reference's order.
@@ -88,6 +107,35 @@ def init_parameters(shapes: dict, config: BertConfig, rng: numpy.random.Generato
             value[config.pad_token_id] = 0.0
         params[name] = backend.to_device(value, dtype=dtype)
     return params
+
+
+def _int_array(a, what, xp):
+    """An integer array (from a list, or a host or device array) on xp's device; None stays None."""
+    if a is None:
+        return None
+    if isinstance(a, (list, tuple)):
+        a = numpy.asarray(a)
+    if not hasattr(a, "dtype") or a.dtype.kind not in "iub":
+        raise TypeError(f"{what} must be an integer array, got {getattr(a, 'dtype', type(a).__name__)}")
+    return xp.asarray(a)
+
+
+def _shaped_like_ids(a, what, ids, xp, default):
+    """token_type_ids or attention_mask: an integer array of input_ids' shape; `default` everywhere if None."""
+    a = _int_array(a, what, xp)
+    if a is None:
+        return xp.full(ids.shape, default, dtype=ids.dtype)
+    if a.shape != ids.shape:
+        raise ValueError(f"{what} has shape {a.shape} but input_ids has shape {ids.shape}")
+    return a
+
+
+def _outside(a, size):
+    """An entry of `a` outside [0, size) (its min or max), or None when all are inside."""
+    lo, hi = int(a.min()), int(a.max())                  # two device -> host transfers
+    if lo < 0:
+        return lo
+    return hi if hi >= size else None
 
 
 class BertModel:
@@ -222,17 +270,7 @@ class BertModel:
         """Validate shapes and ranges on whatever device the arrays live on; return device arrays."""
         cfg = self.config
         xp = get_xp(self.params["embeddings.word_embeddings.weight"])
-
-        def as_int_array(a, what):
-            if a is None:
-                return None
-            if isinstance(a, (list, tuple)):
-                a = numpy.asarray(a)
-            if not hasattr(a, "dtype") or a.dtype.kind not in "iub":
-                raise TypeError(f"{what} must be an integer array, got {getattr(a, 'dtype', type(a).__name__)}")
-            return xp.asarray(a)
-
-        ids = as_int_array(input_ids, "input_ids")
+        ids = _int_array(input_ids, "input_ids", xp)
         if ids is None or ids.ndim != 2:
             raise ValueError(f"input_ids must have shape (batch, seq_len), got {None if ids is None else ids.shape}")
         B, T = ids.shape
@@ -241,26 +279,15 @@ class BertModel:
         if T > cfg.max_position_embeddings:
             raise ValueError(f"sequence length {T} is longer than max_position_embeddings="
                              f"{cfg.max_position_embeddings}; truncate the input")
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            bad = lo if lo < 0 else hi
+        bad = _outside(ids, cfg.vocab_size)
+        if bad is not None:
             raise ValueError(f"input_ids contains id {bad}, outside the vocabulary [0, {cfg.vocab_size})")
-        types = as_int_array(token_type_ids, "token_type_ids")
-        if types is None:
-            types = xp.zeros((B, T), dtype=ids.dtype)
-        elif types.shape != ids.shape:
-            raise ValueError(f"token_type_ids has shape {types.shape} but input_ids has shape {ids.shape}")
-        else:
-            lo, hi = int(types.min()), int(types.max())
-            if lo < 0 or hi >= cfg.type_vocab_size:
-                bad = lo if lo < 0 else hi
-                raise ValueError(f"token_type_ids contains {bad}, outside [0, type_vocab_size={cfg.type_vocab_size})")
-        mask = as_int_array(attention_mask, "attention_mask")
-        if mask is None:
-            mask = xp.ones((B, T), dtype=ids.dtype)
-        elif mask.shape != ids.shape:
-            raise ValueError(f"attention_mask has shape {mask.shape} but input_ids has shape {ids.shape}")
-        elif int(mask.min()) < 0 or int(mask.max()) > 1:
+        types = _shaped_like_ids(token_type_ids, "token_type_ids", ids, xp, default=0)
+        bad = None if token_type_ids is None else _outside(types, cfg.type_vocab_size)
+        if bad is not None:
+            raise ValueError(f"token_type_ids contains {bad}, outside [0, type_vocab_size={cfg.type_vocab_size})")
+        mask = _shaped_like_ids(attention_mask, "attention_mask", ids, xp, default=1)
+        if attention_mask is not None and _outside(mask, 2) is not None:
             raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
         return ids, types, mask
 
@@ -289,35 +316,34 @@ class BertModel:
                                p[pre + "output.dense.weight"], p[pre + "output.dense.bias"], cfg.hidden_act)
         out, c_an2 = add_norm_forward(h, f, p[pre + "output.LayerNorm.weight"], p[pre + "output.LayerNorm.bias"],
                                       cfg.layer_norm_eps, cfg.hidden_dropout_prob, **drop)  # LN(h + drop(ffn))
-        return out, (c_att, c_an1, c_ffn, c_an2)
+        return out, EncoderLayerCache(c_att, c_an1, c_ffn, c_an2)
 
     def _layer_backward(self, i, dout, cache):
         """The forward's lines in reverse; every parameter gradient is added into self.grads."""
         g, pre = self.grads, f"encoder.layer.{i}."
-        c_att, c_an1, c_ffn, c_an2 = cache
         # out = LN(h + drop(f)): the gradient reaches h twice, directly and through the FFN
-        dh, df, dgamma, dbeta = add_norm_backward(dout, c_an2)
+        dh, df, dgamma, dbeta = add_norm_backward(dout, cache.ffn_add_norm)
         g[pre + "output.LayerNorm.weight"] += dgamma
         g[pre + "output.LayerNorm.bias"] += dbeta
-        dh_ffn, dw1, db1, dw2, db2 = ffn_backward(df, c_ffn)
+        dh_ffn, dw1, db1, dw2, db2 = ffn_backward(df, cache.ffn)
         g[pre + "intermediate.dense.weight"] += dw1
         g[pre + "intermediate.dense.bias"] += db1
         g[pre + "output.dense.weight"] += dw2
         g[pre + "output.dense.bias"] += db2
-        dh_ffn += dh                                  # (dh may share memory with df: add into the fresh array)
+        dh += dh_ffn                                  # h was used twice: the two gradients add
         # h = LN(x + drop(a)): the same pattern around the attention block
-        dx, da, dgamma, dbeta = add_norm_backward(dh_ffn, c_an1)
+        dx, da, dgamma, dbeta = add_norm_backward(dh, cache.attention_add_norm)
         g[pre + "attention.output.LayerNorm.weight"] += dgamma
         g[pre + "attention.output.LayerNorm.bias"] += dbeta
-        dx_att, dw_qkv, db_qkv, dw_o, db_o = multi_head_attention_backward(da, c_att)
+        dx_att, dw_qkv, db_qkv, dw_o, db_o = multi_head_attention_backward(da, cache.attention)
         g[pre + "attention.output.dense.weight"] += dw_o
         g[pre + "attention.output.dense.bias"] += db_o
         H = self.config.hidden_size
         for j, name in enumerate(_QKV):               # split the fused (3H, H) gradient back into Q, K, V
             g[pre + f"attention.self.{name}.weight"] += dw_qkv[j * H:(j + 1) * H]
             g[pre + f"attention.self.{name}.bias"] += db_qkv[j * H:(j + 1) * H]
-        dx_att += dx
-        return dx_att
+        dx += dx_att                                  # x was used twice too
+        return dx
 
     # -- the whole model ---------------------------------------------------
     def forward(self, input_ids, token_type_ids=None, attention_mask=None):
@@ -341,8 +367,8 @@ class BertModel:
         pooled = c_pool = None
         if self.add_pooling_layer:
             pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
-        self._cache = (c_emb, c_layers, c_pool, x.shape) if self.keep_cache else None
-        self._attention_probs = [c[0][1][3] for c in c_layers]   # layer -> attention cache -> probs
+        self._cache = BertCache(c_emb, c_layers, c_pool, x.shape) if self.keep_cache else None
+        self._attention_probs = [c.attention.sdpa.probs for c in c_layers]   # (B,A,T,T) per layer
         return x, pooled
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):
@@ -354,8 +380,8 @@ class BertModel:
         if self._cache is None:
             raise RuntimeError("backward() called before forward() (or twice for one forward, or after a forward "
                                "inside `with model.inference()`, which keeps no cache)")
-        c_emb, c_layers, c_pool, x_shape = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
+        x_shape = cache.x_shape
         g = self.grads
         xp = get_xp(self.params["embeddings.word_embeddings.weight"])
         if d_last_hidden_state is not None and tuple(d_last_hidden_state.shape) != tuple(x_shape):
@@ -371,17 +397,17 @@ class BertModel:
             dx = (xp.zeros(x_shape, dtype=self.dtype) if d_last_hidden_state is None
                   else xp.array(d_last_hidden_state, dtype=self.dtype))      # a copy: we add into it
         if d_pooler_output is not None:
-            dx_pool, dw, db = pooler_backward(xp.asarray(d_pooler_output, dtype=self.dtype), c_pool)
+            dx_pool, dw, db = pooler_backward(xp.asarray(d_pooler_output, dtype=self.dtype), cache.pooler)
             g["pooler.dense.weight"] += dw
             g["pooler.dense.bias"] += db
             if below_pooler:
                 dx += dx_pool
         for i in reversed(range(lowest, self.config.num_hidden_layers)):
-            dx = self._layer_backward(i, dx, c_layers[i])
+            dx = self._layer_backward(i, dx, cache.layers[i])
         if self.frozen_embeddings:
             return                                   # frozen: the gradient goes no further down
         _, dpos, dtype_, dgamma, dbeta = bert_embeddings_backward(
-            dx, c_emb, dword=g["embeddings.word_embeddings.weight"],     # scatter-added in place
+            dx, cache.embeddings, dword=g["embeddings.word_embeddings.weight"],     # scatter-added in place
             padding_idx=self.config.pad_token_id)                        # [PAD] positions skipped, as HF
         g["embeddings.position_embeddings.weight"] += dpos
         g["embeddings.token_type_embeddings.weight"] += dtype_

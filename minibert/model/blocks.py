@@ -1,29 +1,50 @@
 """BERT's blocks: the ops of minibert/ops/ put together into the pieces a BertModel stacks.
 
-    embeddings          x = dropout(LayerNorm(word[ids] + position[0..T) + token_type[types]))
-    multi-head attention   the Q/K/V projections (fused into one matmul), A heads of scaled
-                        dot-product attention, the output projection
-    Add & Norm          out = LayerNorm(x + dropout(sublayer_out))            (post-LN, as in BERT)
-    feed-forward        FFN(x) = GELU(x W_1^T + b_1) W_2^T + b_2               (H -> I -> H)
-    pooler              pooled = tanh(x[:, 0] W_p^T + b_p)                     (the [CLS] vector)
+Legend: B batch, T tokens, H hidden, A heads, d = H / A head size, I intermediate (4H in BERT),
+V vocabulary, P max positions. Weights are stored (out, in), as in PyTorch and Hugging Face.
 
-Each block is a forward/backward pair like the ops: forward returns (out, cache), backward takes
-the upstream gradient and the cache and returns the input and parameter gradients.
-Legend: B batch, T tokens, H hidden, A heads, d = H / A, I intermediate (4H), V vocabulary.
+    embeddings            x = dropout(LayerNorm(word[ids] + position[0..T) + token_type[types]))
+                          ids, types (B, T) -> x (B, T, H)
+    multi-head attention  [Q | K | V] = x W_qkv^T + b_qkv            (B, T, H) -> (B, T, 3H), one matmul
+                          C_a = softmax(Q_a K_a^T / sqrt(d) + mask) V_a   each head a: (B, T, d)
+                          out = [C_1 | ... | C_A] W_o^T + b_o           (B, T, H)
+    Add & Norm            out = LayerNorm(x + dropout(sublayer_out))    (B, T, H), post-LN as in BERT
+    feed-forward          FFN(x) = GELU(x W_1^T + b_1) W_2^T + b_2      (B, T, H) -> (B, T, I) -> (B, T, H)
+    pooler                pooled = tanh(x[:, 0] W_p^T + b_p)            (B, T, H) -> (B, H), the [CLS] vector
+
+An encoder layer is attention, Add & Norm, feed-forward, Add & Norm (minibert/model/bert.py).
+
+Each block is a forward/backward pair like the ops. The forward returns (out, cache), the cache a
+NamedTuple of the caches of the ops it ran (`cache.sdpa.probs`); the backward takes the upstream
+gradient and the cache, goes through the forward's lines in reverse, and returns the gradients of
+the inputs and parameters as separate arrays: no two outputs of a backward share memory, so the
+caller may add into any of them.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from minibert.backend import get_xp
 from minibert.ops.activations import ACTIVATIONS, tanh_backward, tanh_forward
-from minibert.ops.attention import (merge_heads, scaled_dot_product_attention_backward,
+from minibert.ops.attention import (AttentionCache, merge_heads, scaled_dot_product_attention_backward,
                                     scaled_dot_product_attention_forward, split_heads)
 from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.embedding import embedding_backward, embedding_forward
-from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
-from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.embedding import EmbeddingCache, embedding_backward, embedding_forward
+from minibert.ops.layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
+from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 
-# -- embeddings --------------------------------------------------------------------------------
-# BERT's input: the sum of three embeddings, then LayerNorm and dropout.
+# -- embeddings ----------------------------------------------------------------------------------
+# BERT's input: the sum of three embeddings, then LayerNorm and dropout. Positions are learned
+# vectors (not the Transformer's sinusoids), sliced to T.
+
+
+class EmbeddingsCache(NamedTuple):
+    word: EmbeddingCache            # the word lookup's
+    token_type: EmbeddingCache      # the token-type lookup's
+    layer_norm: LayerNormCache
+    dropout: Any                    # the dropout's mask, or None
+    position_shape: tuple           # (P, H), the shape of the position table's gradient
+
 
 def bert_embeddings_forward(ids, token_type_ids, word, position, token_type, gamma, beta, eps,
                             dropout_p=0.0, rng=None, training=False, dropout_mask=None):
@@ -33,7 +54,7 @@ def bert_embeddings_forward(ids, token_type_ids, word, position, token_type, gam
         out = dropout(LayerNorm(x))
 
     ids, token_type_ids: (B, T)   word: (V, H)   position: (P, H)   token_type: (type_vocab_size, H)
-    Positions are learned vectors (not the Transformer's sinusoids), sliced to T.
+    gamma, beta: (H,)   ->   out: (B, T, H), cache: EmbeddingsCache.
     """
     T = ids.shape[1]
     x, c_word = embedding_forward(ids, word)                       # (B,T,H)
@@ -42,36 +63,49 @@ def bert_embeddings_forward(ids, token_type_ids, word, position, token_type, gam
     x += position[:T]                                              # (T,H) broadcast over B
     x, c_ln = layer_norm_forward(x, gamma, beta, eps)
     x, c_drop = dropout_forward(x, dropout_p, rng, training, dropout_mask)
-    return x, (c_word, c_type, c_ln, c_drop, position.shape)
+    return x, EmbeddingsCache(c_word, c_type, c_ln, c_drop, position.shape)
 
 
 def bert_embeddings_backward(dout, cache, dword=None, padding_idx=None):
-    """Returns (dword (V,H), dposition (P,H), dtoken_type (2,H), dgamma, dbeta).
+    """Returns (dword (V, H), dposition (P, H), dtoken_type (type_vocab_size, H), dgamma (H,), dbeta (H,)).
 
-    The sum sends the same gradient to all three tables. `dword` may be the
-    model's gradient buffer, added into directly (see embedding_backward).
+    In the forward pass x = word[ids] + position[0..T) + token_type[types], out = dropout(LN(x)),
+    so going back:
+        dx = LayerNorm backward of (dropout backward of dout)               (B, T, H)
+        the sum sends the same dx to all three tables:
+        dposition[t] = sum over the batch of dx[:, t]        (rows T.. of the table get 0)
+        dtoken_type, dword: dx scatter-added into the rows that were looked up
+    `dword` may be the model's gradient buffer, added into directly (see embedding_backward).
     """
-    c_word, c_type, c_ln, c_drop, pos_shape = cache
     xp = get_xp(dout)
-    dx = dropout_backward(dout, c_drop)
-    dx, dgamma, dbeta = layer_norm_backward(dx, c_ln)
+    dx = dropout_backward(dout, cache.dropout)
+    dx, dgamma, dbeta = layer_norm_backward(dx, cache.layer_norm)
     T = dx.shape[1]
-    dposition = xp.zeros(pos_shape, dtype=dx.dtype)
-    dposition[:T] = dx.sum(axis=0)                                 # sum over the batch: (T, H)
-    dtoken_type = embedding_backward(dx, c_type)
-    dword = embedding_backward(dx, c_word, dweight=dword, padding_idx=padding_idx)
+    dposition = xp.zeros(cache.position_shape, dtype=dx.dtype)
+    dposition[:T] = dx.sum(axis=0)                                 # (B,T,H) summed over B -> (T,H)
+    dtoken_type = embedding_backward(dx, cache.token_type)
+    dword = embedding_backward(dx, cache.word, dweight=dword, padding_idx=padding_idx)
     return dword, dposition, dtoken_type, dgamma, dbeta
 
 
-# -- multi-head attention ----------------------------------------------------------------------
-# Multi-head self-attention: Q, K, V projections, A heads of attention, output projection.
+# -- multi-head attention ------------------------------------------------------------------------
+# Self-attention with A heads: the Q, K, V projections, A heads of scaled dot-product attention
+# (minibert/ops/attention.py), the output projection.
+
+
+class MultiHeadAttentionCache(NamedTuple):
+    qkv: LinearCache                # the fused Q/K/V projection's
+    sdpa: AttentionCache            # scaled dot-product attention's: sdpa.probs are the attention maps
+    output: LinearCache             # the output projection's
+    num_heads: int
+
 
 def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias=None,
                                  dropout_p=0.0, rng=None, training=False, dropout_mask=None):
     """Self-attention with A heads, then the output projection.
 
     x: (B, T, H)   w_qkv: (3H, H) = [W_q; W_k; W_v] stacked   b_qkv: (3H,)   w_o: (H, H)   b_o: (H,)
-    -> (B, T, H).
+    mask_bias: (B, 1, 1, T) or None   ->   out: (B, T, H), cache: MultiHeadAttentionCache.
 
     Q, K and V are three Linear(H, H) layers in BERT (and in its checkpoints);
     running them as one (H -> 3H) matmul computes exactly the same numbers and
@@ -85,97 +119,137 @@ def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias
     ctx, c_att = scaled_dot_product_attention_forward(q, k, v, mask_bias, dropout_p, rng, training, dropout_mask)
     ctx = merge_heads(ctx)                                         # (B,A,T,d) -> (B,T,H)
     out, c_o = linear_forward(ctx, w_o, b_o)                       # (B,T,H) @ (H,H) -> (B,T,H)
-    return out, (c_qkv, c_att, c_o, num_heads)
+    return out, MultiHeadAttentionCache(c_qkv, c_att, c_o, num_heads)
 
 
 def multi_head_attention_backward(dout, cache):
-    """Returns (dx, dw_qkv (3H, H), db_qkv (3H,), dw_o, db_o), the forward's steps in reverse."""
-    c_qkv, c_att, c_o, num_heads = cache
+    """Returns (dx (B, T, H), dw_qkv (3H, H), db_qkv (3H,), dw_o (H, H), db_o (H,)).
+
+    In the forward pass qkv = x W_qkv^T + b_qkv, [Q|K|V] = split(qkv), C = attention(Q, K, V),
+    out = merge(C) W_o^T + b_o, so going back:
+        dC = split(linear backward of dout)           (B,A,T,d), with dW_o, db_o
+        dQ, dK, dV = attention backward of dC         (B,A,T,d) each
+        dqkv = [merge(dQ) | merge(dK) | merge(dV)]    (B,T,3H)
+        dx = linear backward of dqkv                  (B,T,H), with dW_qkv, db_qkv
+    """
     xp = get_xp(dout)
-    dctx, dw_o, db_o = linear_backward(dout, c_o)
-    dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dctx, num_heads), c_att)
+    dctx, dw_o, db_o = linear_backward(dout, cache.output)         # (B,T,H)
+    dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dctx, cache.num_heads), cache.sdpa)
     B, A, T, d = dq.shape
     dqkv = xp.empty((B, T, 3, A, d), dtype=dq.dtype)               # merge heads straight into the fused layout
-    dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)
+    dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)                       # (B,A,T,d) -> (B,T,A,d)
     dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
-    dx, dw_qkv, db_qkv = linear_backward(dqkv.reshape(B, T, 3 * A * d), c_qkv)
+    dx, dw_qkv, db_qkv = linear_backward(dqkv.reshape(B, T, 3 * A * d), cache.qkv)
     return dx, dw_qkv, db_qkv, dw_o, db_o
 
 
-# -- Add & Norm --------------------------------------------------------------------------------
-# BERT's post-LN residual connection ("Add & Norm"):
+# -- Add & Norm ----------------------------------------------------------------------------------
+# BERT's residual connection, post-LN as in the original Transformer (GPT-2 and later moved the
+# LayerNorm before the sub-layer, "pre-LN"):
 #
 #     out = LayerNorm(x + dropout(sublayer_out))
-#
-# (Post-LN as in the original Transformer and BERT; GPT-2 and later moved the
-# LayerNorm before the sub-layer, "pre-LN".)
+
+
+class AddNormCache(NamedTuple):
+    dropout: Any                    # the dropout's mask, or None
+    layer_norm: LayerNormCache
+
 
 def add_norm_forward(x, sublayer_out, gamma, beta, eps, dropout_p=0.0, rng=None, training=False,
                      dropout_mask=None):
-    """x, sublayer_out: (B, T, H) -> (B, T, H)."""
+    """x, sublayer_out: (B, T, H)   gamma, beta: (H,)   ->   out: (B, T, H), cache: AddNormCache."""
     s, c_drop = dropout_forward(sublayer_out, dropout_p, rng, training, dropout_mask)
     s = s + x                                  # the residual: the layer learns a correction to x
     out, c_ln = layer_norm_forward(s, gamma, beta, eps)
-    return out, (c_drop, c_ln)
+    return out, AddNormCache(c_drop, c_ln)
 
 
 def add_norm_backward(dout, cache):
-    """Returns (dx, dsublayer_out, dgamma, dbeta).
+    """Returns (dx, dsublayer_out, dgamma, dbeta), each its own array.
 
-    In the forward pass s = x + dropout(sub), so the gradient of s flows to x
-    unchanged (the residual "gradient highway") and to sub through dropout.
-    Without dropout, dx and dsublayer_out are the *same array* (no copy is
-    made): read both before writing into either."""
-    c_drop, c_ln = cache
-    ds, dgamma, dbeta = layer_norm_backward(dout, c_ln)
-    dsub = dropout_backward(ds, c_drop)
+    In the forward pass s = x + dropout(sub), out = LayerNorm(s), so going back:
+        ds   = LayerNorm backward of dout        (B, T, H)
+        dx   = ds                                the residual passes it on unchanged ("gradient highway")
+        dsub = dropout backward of ds            ds * mask
+    """
+    ds, dgamma, dbeta = layer_norm_backward(dout, cache.layer_norm)
+    dsub = dropout_backward(ds, cache.dropout)
+    if dsub is ds:
+        # No dropout (eval mode, p = 0): dropout's backward handed ds back. dx and dsub are equal
+        # numbers but must not be one array (the caller adds into them): one (B, T, H) copy.
+        dsub = ds.copy()
     return ds, dsub, dgamma, dbeta
 
 
-# -- feed-forward ------------------------------------------------------------------------------
-# The position-wise feed-forward network: H -> I (GELU) -> H, applied to every token alike.
+# -- feed-forward --------------------------------------------------------------------------------
+# The position-wise feed-forward network, the same for every token: H -> I (GELU) -> H.
 #
-# FFN(x) = GELU(x W_1^T + b_1) W_2^T + b_2      W_1: (I, H), W_2: (H, I), I = 4H in BERT
+#     FFN(x) = GELU(x W_1^T + b_1) W_2^T + b_2      W_1: (I, H), W_2: (H, I), I = 4H in BERT
+
+
+class FeedForwardCache(NamedTuple):
+    intermediate: LinearCache       # x W_1^T + b_1 (transformers' "intermediate.dense")
+    activation: Any                 # the activation's cache: GELU's local derivative
+    output: LinearCache             # f W_2^T + b_2 (transformers' "output.dense")
+    hidden_act: str                 # "gelu" or "gelu_new", to find the activation's backward
+
 
 def ffn_forward(x, w1, b1, w2, b2, hidden_act="gelu"):
-    """x: (B, T, H) -> (B, T, H)."""
+    """x: (B, T, H)   w1: (I, H)   b1: (I,)   w2: (H, I)   b2: (H,)   ->   out: (B, T, H).
+
+    cache: FeedForwardCache.
+    """
     act_forward, _ = ACTIVATIONS[hidden_act]
     f, c1 = linear_forward(x, w1, b1)          # (B,T,H) @ (H,I) -> (B,T,I)
     f, c_act = act_forward(f)                  # GELU, elementwise
     out, c2 = linear_forward(f, w2, b2)        # (B,T,I) @ (I,H) -> (B,T,H)
-    return out, (c1, c_act, c2, hidden_act)
+    return out, FeedForwardCache(c1, c_act, c2, hidden_act)
 
 
 def ffn_backward(dout, cache):
-    """Returns (dx, dw1, db1, dw2, db2)."""
-    c1, c_act, c2, hidden_act = cache
-    _, act_backward = ACTIVATIONS[hidden_act]
-    df, dw2, db2 = linear_backward(dout, c2)
-    df = act_backward(df, c_act)
-    dx, dw1, db1 = linear_backward(df, c1)
+    """Returns (dx (B, T, H), dw1 (I, H), db1 (I,), dw2 (H, I), db2 (H,)).
+
+    In the forward pass u = x W_1^T + b_1, f = GELU(u), out = f W_2^T + b_2, so going back:
+        df = dout W_2            (with dW_2, db_2)
+        du = df * GELU'(u)
+        dx = du W_1              (with dW_1, db_1)
+    """
+    _, act_backward = ACTIVATIONS[cache.hidden_act]
+    df, dw2, db2 = linear_backward(dout, cache.output)             # (B,T,H) -> (B,T,I)
+    du = act_backward(df, cache.activation)
+    dx, dw1, db1 = linear_backward(du, cache.intermediate)         # (B,T,I) -> (B,T,H)
     return dx, dw1, db1, dw2, db2
 
 
-# -- pooler ------------------------------------------------------------------------------------
-# BERT's pooler: a dense layer and tanh on the first token ([CLS]).
+# -- pooler --------------------------------------------------------------------------------------
+# A dense layer and tanh on the first token ([CLS]); its output feeds next-sentence prediction and
+# sentence classification.
 #
 #     pooled = tanh(x[:, 0] W_p^T + b_p)        (B, H)
-#
-# Its output feeds next-sentence prediction and sentence classification.
+
+
+class PoolerCache(NamedTuple):
+    dense: LinearCache
+    tanh: Any                       # tanh's cache: its output
+    x_shape: tuple                  # (B, T, H), the shape of dx
+
 
 def pooler_forward(x, weight, bias):
-    """x: (B, T, H) -> pooled: (B, H)."""
+    """x: (B, T, H)   weight: (H, H)   bias: (H,)   ->   pooled: (B, H), cache: PoolerCache."""
     z, c_dense = linear_forward(x[:, 0], weight, bias)     # (B,H) @ (H,H) -> (B,H)
     pooled, c_tanh = tanh_forward(z)
-    return pooled, (c_dense, c_tanh, x.shape)
+    return pooled, PoolerCache(c_dense, c_tanh, x.shape)
 
 
 def pooler_backward(dpooled, cache):
-    """Returns (dx (B, T, H), dW, db); dx is zero except at position 0."""
-    c_dense, c_tanh, x_shape = cache
-    dz = tanh_backward(dpooled, c_tanh)
-    dfirst, dw, db = linear_backward(dz, c_dense)
-    dx = get_xp(dfirst).zeros(x_shape, dtype=dfirst.dtype)
-    dx[:, 0] = dfirst
+    """Returns (dx (B, T, H), dW (H, H), db (H,)).
+
+    In the forward pass z = x[:, 0] W_p^T + b_p, pooled = tanh(z), so going back:
+        dz = dpooled * (1 - pooled^2),   dx[:, 0] = dz W_p (with dW_p, db_p),   dx[:, 1:] = 0
+    """
+    dz = tanh_backward(dpooled, cache.tanh)
+    dfirst, dw, db = linear_backward(dz, cache.dense)
+    dx = get_xp(dfirst).zeros(cache.x_shape, dtype=dfirst.dtype)
+    dx[:, 0] = dfirst                                      # only the [CLS] position was used
     return dx, dw, db

@@ -4,6 +4,11 @@
 backward needs; `x_backward(dout, cache) -> gradients` returns the gradient of
 the loss with respect to the inputs (and parameters), given the upstream
 gradient `dout` of the output.
+
+A cache of several values is a NamedTuple (LinearCache, LayerNormCache, AttentionCache, ...): its
+fields have names (`cache.probs`) and it unpacks like the plain tuple it replaces. A backward
+unpacks it (`x, weight, has_bias = cache`), so a plain tuple in the same order works as well.
+A cache of one value (softmax's p, GELU's derivative, dropout's mask) is that array.
 """
 from minibert.ops.activations import (gelu_backward, gelu_forward, gelu_tanh_backward, gelu_tanh_forward,
                                       tanh_backward, tanh_forward)

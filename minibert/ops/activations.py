@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from minibert.backend import get_xp
-from minibert.backend.blocks import map_rows
+from minibert.backend.blocks import rows_in_blocks
 from minibert.ops.erf import erf_and_gaussian
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -21,31 +21,26 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
 
 
-def _gelu_parts(x):
-    """(GELU(x), dGELU/dx) elementwise, the readable formula:
+@rows_in_blocks()
+def gelu_forward(x):
+    """Exact GELU. x: any shape -> same shape. cache: the local derivative GELU'(x).
 
-        GELU(x)  = x Phi(x)
-        GELU'(x) = Phi(x) + x phi(x),    phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        GELU(x)  = x Phi(x),            Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        GELU'(x) = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+
+    The derivative is computed here, next to the value (erf(x/sqrt 2) comes
+    with exp(-x^2/2), see erf_and_gaussian), so the backward is one multiply
+    and the cache holds one array instead of x, Phi(x) and phi(x).
+    The backend runs this formula on cache-sized blocks of rows of a large NumPy array (backend/blocks.py).
     """
     cdf, pdf = erf_and_gaussian(x * _INV_SQRT2)
     cdf += 1.0
     cdf *= 0.5                              # Phi(x) = (1 + erf(x / sqrt 2)) / 2, the standard normal CDF
     pdf *= _INV_SQRT_2PI                    # phi(x), its density (exp(-x^2/2) came with the erf)
-    y = x * cdf
+    y = x * cdf                             # GELU(x) = x Phi(x)
     pdf *= x
-    pdf += cdf                              # Phi(x) + x phi(x)
+    pdf += cdf                              # GELU'(x) = Phi(x) + x phi(x), in phi's buffer
     return y, pdf
-
-
-def gelu_forward(x):
-    """Exact GELU. x: any shape -> same shape. cache: the local derivative GELU'(x).
-
-    The derivative is computed here, next to the value (erf(x/sqrt 2) comes
-    with exp(-x^2/2), see erf_and_gaussian), so the backward is one multiply
-    and the cache holds one array instead of x, Phi(x) and phi(x).
-    """
-    y, dydx = map_rows(_gelu_parts, [x])      # block by block on all cores (ops/parallel.py)
-    return y, dydx
 
 
 def gelu_backward(dy, cache):
@@ -53,17 +48,21 @@ def gelu_backward(dy, cache):
     return dy * cache
 
 
-def _gelu_tanh_parts(x):
-    """(y, dy/dx) of the tanh approximation:
+@rows_in_blocks()
+def gelu_tanh_forward(x):
+    """tanh-approximated GELU ("gelu_new"). cache: the local derivative dy/dx.
+
         y     = x/2 (1 + t),   t = tanh(u),   u = sqrt(2/pi) (x + 0.044715 x^3)
         dy/dx = (1 + t)/2 + x/2 (1 - t^2) du/dx,   du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+
+    The backend runs this formula on cache-sized blocks of rows of a large NumPy array (backend/blocks.py).
     """
     xp = get_xp(x)
     x2 = x * x
     u = x2 * _GELU_C
     u += 1.0
     u *= x
-    u *= _SQRT_2_OVER_PI                    # u
+    u *= _SQRT_2_OVER_PI                    # u = sqrt(2/pi) x (1 + 0.044715 x^2)
     t = xp.tanh(u)
     half_1pt = t + 1.0
     half_1pt *= 0.5                         # (1 + t) / 2
@@ -77,13 +76,8 @@ def _gelu_tanh_parts(x):
     t *= du
     t *= x
     t *= 0.5
-    t += half_1pt
+    t += half_1pt                           # dy/dx, in t's buffer
     return y, t
-
-
-def gelu_tanh_forward(x):
-    """tanh-approximated GELU ("gelu_new"). cache: the local derivative."""
-    return map_rows(_gelu_tanh_parts, [x])
 
 
 def gelu_tanh_backward(dy, cache):

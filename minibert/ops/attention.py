@@ -21,12 +21,24 @@ through `matmul` (minibert/backend/precision.py): float16 operands inside
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import numpy
 
 from minibert.backend.precision import matmul
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.softmax import softmax_backward, softmax_forward
+
+
+class AttentionCache(NamedTuple):
+    """What scaled_dot_product_attention_backward needs from the forward (and attention maps: probs)."""
+    q_scaled: Any       # (B, A, T, d) Q / sqrt(d)
+    k: Any              # (B, A, T, d)
+    v: Any              # (B, A, T, d)
+    probs: Any          # (B, A, T, T) softmax of the scores, before dropout
+    dropped: Any        # (B, A, T, T) after dropout (the weights that multiplied V)
+    dropout: Any        # the dropout's cache: its mask, or None without dropout
+    scale: float        # 1 / sqrt(d)
 
 
 def attention_mask_bias(attention_mask, dtype):
@@ -43,8 +55,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
                                          training=False, dropout_mask=None):
     """q, k, v: (B, A, T, d)   mask_bias: (B, 1, 1, T) or None   ->   out: (B, A, T, d).
 
-    cache: (q_scaled, k, v, probs, dropped probs, dropout cache, scale). The
-    probabilities (cache[3]) are kept for the backward and for attention maps.
+    cache: AttentionCache(q_scaled, k, v, probs, dropped, dropout, scale). The
+    probabilities (cache.probs) are kept for the backward and for attention maps.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
     q_scaled = q * scale                                     # fold 1/sqrt(d) into Q: (B,A,T,d) is smaller than (B,A,T,T)
@@ -54,7 +66,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
     probs, _ = softmax_forward(scores, inplace=True)         # (B,A,T,T), rows sum to 1
     dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training, dropout_mask)
     out = matmul(dropped, v)                                 # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
-    return out, (q_scaled, k, v, probs, dropped, drop_cache, scale)
+    return out, AttentionCache(q_scaled, k, v, probs, dropped, drop_cache, scale)
 
 
 def scaled_dot_product_attention_backward(dout, cache):
@@ -67,7 +79,7 @@ def scaled_dot_product_attention_backward(dout, cache):
          dS  = softmax backward of dP      (the mask is a constant: no gradient)
          dQ  = s * dS K,   dK = dS^T (s Q)
     """
-    q_scaled, k, v, probs, dropped, drop_cache, scale = cache
+    q_scaled, k, v, probs, dropped, drop_cache, scale = cache     # AttentionCache, as the forward made it
     dv = matmul(dropped.swapaxes(-1, -2), dout)              # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
     dprobs = matmul(dout, v.swapaxes(-1, -2))                # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
     dprobs = dropout_backward(dprobs, drop_cache)

@@ -6,15 +6,24 @@ the classic bug (only the last occurrence would count).
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from minibert.backend import get_xp, scatter_add
+
+
+class EmbeddingCache(NamedTuple):
+    """What embedding_backward needs from the forward: the ids, not the table."""
+    ids: Any             # (B, T) integers
+    weight_shape: tuple  # (V, H), the shape of the table's gradient
 
 
 def embedding_forward(ids, weight):
     """out[b, t] = weight[ids[b, t]].
 
     ids: (B, T) integers in [0, V)   weight: (V, H)   ->   out: (B, T, H)
+    cache: EmbeddingCache(ids, weight_shape).
     """
-    return weight[ids], (ids, weight.shape)
+    return weight[ids], EmbeddingCache(ids, weight.shape)
 
 
 def embedding_backward(dout, cache, dweight=None, padding_idx=None):
@@ -27,11 +36,11 @@ def embedding_backward(dout, cache, dweight=None, padding_idx=None):
     nn.Embedding(padding_idx=...) that Hugging Face uses for [PAD]; the [PAD]
     vector then stays as initialised (zero). Google's TF code has no such rule.
     """
-    ids, shape = cache
+    ids, (V, H) = cache                                  # EmbeddingCache(ids, weight_shape)
     if dweight is None:
-        dweight = get_xp(dout).zeros(shape, dtype=dout.dtype)
-    flat_ids = ids.reshape(-1)
-    rows = dout.reshape(-1, shape[1])
+        dweight = get_xp(dout).zeros((V, H), dtype=dout.dtype)
+    flat_ids = ids.reshape(-1)                           # (N,)
+    rows = dout.reshape(-1, H)                           # (N, H): row n goes to dW[flat_ids[n]]
     if padding_idx is not None:
         keep = flat_ids != padding_idx
         flat_ids, rows = flat_ids[keep], rows[keep]

@@ -1,4 +1,4 @@
-"""Softmax cross-entropy with an ignore index (-100, PyTorch's default); mean squared error.
+"""Softmax cross-entropy with an ignore index (IGNORE_INDEX = -100, PyTorch's default); mean squared error.
 
     loss = -(1/n) sum over rows r with label[r] != -100 of log p[r, label[r]]
 
@@ -8,9 +8,19 @@ share of ignored rows grows.
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from minibert.backend import get_xp
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100     # the label of a row without a target (padding, unmasked tokens); defined only here
+
+
+class CrossEntropyCache(NamedTuple):
+    """What cross_entropy_backward needs from the forward."""
+    probs: Any          # (N, C) softmax of the logits (the backward overwrites it with the gradient)
+    safe_labels: Any    # (N,) the labels, with 0 in place of the ignored ones (safe to index with)
+    valid: Any          # (N,) bool, False for ignored rows
+    n: int              # the number of counted rows
 
 
 def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
@@ -42,7 +52,7 @@ def cross_entropy_forward(logits, labels, ignore_index=IGNORE_INDEX):
     nll = xp.log(z) - picked                                        # -log softmax at the label
     loss = (nll * valid).sum() / max(n, 1)
     probs /= z[:, None]                                             # softmax, kept for the backward
-    return loss, (probs, safe, valid, n)
+    return loss, CrossEntropyCache(probs, safe, valid, n)
 
 
 def cross_entropy_backward(dloss, cache):
@@ -50,9 +60,9 @@ def cross_entropy_backward(dloss, cache):
 
     Works in place on the cached probabilities (call it once per forward).
     """
-    probs, safe, valid, n = cache
+    probs, safe_labels, valid, n = cache                            # CrossEntropyCache; probs becomes dlogits
     xp = get_xp(probs)
-    probs[xp.arange(probs.shape[0]), safe] -= 1.0
+    probs[xp.arange(probs.shape[0]), safe_labels] -= 1.0            # softmax - onehot(label)
     probs *= (valid * (dloss / max(n, 1)))[:, None].astype(probs.dtype, copy=False)
     return probs
 

@@ -38,37 +38,12 @@ import math
 
 import numpy
 
-from minibert.backend import get_xp
-from minibert.backend.precision import fp16_enabled, mixed_precision
+# has_overflow and unscale, the device work of loss scaling, live in the backend (re-exported here)
+from minibert.backend.precision import fp16_enabled, has_overflow, mixed_precision, unscale
 
 __all__ = ["LossScaler", "has_overflow", "unscale", "autocast", "mixed_precision", "fp16_enabled"]
 
 _FLOAT32_MAX = float(numpy.finfo(numpy.float32).max)
-
-
-def has_overflow(grads: dict, names=None) -> bool:
-    """True when any entry of the named gradients (default: all) is inf or NaN.
-
-    One reduction per array on the device (isfinite(g).all()), the flags
-    combined on the device, and one host sync for the final boolean.
-    """
-    names = list(grads if names is None else names)
-    if not names:
-        return False
-    xp = get_xp(grads[names[0]])
-    finite = xp.stack([xp.isfinite(grads[k]).all() for k in names])   # (n_arrays,) booleans, on the device
-    return not bool(finite.all())                                       # the one device -> host transfer
-
-
-def unscale(grads: dict, scale: float, names=None) -> None:
-    """Divide the named gradients (default: all) by `scale`, in place: g *= 1/scale.
-
-    With a power-of-two scale the multiplication is exact, so the unscaled
-    gradient is the one a backward without scaling would have produced in float32.
-    """
-    inv = 1.0 / scale
-    for k in (grads if names is None else names):
-        grads[k] *= inv
 
 
 class LossScaler:

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 import numpy
 
 from minibert.backend import to_host
-from minibert.data.tasks.batching import IGNORE_INDEX
 from minibert.data.tasks.glue import GLUE_TASKS, SequenceExample, encode_glue, read_glue
 from minibert.data.tasks.metrics import accuracy, confusion_matrix, ner_scores, squad_scores
 from minibert.data.tasks.ner import WNUT17, TokenExample, encode_ner, read_conll, word_predictions
 from minibert.data.tasks.squad import QAExample, encode_squad, postprocess_qa_predictions, read_squad, references
 from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
                                   BertForTokenClassification)
+from minibert.ops.losses import IGNORE_INDEX
 from minibert.ops.softmax import softmax_forward
 
 __all__ = ["Data", "SequenceTask", "TokenTask", "SpanTask", "get_task", "TASK_NAMES"]

@@ -33,11 +33,10 @@ import numpy as np
 
 from minibert.data.batches import consecutive_batches
 from minibert.data.pretraining.masking import PAD
+from minibert.ops.losses import IGNORE_INDEX     # labels value where nothing is predicted (-100, PyTorch's default)
 
 __all__ = ["FEATURE_NAMES", "IGNORE_INDEX", "instances_to_features", "iter_batches",
            "load_features", "save_features"]
-
-IGNORE_INDEX = -100     # labels value where nothing is predicted (PyTorch's cross-entropy default)
 FEATURE_NAMES = ("input_ids", "token_type_ids", "attention_mask", "labels", "next_sentence_label",
                  "masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["IGNORE_INDEX", "SEQUENCE_PAD_VALUES", "SCALAR_KEYS", "Encoded", "pad_batch"]
+from minibert.ops.losses import IGNORE_INDEX   # label of positions that carry no loss (-100, PyTorch's default)
 
-IGNORE_INDEX = -100   # label of positions that carry no loss (PyTorch's cross-entropy default)
+__all__ = ["IGNORE_INDEX", "SEQUENCE_PAD_VALUES", "SCALAR_KEYS", "Encoded", "pad_batch"]
 
 # Keys padded on the right to the batch's length; None = the tokenizer's [PAD] id.
 SEQUENCE_PAD_VALUES = {"input_ids": None, "token_type_ids": 0, "attention_mask": 0,

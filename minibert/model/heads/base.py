@@ -124,11 +124,15 @@ class BertWithTaskHead(BertWithHeads):
         """True when nothing below the head (pooler aside) needs a gradient."""
         return self.bert.frozen_embeddings and self.bert.frozen_layers == self.config.num_hidden_layers
 
-    def _take_cache(self):
+    def _take_cache(self, loss_needs: str):
+        """The last forward's cache, taken (one backward per forward); that forward must have computed a loss,
+        for which it needed `loss_needs` ("labels", ...)."""
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() with labels first (one backward per forward; a forward "
                                "inside `with model.inference()` keeps no cache)")
         cache, self._cache = self._cache, None
+        if cache.loss is None:
+            raise RuntimeError(f"backward() needs a forward() with {loss_needs}")
         return cache
 
     # -- files ---------------------------------------------------------------

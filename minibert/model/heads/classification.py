@@ -31,14 +31,23 @@ frozen_names() for AdamW(frozen=...), from_pretrained(folder) and save_pretraine
 """
 from __future__ import annotations
 
+from typing import Any, Callable, NamedTuple
+
 import numpy
 
 from minibert.backend import get_xp
 from minibert.model.heads.base import BertWithTaskHead
 from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import (IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward, mse_backward,
                                  mse_forward)
+
+
+class SequenceClassificationCache(NamedTuple):
+    dropout: Any                    # the classifier dropout's mask, or None
+    classifier: LinearCache
+    loss: Any                       # CrossEntropyCache or MSE's difference; None without labels
+    loss_backward: Callable | None  # cross_entropy_backward or mse_backward
 
 
 class BertForSequenceClassification(BertWithTaskHead):
@@ -93,7 +102,7 @@ class BertForSequenceClassification(BertWithTaskHead):
                 labelled = y != IGNORE_INDEX
                 out["correct"] = int(((logits.argmax(axis=1) == y) & labelled).sum())
                 out["count"] = int(labelled.sum())
-        self._keep((c_drop, c_lin, c_loss, loss_backward))
+        self._keep(SequenceClassificationCache(c_drop, c_lin, c_loss, loss_backward))
         return out
 
     def _regression_target(self, labels, B, dtype):
@@ -112,14 +121,13 @@ class BertForSequenceClassification(BertWithTaskHead):
 
     def backward(self, weight: float = 1.0):
         """Add the gradients of weight * loss into self.grads (see the class docstring)."""
-        c_drop, c_lin, c_loss, loss_backward = self._take_cache()
-        if c_loss is None:
-            raise RuntimeError("backward() needs a forward() with labels")
+        cache = self._take_cache(loss_needs="labels")
         g = self.grads
-        dz = loss_backward(weight, c_loss).reshape(c_lin[0].shape[0], -1)      # (B, C)
-        dh, dw, db = linear_backward(dz, c_lin)        # dh = dz W, dW = dz^T h, db = sum of dz's rows
+        B = cache.classifier.x.shape[0]
+        dz = cache.loss_backward(weight, cache.loss).reshape(B, -1)             # (B, C)
+        dh, dw, db = linear_backward(dz, cache.classifier)  # dh = dz W, dW = dz^T h, db = sum of dz's rows
         g["classifier.weight"] += dw
         g["classifier.bias"] += db
-        self.bert.backward(None, dropout_backward(dh, c_drop))                  # into the pooled output
+        self.bert.backward(None, dropout_backward(dh, cache.dropout))           # into the pooled output
 
 

@@ -20,6 +20,8 @@ buffer, so nothing special is needed beyond "backward adds".
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy
 
 from minibert.backend import get_xp
@@ -27,31 +29,49 @@ from minibert.model.bert import BertModel, init_parameters
 from minibert.model.config import BertConfig
 from minibert.model.heads.base import BertWithHeads
 from minibert.ops.activations import ACTIVATIONS
-from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
-from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
+from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 
 
+class MlmHeadCache(NamedTuple):
+    transform: LinearCache          # x W_t^T + b_t
+    activation: Any                 # the activation's cache (GELU's local derivative)
+    layer_norm: LayerNormCache
+    decoder: LinearCache            # h E^T + b_out, E the tied word embeddings
+    hidden_act: str
+
+
+class PreTrainingCache(NamedTuple):
+    """What BertForPreTraining.backward needs from the forward."""
+    mlm_head: MlmHeadCache
+    nsp: LinearCache                # the NSP classifier's
+    mlm_loss: Any                   # CrossEntropyCache, or None without labels
+    nsp_loss: Any                   # CrossEntropyCache, or None without next_sentence_label
+    positions: Any                  # (M,) flat indices into B*T of the predicted positions
+    shape: tuple                    # (B, T, H)
+
+
 def mlm_head_forward(x, w_t, b_t, gamma, beta, eps, word_embeddings, out_bias, hidden_act="gelu"):
-    """x: (M, H) vectors at the predicted positions -> logits (M, V)."""
+    """x: (M, H) vectors at the predicted positions -> logits (M, V), cache: MlmHeadCache."""
     act_forward, _ = ACTIVATIONS[hidden_act]
     h, c_dense = linear_forward(x, w_t, b_t)                        # (M,H) @ (H,H) -> (M,H)
     h, c_act = act_forward(h)
     h, c_ln = layer_norm_forward(h, gamma, beta, eps)
     logits, c_dec = linear_forward(h, word_embeddings, out_bias)    # (M,H) @ (H,V) -> (M,V), tied weight
-    return logits, (c_dense, c_act, c_ln, c_dec, hidden_act)
+    return logits, MlmHeadCache(c_dense, c_act, c_ln, c_dec, hidden_act)
 
 
 def mlm_head_backward(dlogits, cache):
-    """Returns (dx (M,H), dw_t, db_t, dgamma, dbeta, dword_embeddings (V,H), dout_bias (V,))."""
-    c_dense, c_act, c_ln, c_dec, hidden_act = cache
-    _, act_backward = ACTIVATIONS[hidden_act]
-    dh, dword, dbias = linear_backward(dlogits, c_dec)
-    dh, dgamma, dbeta = layer_norm_backward(dh, c_ln)
-    dh = act_backward(dh, c_act)
-    dx, dw_t, db_t = linear_backward(dh, c_dense)
+    """Returns (dx (M,H), dw_t, db_t, dgamma, dbeta, dword_embeddings (V,H), dout_bias (V,)):
+    the forward's four steps in reverse (decoder, LayerNorm, activation, transform)."""
+    _, act_backward = ACTIVATIONS[cache.hidden_act]
+    dh, dword, dbias = linear_backward(dlogits, cache.decoder)          # (M,V) @ (V,H) -> (M,H)
+    dh, dgamma, dbeta = layer_norm_backward(dh, cache.layer_norm)
+    dh = act_backward(dh, cache.activation)
+    dx, dw_t, db_t = linear_backward(dh, cache.transform)               # (M,H) @ (H,H) -> (M,H)
     return dx, dw_t, db_t, dgamma, dbeta, dword, dbias
 
 
@@ -139,7 +159,7 @@ class BertForPreTraining(BertWithHeads):
             out["nsp_count"] = B
         if "mlm_loss" in out or "nsp_loss" in out:
             out["loss"] = out.get("mlm_loss", 0.0) + out.get("nsp_loss", 0.0)
-        self._keep((c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H)))
+        self._keep(PreTrainingCache(c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H)))
         return out
 
     def backward(self, mlm_weight: float = 1.0, nsp_weight: float = 1.0):
@@ -150,16 +170,17 @@ class BertForPreTraining(BertWithHeads):
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() with labels first")
-        c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H) = self._cache
-        if c_mlm_loss is None and c_nsp_loss is None:
+        cache = self._cache
+        if cache.mlm_loss is None and cache.nsp_loss is None:
             raise RuntimeError("backward() needs a forward() with labels and/or next_sentence_label")
         self._cache = None
+        B, T, H = cache.shape
         g = self.grads
         xp = get_xp(g[WORD_EMBEDDINGS])
         d_seq = xp.zeros((B * T, H), dtype=self.dtype)
-        if c_mlm_loss is not None:
-            dlogits = cross_entropy_backward(mlm_weight, c_mlm_loss)
-            dx, dw_t, db_t, dgamma, dbeta, dword, dbias = mlm_head_backward(dlogits, c_mlm)
+        if cache.mlm_loss is not None:
+            dlogits = cross_entropy_backward(mlm_weight, cache.mlm_loss)
+            dx, dw_t, db_t, dgamma, dbeta, dword, dbias = mlm_head_backward(dlogits, cache.mlm_head)
             g["cls.predictions.transform.dense.weight"] += dw_t
             g["cls.predictions.transform.dense.bias"] += db_t
             g["cls.predictions.transform.LayerNorm.weight"] += dgamma
@@ -167,11 +188,11 @@ class BertForPreTraining(BertWithHeads):
             if not self.bert.frozen_embeddings:
                 g[WORD_EMBEDDINGS] += dword                      # tied: the lookup's gradient is added later
             g["cls.predictions.bias"] += dbias
-            d_seq[positions] = dx                                # scatter back (positions are distinct)
+            d_seq[cache.positions] = dx                          # scatter back (positions are distinct)
         d_pooled = None
-        if c_nsp_loss is not None:
-            dlogits = cross_entropy_backward(nsp_weight, c_nsp_loss)
-            d_pooled, dw, db = linear_backward(dlogits, c_nsp)
+        if cache.nsp_loss is not None:
+            dlogits = cross_entropy_backward(nsp_weight, cache.nsp_loss)
+            d_pooled, dw, db = linear_backward(dlogits, cache.nsp)
             g["cls.seq_relationship.weight"] += dw
             g["cls.seq_relationship.bias"] += db
         self.bert.backward(d_seq.reshape(B, T, H), d_pooled)

@@ -6,17 +6,30 @@ The shared conventions (names, backward, loading) are in classification.py's doc
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy
 
 from minibert.backend import get_xp
 from minibert.model.heads.base import BertWithTaskHead
-from minibert.ops.linear import linear_backward, linear_forward
-from minibert.ops.losses import cross_entropy_backward, cross_entropy_forward
+from minibert.ops.linear import LinearCache, linear_backward, linear_forward
+from minibert.ops.losses import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 
 
 def _fresh(x):
     """A C-contiguous copy (the start/end logits are strided views of one (B, T, 2) array)."""
     return get_xp(x).ascontiguousarray(x)
+
+
+class SpanLossCache(NamedTuple):
+    start: CrossEntropyCache        # CE(s, start positions)
+    end: CrossEntropyCache          # CE(e, end positions)
+
+
+class QuestionAnsweringCache(NamedTuple):
+    qa_outputs: LinearCache         # z = x W_q^T + b_q
+    loss: Any                       # SpanLossCache, or None without positions
+    shape: tuple                    # (B, T)
 
 
 class BertForQuestionAnswering(BertWithTaskHead):
@@ -84,22 +97,21 @@ class BertForQuestionAnswering(BertWithTaskHead):
             hit = (start_logits.argmax(axis=1) == sp) & (end_logits.argmax(axis=1) == ep) & both
             out.update(correct=int(hit.sum()), count=int(both.sum()),
                        start_count=int((sp != T).sum()), end_count=int((ep != T).sum()))
-            c_loss = (c_s, c_e)
-        self._keep((c_lin, c_loss, (B, T)))
+            c_loss = SpanLossCache(c_s, c_e)
+        self._keep(QuestionAnsweringCache(c_lin, c_loss, (B, T)))
         return out
 
     def backward(self, weight: float = 1.0):
         """Add the gradients of weight * loss into self.grads: each CE gets weight / 2."""
-        c_lin, c_loss, (B, T) = self._take_cache()
-        if c_loss is None:
-            raise RuntimeError("backward() needs a forward() with start_positions and end_positions")
+        cache = self._take_cache(loss_needs="start_positions and end_positions")
         g = self.grads
         xp = get_xp(g["qa_outputs.weight"])
+        B, T = cache.shape
         dz = xp.empty((B, T, 2), dtype=self.dtype)
-        dz[..., 0] = cross_entropy_backward(weight / 2, c_loss[0])           # (B, T): ds
-        dz[..., 1] = cross_entropy_backward(weight / 2, c_loss[1])           # (B, T): de
+        dz[..., 0] = cross_entropy_backward(weight / 2, cache.loss.start)    # (B, T): ds
+        dz[..., 1] = cross_entropy_backward(weight / 2, cache.loss.end)      # (B, T): de
         below = not self._encoder_fully_frozen()
-        dx, dw, db = linear_backward(dz, c_lin, need_dx=below)
+        dx, dw, db = linear_backward(dz, cache.qa_outputs, need_dx=below)
         g["qa_outputs.weight"] += dw
         g["qa_outputs.bias"] += db
         self.bert.backward(dx, None)

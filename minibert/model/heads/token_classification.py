@@ -6,10 +6,19 @@ The shared conventions (names, backward, loading) are in classification.py's doc
 """
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from minibert.model.heads.base import BertWithTaskHead
 from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.linear import linear_backward, linear_forward
+from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+
+
+class TokenClassificationCache(NamedTuple):
+    dropout: Any                    # the classifier dropout's mask, or None
+    classifier: LinearCache
+    loss: Any                       # CrossEntropyCache, or None without labels
+    shape: tuple                    # (B, T, C), the logits' shape
 
 
 class BertForTokenClassification(BertWithTaskHead):
@@ -49,18 +58,16 @@ class BertForTokenClassification(BertWithTaskHead):
             labelled = y != IGNORE_INDEX
             out["correct"] = int(((flat.argmax(axis=1) == y) & labelled).sum())
             out["count"] = int(labelled.sum())
-        self._keep((c_drop, c_lin, c_loss, (B, T, C)))
+        self._keep(TokenClassificationCache(c_drop, c_lin, c_loss, (B, T, C)))
         return out
 
     def backward(self, weight: float = 1.0):
         """Add the gradients of weight * loss into self.grads."""
-        c_drop, c_lin, c_loss, shape = self._take_cache()
-        if c_loss is None:
-            raise RuntimeError("backward() needs a forward() with labels")
+        cache = self._take_cache(loss_needs="labels")
         g = self.grads
-        dz = cross_entropy_backward(weight, c_loss).reshape(shape)            # (B, T, C)
+        dz = cross_entropy_backward(weight, cache.loss).reshape(cache.shape)  # (B, T, C)
         below = not self._encoder_fully_frozen()
-        dh, dw, db = linear_backward(dz, c_lin, need_dx=below)  # dh = dz W, dW = sum_(b,t) dz^T h, db = sum dz
+        dh, dw, db = linear_backward(dz, cache.classifier, need_dx=below)  # dh = dz W, dW = dz^T h, db = sum dz
         g["classifier.weight"] += dw
         g["classifier.bias"] += db
-        self.bert.backward(dropout_backward(dh, c_drop) if below else None, None)
+        self.bert.backward(dropout_backward(dh, cache.dropout) if below else None, None)

@@ -1,0 +1,94 @@
+"""backend/blocks.py: @rows_in_blocks gives the numbers of one call of the formula on the whole array."""
+import inspect
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+from minibert.backend import blocks
+
+
+class ToyCache(NamedTuple):
+    rows: np.ndarray        # per row
+    weight: np.ndarray      # passed whole
+    flag: str               # not an array
+
+
+calls = []
+
+
+@blocks.rows_in_blocks(sums=(1,))
+def toy(x, w, scale, cache=None, inplace=False):
+    """A toy row function with every kind of output: per-row, a sum over rows, passthrough, in place."""
+    calls.append(x.shape)
+    y = (x * w).cumsum(axis=-1) * scale                             # (..., K) per row
+    row_max = y.max(axis=-1, keepdims=True)                         # (..., 1) per row
+    total = y.reshape(-1, y.shape[-1]).sum(axis=0)                  # (K,) a sum over rows
+    if cache is not None:
+        y += cache.rows                                             # a row array inside a tuple argument
+    z = x if inplace else x.copy()
+    z *= 2.0                                                        # written into the input when inplace
+    return y, total, ToyCache(row_max, w, "kept"), z, z
+
+
+def _inputs(shape=(5, 301, 257)):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)                  # odd sizes: a ragged last block
+    w = rng.normal(size=shape[-1]).astype(np.float32)
+    cache = ToyCache(rng.normal(size=shape).astype(np.float32), w, "in")
+    return x, w, cache
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_rows_in_blocks_gives_the_one_call_numbers(threads, monkeypatch):
+    monkeypatch.setattr(blocks, "THREADS", threads)
+    monkeypatch.setattr(blocks, "_pool", None)
+    x, w, cache = _inputs()
+    assert x.size > 2 * blocks.BLOCK_ELEMENTS
+    calls.clear()
+    y, total, out_cache, z, z_again = toy(x, w, 0.5, cache=cache)
+    assert len(calls) > 2 and all(s[0] <= blocks.BLOCK_ELEMENTS // x.shape[-1] for s in calls)   # it ran in blocks
+    want_y, want_total, want_cache, want_z, _ = toy.__wrapped__(x, w, 0.5, cache=cache)       # the formula, once
+    assert np.array_equal(y, want_y) and y.shape == x.shape                                     # per row: stitched
+    assert np.array_equal(z, want_z) and z is z_again                                           # one array stays one
+    assert isinstance(out_cache, ToyCache) and np.array_equal(out_cache.rows, want_cache.rows)
+    assert out_cache.weight is w and out_cache.flag == "kept"                                   # passthrough: kept
+    np.testing.assert_allclose(total, want_total, rtol=1e-4, atol=1e-3)                         # a sum: other order
+    assert np.array_equal(total, toy(x, w, 0.5, cache=cache)[1])                                # ... but a fixed one
+    if threads == 1:                                                                            # block after block
+        step = blocks.BLOCK_ELEMENTS // x.shape[-1]
+        flat_x, flat_rows = x.reshape(-1, x.shape[-1]), cache.rows.reshape(-1, x.shape[-1])
+        parts = [toy.__wrapped__(flat_x[i:i + step], w, 0.5, cache=ToyCache(flat_rows[i:i + step], w, "in"))[1]
+                 for i in range(0, flat_x.shape[0], step)]
+        expected = parts[0]
+        for p in parts[1:]:
+            expected = expected + p
+        assert np.array_equal(total, expected)
+
+
+def test_an_output_written_into_its_input_is_the_input():
+    x, w, _ = _inputs()
+    before = x.copy()
+    _, _, _, z, _ = toy(x, w, 1.0, inplace=True)
+    assert np.shares_memory(z, x) and z.shape == x.shape and np.array_equal(x, before * 2.0)
+
+
+def test_small_and_non_numpy_arrays_get_one_call(strict_backend):
+    from minibert.backend import get_xp
+    x, w, cache = _inputs(shape=(3, 7, 11))
+    calls.clear()
+    toy(x, w, 0.5, cache=cache)
+    assert calls == [x.shape]                                # small: one call
+    xp = get_xp()                                            # the strict CuPy stand-in: a device array
+    x, w, cache = _inputs()
+    calls.clear()
+    toy(xp.asarray(x), xp.asarray(w), 0.5, cache=ToyCache(xp.asarray(cache.rows), xp.asarray(w), "in"))
+    assert calls == [x.shape]                                # large, but not NumPy: one call
+
+
+def test_keyword_arguments_and_the_formulas_signature_and_docstring():
+    x, w, cache = _inputs()
+    a = toy(x, w, 0.5, cache=cache)
+    b = toy(x=x, w=w, scale=0.5, cache=cache)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert inspect.signature(toy) == inspect.signature(toy.__wrapped__) and toy.__doc__ == toy.__wrapped__.__doc__
