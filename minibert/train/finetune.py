@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy
 
 from minibert import backend
+from minibert.errors import MinibertError
 from minibert.model.io import read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
@@ -77,7 +78,7 @@ class FinetuneArgs:
     progress: bool = True
 
 
-class FinetuneError(RuntimeError):
+class FinetuneError(MinibertError, RuntimeError):
     """A problem with the inputs of a fine-tuning run, said plainly."""
 
 
@@ -193,6 +194,9 @@ def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
         stream(f"weights of {model_dir} not used by {type(model).__name__}: {', '.join(info['unexpected_keys'][:6])}"
                f"{' ...' if len(info['unexpected_keys']) > 6 else ''}")
     model.train()
+    if not 0 <= args.freeze_layers <= model.config.num_hidden_layers:
+        raise FinetuneError(f"--freeze-layers {args.freeze_layers}: the model has "
+                            f"{model.config.num_hidden_layers} encoder layers")
     if args.freeze_embeddings or args.freeze_layers:
         # bottom-up: freezing layers 0..K-1 freezes the embeddings below them too, so the backward
         # can stop at layer K (nothing below it needs a gradient)

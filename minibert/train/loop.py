@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minibert.errors import InputError
+
 
 def read_jsonl(path) -> list[dict]:
     """The rows of a JSONL log. A torn last line (the process was killed mid-write) is skipped."""
@@ -16,5 +18,5 @@ def read_jsonl(path) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             if n != len(lines) - 1:
-                raise ValueError(f"{path}: line {n + 1} is not valid JSON") from None
+                raise InputError(f"{path}: line {n + 1} is not valid JSON") from None
     return rows

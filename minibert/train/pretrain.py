@@ -32,6 +32,7 @@ from minibert import backend
 from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
                                        load_features, read_corpus, read_gutenberg, save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
+from minibert.errors import MinibertError
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.model.io import assign_params, read_json, save_arrays, write_json
@@ -77,7 +78,7 @@ class PretrainArgs:
     progress: bool = True
 
 
-class PretrainError(RuntimeError):
+class PretrainError(MinibertError, RuntimeError):
     """A problem with the inputs of a pretraining run, said plainly."""
 
 

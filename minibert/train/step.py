@@ -17,13 +17,16 @@ import math
 
 import numpy
 
+from minibert.errors import MinibertError
 from minibert.ops.losses import IGNORE_INDEX
 from minibert.train.amp import autocast
 from minibert.train.optim import clip_grad_norm
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf; the message names the step."""
+class NonFiniteLossError(MinibertError, FloatingPointError):
+    """The loss became NaN or inf; the message names the step. Exit code 3 on the command line."""
+
+    exit_code = 3
 
 
 def count_predictions(batch) -> int:
