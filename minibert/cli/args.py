@@ -18,7 +18,7 @@ The rules, field -> argparse argument:
     top_k                       --top-k (metadata "flags" names it otherwise, e.g. ("-k",))
     metadata "positional"       a positional argument
     bool, default False         --x: action store_true
-    bool, default True          --no-x: action store_false (still dest x)
+    bool, default True          --no-x: action store_false (still dest x; its help says what --no-x does)
     T | None = None             type T, default None (the option is optional)
     list[T]                     type T, with metadata "nargs" ("+", "*") or "action" ("append")
     no default                  required
@@ -94,7 +94,7 @@ def _value_type(annotation) -> tuple[type, bool]:
 
     `int | None` -> int, `list[str]` -> str (each value of nargs/append), `bool` -> a flag.
     """
-    if isinstance(annotation, types.UnionType):
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):          # int | None, Optional[int]
         not_none = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(not_none) != 1:
             raise TypeError(f"a command-line field is one type or that type | None, not {annotation}")

@@ -10,6 +10,7 @@ from minibert.train.finetune import FinetuneArgs, FinetuneError, load_finetuned
 
 
 def run_finetune(args: FinetuneArgs) -> int:
+    """Fine-tune; the run folder holds the best model, metrics.json, log.jsonl and the curves."""
     finetune.run(args)
     return 0
 

@@ -72,6 +72,7 @@ class EmbedArgs(ModelArgs):
 
 
 def run_embed(args: EmbedArgs) -> int:
+    """Embed every line, save the (N, H) array, say what was written on stderr."""
     texts = read_lines(args.input)
     empty = sum(1 for t in texts if not t.strip())
     if empty:
@@ -111,6 +112,7 @@ def _read_vectors(path, n_lines: int) -> numpy.ndarray:
 
 
 def run_search(args: SearchArgs) -> int:
+    """The top-k lines of the corpus for each query, by cosine similarity."""
     corpus = read_lines(args.corpus, what="corpus")
     vectors = _read_vectors(args.vectors, len(corpus)) if args.vectors else None
     encoder = encoder_from_args(args)
@@ -137,6 +139,7 @@ class SimilarityArgs(ModelArgs):
 
 
 def run_similarity(args: SimilarityArgs) -> int:
+    """The matrix of cosine similarities between the texts (and its heatmap with --plot)."""
     texts = args.texts or read_lines(args.input)
     if len(texts) < 2:
         raise InputError("give at least two texts to compare")
@@ -162,6 +165,7 @@ class ClusterArgs(ModelArgs):
 
 
 def run_cluster(args: ClusterArgs) -> int:
+    """k-means of the texts' vectors: each cluster's size and the texts nearest its centre."""
     texts = read_lines(args.corpus, what="corpus")
     if args.k > len(texts):
         raise InputError(f"-k {args.k} is more than the {len(texts)} texts")
@@ -208,6 +212,7 @@ def _sense_groups(specs) -> dict[str, list[str]] | None:
 
 
 def run_polysemy(args: PolysemyArgs) -> int:
+    """Mean cosine of the word's vectors within a sense and across senses."""
     result = polysemy(args.word, _sense_groups(args.sense), encoder_from_args(args))
     print(f"'{result['word']}' in {len(result['senses'])} sentences: mean cosine within a sense "
           f"{result['within']:.3f}, across senses {result['across']:.3f}")
@@ -228,6 +233,7 @@ class AnalogyArgs(ModelArgs):
 
 
 def run_analogy(args: AnalogyArgs) -> int:
+    """The tokens nearest positive - negative on the input embeddings (and the rank of --expect)."""
     result = analogy(args.positive, args.negative or (), encoder_from_args(args), top_k=args.top_k)
     print(result.query + " =")
     for rank, (token, score) in enumerate(result.top, 1):
@@ -249,6 +255,7 @@ class AttentionArgs(ModelArgs):
 
 
 def run_attention(args: AttentionArgs) -> int:
+    """Draw every layer's and head's attention over the text's tokens in one grid."""
     tokens, probs = attention_maps(args.text, encoder_from_args(args))
     title = f"attention of every layer (rows) and head (columns): {args.text}"
     fig = plot_attention_grid(probs, tokens, title=title)
