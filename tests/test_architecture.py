@@ -4,7 +4,7 @@ no function-local import of a minibert module.
     backend <- ops <- model <- data, tokenization <- train <- apps, viz <- cli
 
 A module may import from its own layer or any layer below it; `minibert/errors.py` (if present) and the
-package's own `__init__.py` are outside the order (a leaf everything may import; the public face that
+package's own `__init__.py` are outside the order, and a `__main__.py` (an entry point) is in the cli layer (a leaf everything may import; the public face that
 re-exports from every layer).
 """
 from __future__ import annotations
@@ -42,6 +42,8 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 def layer(module: str):
     """The layer of a minibert module (None for the package itself)."""
     parts = module.split(".")
+    if parts[-1] == "__main__":
+        return LAYERS["cli"]                          # `python -m minibert.exercises`: an entry point, as cli/
     return LAYERS[parts[1]] if len(parts) > 1 else None
 
 

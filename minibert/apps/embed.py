@@ -39,6 +39,7 @@ import numpy
 
 from minibert import backend
 from minibert.backend import get_xp
+from minibert.errors import InputError
 from minibert.model.bert import BertModel
 from minibert.model.io import find_model_folder
 from minibert.model.pretrained import default_model_dir
@@ -148,7 +149,7 @@ def _check_texts(texts) -> list[str]:
     except TypeError:
         raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}") from None
     if not texts:
-        raise ValueError("no texts to embed: the input is empty")
+        raise InputError("no texts to embed: the input is empty")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is a {type(t).__name__}, not a str")
@@ -199,9 +200,9 @@ def _progress(total, progress, n_texts, desc):
 def _tokenize(encoder: Encoder, texts, max_length):
     max_length = encoder.max_length if max_length is None else int(max_length)
     if max_length < 2:
-        raise ValueError(f"max_length={max_length}: at least 2 tokens are needed for [CLS] and [SEP]")
+        raise InputError(f"max_length={max_length}: at least 2 tokens are needed for [CLS] and [SEP]")
     if max_length > encoder.model.config.max_position_embeddings:
-        raise ValueError(f"max_length={max_length} is longer than the model's max_position_embeddings="
+        raise InputError(f"max_length={max_length} is longer than the model's max_position_embeddings="
                          f"{encoder.model.config.max_position_embeddings}")
     return encoder.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
 
@@ -239,7 +240,7 @@ def embed(texts, model=None, pooling="mean", normalize=True, batch_size=32, max_
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(POOLINGS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     encoder = load_encoder(model)
     bert, pad_id = encoder.model, encoder.tokenizer.pad_token_id
     ids_list = _tokenize(encoder, texts, max_length)
@@ -299,14 +300,14 @@ def word_vectors(texts, word: str, model=None, occurrence: int = 0) -> numpy.nda
     for text in texts:
         matches = [m.span() for m in pattern.finditer(text)]
         if len(matches) <= occurrence:
-            raise ValueError(f"{word!r} occurs {len(matches)} time(s) in {text!r}; "
+            raise InputError(f"{word!r} occurs {len(matches)} time(s) in {text!r}; "
                              f"cannot take occurrence {occurrence}")
         spans.append(matches[occurrence])
     vectors = []
     for text, (start, end), (_, states, offsets) in zip(texts, spans, token_states(texts, model)):
         rows = [i for i, (s, e) in enumerate(offsets) if e > s and s >= start and e <= end]   # its word pieces
         if not rows:
-            raise ValueError(f"{word!r} in {text!r} lies beyond max_length: it was truncated away")
+            raise InputError(f"{word!r} in {text!r} lies beyond max_length: it was truncated away")
         vectors.append(states[rows].mean(axis=0))                                          # (H,)
     return numpy.stack(vectors)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy
 
 from minibert import backend
+from minibert.errors import InputError
 from minibert.model.config import BertConfig
 from minibert.model.heads import BertForPreTraining
 from minibert.model.io import assign_params, load_arrays
@@ -28,9 +29,9 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[st
     where = numpy.flatnonzero(ids[0] == tokenizer.mask_token_id)
     if len(where) == 0:
         if tokenizer.mask_token in text:
-            raise ValueError(f"the {tokenizer.mask_token} of {text!r} lies beyond the model's "
+            raise InputError(f"the {tokenizer.mask_token} of {text!r} lies beyond the model's "
                              f"{model.config.max_position_embeddings} positions (the text was truncated)")
-        raise ValueError(f"no {tokenizer.mask_token} in {text!r}")
+        raise InputError(f"no {tokenizer.mask_token} in {text!r}")
     labels = numpy.full_like(ids, IGNORE_INDEX)
     labels[0, where] = 0                                   # any id: only marks the positions to predict
     with model.inference():

@@ -40,6 +40,7 @@ import numpy
 
 from minibert.apps.embed import embed
 from minibert.apps.vectors import adjusted_rand_index, best_match_accuracy, kmeans
+from minibert.errors import InputError
 from minibert.ops.linear import linear_backward, linear_forward
 from minibert.ops.losses import cross_entropy_backward, cross_entropy_forward
 from minibert.train.optim import AdamW
@@ -50,7 +51,7 @@ FAR_FENCE_IQR = 1.5                 # Tukey's outer-ish fence: Q3 + 1.5 IQR
 LABEL_DISAGREE_P = 0.05
 
 
-class RecordsError(ValueError):
+class RecordsError(InputError):
     """A CSV or an option that `records` cannot work with (the message says what to change)."""
 
 

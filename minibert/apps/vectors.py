@@ -25,6 +25,7 @@ import numpy
 
 from minibert import backend
 from minibert.apps.embed import load_encoder, word_vectors
+from minibert.errors import InputError
 
 
 def _as_matrix(x, what="vectors") -> numpy.ndarray:
@@ -63,7 +64,7 @@ def search(query, corpus, k=5) -> tuple[numpy.ndarray, numpy.ndarray]:
     scores = cosine_similarity(query, corpus)                           # (Q, N)
     k = min(int(k), scores.shape[1])
     if k < 1:
-        raise ValueError("k must be at least 1")
+        raise InputError("k must be at least 1")
     top = numpy.argpartition(-scores, k - 1, axis=1)[:, :k]             # the k best, unordered
     order = numpy.argsort(-numpy.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     top = numpy.take_along_axis(top, order, axis=1)
@@ -105,7 +106,7 @@ def kmeans(x, k, n_init=10, max_iter=300, tol=1e-8, seed=0) -> dict:
     x = _as_matrix(x)
     n = x.shape[0]
     if isinstance(k, bool) or not isinstance(k, (int, numpy.integer)) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in [1, {n}] (the number of rows), got {k!r}")
+        raise InputError(f"k must be an integer in [1, {n}] (the number of rows), got {k!r}")
     rng = numpy.random.default_rng(seed)
     best = None
     for _ in range(n_init):
@@ -230,7 +231,7 @@ def polysemy(word="bank", groups=None, model=None) -> dict:
 
     groups = BANK_SENTENCES if groups is None else groups
     if len(groups) < 2 or any(len(texts) < 1 for texts in groups.values()):
-        raise ValueError("polysemy needs at least two groups of sentences (two senses), none empty")
+        raise InputError("polysemy needs at least two groups of sentences (two senses), none empty")
     senses = [sense for sense, texts in groups.items() for _ in texts]
     sentences = [text for texts in groups.values() for text in texts]
     vectors = word_vectors(sentences, word, model)                               # (N, H)
@@ -262,11 +263,11 @@ def analogy(positive=("king", "woman"), negative=("man",), model=None, top_k=10,
     tok = encoder.tokenizer
     words = list(positive) + list(negative)
     if not positive:
-        raise ValueError("analogy needs at least one positive word")
+        raise InputError("analogy needs at least one positive word")
     for w in words:
         if w not in tok.vocab:
             pieces = tok.tokenize(w)
-            raise ValueError(f"{w!r} is not one token of the vocabulary (it splits into {pieces}); "
+            raise InputError(f"{w!r} is not one token of the vocabulary (it splits into {pieces}); "
                              f"static analogies need single-token words")
     table = backend.to_host(encoder.model.params["embeddings.word_embeddings.weight"]).astype(numpy.float64)
     unit = unit_rows(table)                                                      # (V, H)

@@ -23,13 +23,15 @@ import os
 
 import numpy
 
+from minibert.errors import MinibertError
+
 __all__ = [
     "BackendError", "use", "using", "name", "get_xp", "to_device", "to_host",
     "scatter_add", "cupy_erf", "gpu_available", "resolve_dtype", "register",
 ]
 
 
-class BackendError(RuntimeError):
+class BackendError(MinibertError, RuntimeError):
     """Raised when a backend is asked for and cannot be used (says why)."""
 
 

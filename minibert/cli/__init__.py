@@ -1,42 +1,83 @@
 """`python -m minibert <command>`: the command line, the top layer of minibert.
 
-This package is the one place that parses arguments, prints for the user and exits.
-Each module registers one group of commands (`register(subparsers)`):
+This package is the one place that parses arguments, prints for the user and exits. Every
+command is a `Command` (command.py): a name, a one-line help, the dataclass of its arguments,
+whose fields generate its flags (args.py), and the function that runs it. The modules:
 
-    gradcheck.py    gradcheck
+    args.py         flags from a dataclass's fields: each flag is written once
+    command.py      Command, the parser built from commands, errors -> `error: ...` and an exit code
     pretrain.py     pretrain, plot, fill-mask
     finetune.py     finetune, predict
     tokenize.py     tokenize, train-vocab
     vectors.py      embed, search, similarity, cluster, polysemy, analogy, attention
     records.py      records
+    gradcheck.py    gradcheck
+    exercises.py    exercises list, start, check (also `python -m minibert.exercises ...`)
+
+Library code raises minibert's errors (minibert/errors.py); `main` turns each into one line on
+stderr and an exit code: 2 for bad input, 3 for a loss that became NaN or inf.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 
 from minibert import backend
-from minibert.cli import finetune, gradcheck, pretrain, records, tokenize, vectors
+from minibert.cli import exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
+from minibert.cli.args import add_arguments, from_namespace
+from minibert.cli.command import add_commands, errors_as_messages, run_command
 
-COMMAND_GROUPS = [gradcheck, pretrain, finetune, tokenize, vectors, records]
+__all__ = ["GROUPS", "build_parser", "main"]
+
+# The commands as `minibert --help` lists them: (heading, commands)
+GROUPS = (
+    ("pretraining", pretrain.COMMANDS),
+    ("fine-tuning", finetune.COMMANDS),
+    ("tokenizer", tokenize.COMMANDS),
+    ("a pretrained BERT: sentence vectors, words, attention", vectors.COMMANDS + records.COMMANDS),
+    ("checking", gradcheck.COMMANDS),
+    ("teaching", exercises.COMMANDS),
+)
+
+DESCRIPTION = "BERT from scratch in NumPy, every backward pass written by hand."
+
+
+@dataclass(kw_only=True)
+class MainArgs:
+    """The options given before the command: `minibert --backend cupy pretrain ...`."""
+    backend: str | None = field(default=None, metadata={
+        "choices": ["numpy", "cupy"], "help": "array backend (default: $MINIBERT_BACKEND or numpy)"})
+
+
+def command_listing(groups=GROUPS) -> str:
+    """The commands under their headings, each with its one-line help."""
+    width = max(len(command.name) for _, commands in groups for command in commands)
+    lines = ["commands (`minibert COMMAND --help` shows the options of one):"]
+    for heading, commands in groups:
+        lines.append(f"  {heading}")
+        lines.extend(f"    {command.name:<{width}}  {command.help}" for command in commands)
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minibert",
-        description="BERT from scratch in NumPy, every backward pass written by hand.",
-    )
-    parser.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                        help="array backend (default: $MINIBERT_BACKEND or numpy)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    for group in COMMAND_GROUPS:
-        group.register(sub)
+    """`minibert [--backend B] COMMAND ...`, every command of GROUPS."""
+    parser = argparse.ArgumentParser(prog="minibert", description=DESCRIPTION + "\n\n" + command_listing(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser, MainArgs)
+    add_commands(parser, [command for _, commands in GROUPS for command in commands],
+                 listing="one of the commands listed above")
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.backend:
-        backend.use(args.backend)
-    return int(args.func(args) or 0)
+    """Run `minibert ...` with argv (default: sys.argv[1:]); return its exit code.
+
+    A bad flag exits with code 2 and argparse's usage message; minibert's errors exit with
+    `error: <message>` and their exit code (SystemExit, see command.errors_as_messages).
+    """
+    namespace = build_parser().parse_args(argv)
+    with errors_as_messages():
+        settings = from_namespace(MainArgs, namespace)
+        if settings.backend is not None:
+            backend.use(settings.backend)
+        return run_command(namespace)

@@ -1,20 +1,26 @@
 """`minibert gradcheck`: every backward against finite differences."""
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 
 from minibert import gradcheck
-from minibert.gradcheck import run
+from minibert.cli.command import Command
 
 
-def register(subparsers):
-    p = subparsers.add_parser("gradcheck", help="check every backward pass against finite differences",
-                              description=gradcheck.__doc__, formatter_class=_raw())
-    p.add_argument("--config", default="tiny", help="preset for the whole-model check (tiny, mini, ...) or 'odd'")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-param", type=int, default=4, help="entries checked per model parameter")
-    p.set_defaults(func=lambda args: 0 if run(args.config, args.seed, args.per_param) else 1)
+@dataclass(kw_only=True)
+class GradcheckArgs:
+    config: str = field(default="tiny", metadata={
+        "help": "preset for the whole-model check (tiny, mini, ...) or 'odd'"})
+    seed: int = field(default=0, metadata={"help": "seed of the random inputs and weights"})
+    per_param: int = field(default=4, metadata={"help": "entries checked per model parameter"})
 
 
-def _raw():
-    return argparse.RawDescriptionHelpFormatter
+def run_gradcheck(args: GradcheckArgs) -> int:
+    """Print the table; exit code 1 if any check fails."""
+    return 0 if gradcheck.run(args.config, args.seed, args.per_param) else 1
+
+
+COMMANDS = (
+    Command("gradcheck", "check every backward pass against finite differences", GradcheckArgs, run_gradcheck,
+            description=gradcheck.__doc__),
+)

@@ -2,16 +2,39 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy
 
 from minibert.apps.embed import POOLINGS, Encoder, attention_maps, embed, load_encoder
 from minibert.apps.vectors import analogy, cosine_similarity, kmeans, pca, polysemy, search
-from minibert.model.config import ConfigError
-from minibert.model.io import CheckpointError
-from minibert.model.pretrained import PretrainedModelNotFound
+from minibert.cli.command import FILE_ERRORS, Command
+from minibert.errors import InputError, MinibertError
 from minibert.viz import plot_attention_grid, plot_clusters, plot_polysemy, plot_similarity
+
+__all__ = ["COMMANDS", "ModelArgs", "encoder_from_args", "read_lines"]
+
+
+# -- what every command here shares: the model, reading texts, writing files ------------------
+
+@dataclass(kw_only=True)
+class ModelArgs:
+    """The pretrained BERT a command uses and how it runs (flags listed under "model" in --help)."""
+    model: str | None = field(default=None, metadata={
+        "group": "model", "help": "model folder (config.json, model.safetensors, vocab.txt); default: the "
+                                  "bundled all-MiniLM-L6-v2"})
+    batch_size: int = field(default=32, metadata={"group": "model", "help": "texts per forward pass"})
+    max_length: int | None = field(default=None, metadata={
+        "group": "model", "help": "tokens per text (default: the model's)"})
+
+
+def encoder_from_args(args: ModelArgs) -> Encoder:
+    """The model of --model; one that cannot be loaded is bad input, reported as such."""
+    try:
+        return load_encoder(args.model)
+    except (MinibertError, *FILE_ERRORS) as err:
+        raise InputError(f"cannot load the model: {err}") from None
 
 
 def read_lines(path=None, *, what="input") -> list[str]:
@@ -21,30 +44,35 @@ def read_lines(path=None, *, what="input") -> list[str]:
     else:
         p = Path(path)
         if not p.is_file():
-            raise SystemExit(f"error: no {what} file at {p}")
+            raise InputError(f"no {what} file at {p}")
         text = p.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
     if not lines:
-        raise SystemExit(f"error: the {what} is empty: give one text per line")
+        raise InputError(f"the {what} is empty: give one text per line")
     return lines
 
 
-def add_model_arguments(p) -> None:
-    p.add_argument("--model", default=None,
-                   help="model folder (config.json, model.safetensors, vocab.txt); default: the bundled "
-                        "all-MiniLM-L6-v2")
-    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the model's)")
+def _out_path(path) -> Path:
+    """`path`, its folder created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
-def encoder_from_args(args) -> Encoder:
-    try:
-        return load_encoder(args.model)
-    except (CheckpointError, ConfigError, PretrainedModelNotFound, FileNotFoundError) as err:
-        raise SystemExit(f"error: cannot load the model: {err}") from None
+# -- embed ---------------------------------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class EmbedArgs(ModelArgs):
+    input: str | None = field(default=None, metadata={"help": "text file, one text per line (default: stdin)"})
+    out: str = field(metadata={"help": "where to write the (N, H) .npy array"})
+    pooling: str = field(default="mean", metadata={
+        "choices": POOLINGS, "help": "one vector from the token vectors: their mean, or [CLS]'s"})
+    normalize: bool = field(default=True, metadata={"help": "keep the raw pooled vectors (default: unit length)"})
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
 
 
-def _cmd_embed(args) -> int:
+def run_embed(args: EmbedArgs) -> int:
+    """Embed every line, save the (N, H) array, say what was written on stderr."""
     texts = read_lines(args.input)
     empty = sum(1 for t in texts if not t.strip())
     if empty:
@@ -53,51 +81,45 @@ def _cmd_embed(args) -> int:
     vectors = embed(texts, encoder, pooling=args.pooling, normalize=args.normalize,
                     batch_size=args.batch_size, max_length=args.max_length,
                     progress=None if args.progress else False)
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True)
+    out = _out_path(args.out)
     numpy.save(out, vectors)
     print(f"{vectors.shape[0]} texts -> {out} (shape {vectors.shape}, {vectors.dtype}, pooling {args.pooling}"
           f"{', unit length' if args.normalize else ''})", file=sys.stderr)
     return 0
 
 
-def register_embed(subparsers) -> None:
-    p = subparsers.add_parser("embed", help="texts (one per line) -> sentence vectors in a .npy file",
-                              description="Embed one text per line (stdin or --input) with a pretrained BERT "
-                                          "and save an (N, H) float32 array.")
-    p.add_argument("--input", default=None, help="text file, one text per line (default: stdin)")
-    p.add_argument("--out", required=True, help="where to write the (N, H) .npy array")
-    p.add_argument("--pooling", choices=POOLINGS, default="mean")
-    p.add_argument("--no-normalize", dest="normalize", action="store_false",
-                   help="keep the raw pooled vectors (default: unit length)")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_embed)
+# -- search, similarity, cluster -----------------------------------------------------------------
+
+@dataclass(kw_only=True)
+class SearchArgs(ModelArgs):
+    corpus: str = field(metadata={"help": "text file, one text per line"})
+    vectors: str | None = field(default=None, metadata={
+        "help": "the corpus's vectors from `minibert embed` (default: embed it now)"})
+    top_k: int = field(default=5, metadata={"help": "neighbours shown per query"})
+    query: list[str] = field(metadata={"positional": True, "nargs": "+", "help": "one or more queries"})
 
 
-def _out_path(path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def _read_vectors(path, n_lines: int) -> numpy.ndarray:
+    """The (N, H) array of `minibert embed` for a corpus of n_lines lines."""
+    try:
+        vectors = numpy.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {path} as a .npy array of vectors: {err}") from None
+    if vectors.ndim != 2 or vectors.shape[0] != n_lines:
+        raise InputError(f"{path} has shape {vectors.shape} but the corpus has {n_lines} lines: "
+                         f"embed the same file with `minibert embed`")
+    return vectors
 
 
-def _cmd_search(args) -> int:
-
+def run_search(args: SearchArgs) -> int:
+    """The top-k lines of the corpus for each query, by cosine similarity."""
     corpus = read_lines(args.corpus, what="corpus")
-    if args.vectors:
-        try:
-            vectors = numpy.load(args.vectors, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"error: cannot read {args.vectors} as a .npy array of vectors: {err}") from None
-        if vectors.ndim != 2 or vectors.shape[0] != len(corpus):
-            raise SystemExit(f"error: {args.vectors} has shape {vectors.shape} but the corpus has "
-                             f"{len(corpus)} lines: embed the same file with `minibert embed`")
+    vectors = _read_vectors(args.vectors, len(corpus)) if args.vectors else None
     encoder = encoder_from_args(args)
-    if not args.vectors:
+    if vectors is None:
         vectors = embed(corpus, encoder, batch_size=args.batch_size, max_length=args.max_length)
     if vectors.shape[1] != encoder.hidden_size:
-        raise SystemExit(f"error: {args.vectors} holds {vectors.shape[1]}-d vectors but the model makes "
+        raise InputError(f"{args.vectors} holds {vectors.shape[1]}-d vectors but the model makes "
                          f"{encoder.hidden_size}-d ones")
     queries = embed(args.query, encoder, max_length=args.max_length)
     top, scores = search(queries, vectors, args.top_k)
@@ -108,11 +130,19 @@ def _cmd_search(args) -> int:
     return 0
 
 
-def _cmd_similarity(args) -> int:
+@dataclass(kw_only=True)
+class SimilarityArgs(ModelArgs):
+    texts: list[str] = field(metadata={"positional": True, "nargs": "*",
+                                       "help": "texts to compare (default: lines of --input)"})
+    input: str | None = field(default=None, metadata={"help": "text file, one text per line"})
+    plot: str | None = field(default=None, metadata={"help": "write the heatmap to this PNG"})
 
+
+def run_similarity(args: SimilarityArgs) -> int:
+    """The matrix of cosine similarities between the texts (and its heatmap with --plot)."""
     texts = args.texts or read_lines(args.input)
     if len(texts) < 2:
-        raise SystemExit("error: give at least two texts to compare")
+        raise InputError("give at least two texts to compare")
     vectors = embed(texts, encoder_from_args(args), batch_size=args.batch_size, max_length=args.max_length)
     sim = cosine_similarity(vectors)
     width = max(len(str(i)) for i in range(len(texts))) + 1
@@ -125,11 +155,20 @@ def _cmd_similarity(args) -> int:
     return 0
 
 
-def _cmd_cluster(args) -> int:
+@dataclass(kw_only=True)
+class ClusterArgs(ModelArgs):
+    corpus: str = field(metadata={"help": "text file, one text per line"})
+    k: int = field(default=2, metadata={"flags": ("-k",), "help": "number of clusters"})
+    seed: int = field(default=0, metadata={"help": "seed of the k-means++ starts"})
+    out: str | None = field(default=None, metadata={"help": "write one cluster label per line"})
+    plot: str | None = field(default=None, metadata={"help": "write the PCA scatter to this PNG"})
 
+
+def run_cluster(args: ClusterArgs) -> int:
+    """k-means of the texts' vectors: each cluster's size and the texts nearest its centre."""
     texts = read_lines(args.corpus, what="corpus")
     if args.k > len(texts):
-        raise SystemExit(f"error: -k {args.k} is more than the {len(texts)} texts")
+        raise InputError(f"-k {args.k} is more than the {len(texts)} texts")
     vectors = embed(texts, encoder_from_args(args), batch_size=args.batch_size, max_length=args.max_length)
     result = kmeans(vectors, args.k, seed=args.seed)
     for j in range(args.k):
@@ -148,20 +187,33 @@ def _cmd_cluster(args) -> int:
     return 0
 
 
-def _cmd_polysemy(args) -> int:
+# -- polysemy, analogy, attention ----------------------------------------------------------------
 
-    groups = None
-    if args.sense:
-        groups = {}
-        for spec in args.sense:
-            name, _, path = spec.partition("=")
-            if not path:
-                raise SystemExit(f"error: --sense takes NAME=FILE (one sentence per line), got {spec!r}")
-            groups[name] = [line for line in read_lines(path, what=f"sense {name!r}") if line.strip()]
-    try:
-        result = polysemy(args.word, groups, encoder_from_args(args))
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+@dataclass(kw_only=True)
+class PolysemyArgs(ModelArgs):
+    word: str = field(default="bank", metadata={"help": "the word whose vectors are compared"})
+    sense: list[str] | None = field(default=None, metadata={
+        "action": "append",
+        "help": "NAME=FILE: sentences of one sense (repeat; default: the built-in river/money 'bank' set)"})
+    plot: str | None = field(default=None, metadata={"help": "write the within/across cosine plot to this PNG"})
+
+
+def _sense_groups(specs) -> dict[str, list[str]] | None:
+    """{sense name: its sentences} from the --sense NAME=FILE options (None: the built-in set)."""
+    if not specs:
+        return None
+    groups = {}
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise InputError(f"--sense takes NAME=FILE (one sentence per line), got {spec!r}")
+        groups[name] = [line for line in read_lines(path, what=f"sense {name!r}") if line.strip()]
+    return groups
+
+
+def run_polysemy(args: PolysemyArgs) -> int:
+    """Mean cosine of the word's vectors within a sense and across senses."""
+    result = polysemy(args.word, _sense_groups(args.sense), encoder_from_args(args))
     print(f"'{result['word']}' in {len(result['senses'])} sentences: mean cosine within a sense "
           f"{result['within']:.3f}, across senses {result['across']:.3f}")
     if args.plot:
@@ -170,83 +222,57 @@ def _cmd_polysemy(args) -> int:
     return 0
 
 
-def _cmd_analogy(args) -> int:
+@dataclass(kw_only=True)
+class AnalogyArgs(ModelArgs):
+    positive: list[str] = field(metadata={"positional": True, "nargs": "+",
+                                          "help": "words added (e.g. king woman)"})
+    negative: list[str] | None = field(default=None, metadata={
+        "flags": ("--minus",), "action": "append", "help": "a word subtracted (e.g. --minus man)"})
+    top_k: int = field(default=10, metadata={"help": "nearest tokens shown"})
+    expect: str | None = field(default=None, metadata={"help": "also print the rank of this token"})
 
-    try:
-        result = analogy(args.positive, args.negative or (), encoder_from_args(args), top_k=args.top_k)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+
+def run_analogy(args: AnalogyArgs) -> int:
+    """The tokens nearest positive - negative on the input embeddings (and the rank of --expect)."""
+    result = analogy(args.positive, args.negative or (), encoder_from_args(args), top_k=args.top_k)
     print(result.query + " =")
     for rank, (token, score) in enumerate(result.top, 1):
         print(f"  {rank:2d}. {token:15s} {score:.3f}")
     if args.expect:
         try:
-            print(f"rank of {args.expect!r}: {result.rank(args.expect)} of {len(result.ranks)}")
+            rank = result.rank(args.expect)
         except KeyError as err:
-            raise SystemExit(f"error: {err}") from None
+            raise InputError(f"--expect: {err.args[0]}") from None
+        print(f"rank of {args.expect!r}: {rank} of {len(result.ranks)}")
     return 0
 
 
-def _cmd_attention(args) -> int:
+@dataclass(kw_only=True)
+class AttentionArgs(ModelArgs):
+    text: str = field(metadata={"positional": True, "help": "the text whose attention is drawn"})
+    plot: str = field(default="attention.png", metadata={"help": "the grid PNG"})
+    dpi: int = field(default=80, metadata={"help": "resolution of the PNG"})
 
+
+def run_attention(args: AttentionArgs) -> int:
+    """Draw every layer's and head's attention over the text's tokens in one grid."""
     tokens, probs = attention_maps(args.text, encoder_from_args(args))
-    fig = plot_attention_grid(probs, tokens, title=f"attention of every layer (rows) and head (columns): {args.text}")
+    title = f"attention of every layer (rows) and head (columns): {args.text}"
+    fig = plot_attention_grid(probs, tokens, title=title)
     fig.savefig(_out_path(args.plot), dpi=args.dpi)
     print(f"{probs.shape[0]} layers x {probs.shape[1]} heads over {len(tokens)} tokens -> {args.plot}")
     return 0
 
 
-def register_vectors(subparsers) -> None:
-
-    p = subparsers.add_parser("search", help="nearest neighbours of a query in a corpus (one text per line)")
-    p.add_argument("--corpus", required=True, help="text file, one text per line")
-    p.add_argument("--vectors", help="the corpus's vectors from `minibert embed` (default: embed it now)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("query", nargs="+", help="one or more queries")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_search)
-
-    p = subparsers.add_parser("similarity", help="cosine similarity matrix of texts, and its heatmap")
-    p.add_argument("texts", nargs="*", help="texts to compare (default: lines of --input)")
-    p.add_argument("--input", help="text file, one text per line")
-    p.add_argument("--plot", help="write the heatmap to this PNG")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_similarity)
-
-    p = subparsers.add_parser("cluster", help="k-means (k-means++ starts) of texts, with a PCA scatter")
-    p.add_argument("--corpus", required=True, help="text file, one text per line")
-    p.add_argument("-k", type=int, default=2, help="number of clusters")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write one cluster label per line")
-    p.add_argument("--plot", help="write the PCA scatter to this PNG")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_cluster)
-
-    p = subparsers.add_parser("polysemy", help="one word's contextual vectors in different senses")
-    p.add_argument("--word", default="bank")
-    p.add_argument("--sense", action="append",
-                   help="NAME=FILE: sentences of one sense (repeat; default: the built-in river/money 'bank' set)")
-    p.add_argument("--plot", help="write the within/across cosine plot to this PNG")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_polysemy)
-
-    p = subparsers.add_parser("analogy", help="king - man + woman on the input word embeddings")
-    p.add_argument("positive", nargs="+", help="words added (e.g. king woman)")
-    p.add_argument("--minus", dest="negative", action="append", help="a word subtracted (e.g. --minus man)")
-    p.add_argument("--top-k", type=int, default=10)
-    p.add_argument("--expect", help="also print the rank of this token")
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_analogy)
-
-    p = subparsers.add_parser("attention", help="attention maps of every layer and head for one text (grid PNG)")
-    p.add_argument("text")
-    p.add_argument("--plot", default="attention.png")
-    p.add_argument("--dpi", type=int, default=80)
-    add_model_arguments(p)
-    p.set_defaults(func=_cmd_attention)
-
-
-
-def register(subparsers) -> None:
-    register_embed(subparsers)
-    register_vectors(subparsers)
+COMMANDS = (
+    Command("embed", "texts (one per line) -> sentence vectors in a .npy file", EmbedArgs, run_embed,
+            description="Embed one text per line (stdin or --input) with a pretrained BERT and save an (N, H)\n"
+                        "float32 array."),
+    Command("search", "nearest neighbours of a query in a corpus (one text per line)", SearchArgs, run_search),
+    Command("similarity", "cosine similarity matrix of texts, and its heatmap", SimilarityArgs, run_similarity),
+    Command("cluster", "k-means (k-means++ starts) of texts, with a PCA scatter", ClusterArgs, run_cluster),
+    Command("polysemy", "one word's contextual vectors in different senses", PolysemyArgs, run_polysemy),
+    Command("analogy", "king - man + woman on the input word embeddings", AnalogyArgs, run_analogy),
+    Command("attention", "attention maps of every layer and head for one text (grid PNG)", AttentionArgs,
+            run_attention),
+)

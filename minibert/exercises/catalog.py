@@ -1,6 +1,7 @@
 """The twelve exercises in learning-path order, and finding one by name or number."""
 from __future__ import annotations
 
+from minibert.errors import InputError
 from minibert.exercises import (ex01_wordpiece, ex02_linear, ex03_embedding, ex04_layer_norm, ex05_gelu,
                                 ex06_softmax, ex07_attention, ex08_heads, ex09_cross_entropy, ex10_masking,
                                 ex11_nsp, ex12_adamw)
@@ -11,6 +12,13 @@ EXERCISES: tuple[Exercise, ...] = tuple(m.EXERCISE for m in (
     ex08_heads, ex09_cross_entropy, ex10_masking, ex11_nsp, ex12_adamw))
 
 
+class UnknownExerciseError(InputError, KeyError):
+    """No exercise has that name or number: bad input, and a KeyError as any failed look-up in a table."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])        # KeyError's own str() would show the message in quotes
+
+
 def get(name) -> Exercise:
     """An exercise by name ("layer_norm"), number (3, "3", "03") or file stem ("03_layer_norm")."""
     if isinstance(name, Exercise):
@@ -19,5 +27,5 @@ def get(name) -> Exercise:
     for ex in EXERCISES:
         if key in (ex.name, ex.stem, str(ex.number), f"{ex.number:02d}"):
             return ex
-    raise KeyError(f"no exercise {name!r}; choose one of: {', '.join(ex.name for ex in EXERCISES)} "
-                   f"(or a number 1-{len(EXERCISES)})")
+    raise UnknownExerciseError(f"no exercise {name!r}; choose one of: {', '.join(ex.name for ex in EXERCISES)}"
+                               f" (or a number 1-{len(EXERCISES)})")

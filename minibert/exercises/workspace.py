@@ -19,6 +19,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from minibert.errors import MinibertError
 from minibert.exercises.base import DEFAULT_TIMEOUT_S, CheckResult, ExerciseResult
 from minibert.exercises.catalog import EXERCISES, get
 from minibert.exercises.notebook import exercise_notebook
@@ -29,7 +30,7 @@ __all__ = ["start", "load_student", "grade", "check_workspace", "grade_reference
 _counter = itertools.count()
 
 
-class StudentFileError(Exception):
+class StudentFileError(MinibertError):
     """The learner's file is missing or does not import; the message says which and where."""
 
 

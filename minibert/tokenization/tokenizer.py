@@ -33,9 +33,10 @@ import os
 import re
 from pathlib import Path
 
+from minibert.errors import InputError
 from minibert.tokenization.basic import BasicTokenizer, CleanTable
 from minibert.tokenization.encoding import TRUNCATION_STRATEGIES, build_model_input, pad_to, truncate
-from minibert.tokenization.vocab import VOCAB_FILE, check_special_tokens, load_vocab, save_vocab
+from minibert.tokenization.vocab import VOCAB_FILE, VocabularyError, check_special_tokens, load_vocab, save_vocab
 from minibert.tokenization.wordpiece import WordpieceTokenizer
 
 __all__ = ["BertTokenizer", "CONFIG_FILE"]
@@ -363,7 +364,7 @@ class BertTokenizer:
     def _resolve_padding_truncation(self, padding, truncation, max_length):
         """Hugging Face's rules turning the call's arguments into (padding, strategy, max_length)."""
         if max_length is not None and (not _is_int(max_length) or max_length < 0):
-            raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
+            raise InputError(f"max_length must be a non-negative integer, got {max_length!r}")
         # HF backward compatibility: a max_length alone means "truncate to it".
         if truncation is None:
             truncation = "longest_first" if max_length is not None and padding is False else False
@@ -393,7 +394,7 @@ class BertTokenizer:
             if max_length < n_special:
                 # Deviation noted: HF returns the special tokens alone, longer
                 # than max_length; we say why that cannot work.
-                raise ValueError(f"max_length={max_length} leaves no room: {n_special} positions "
+                raise InputError(f"max_length={max_length} leaves no room: {n_special} positions "
                                  f"are needed for the special tokens alone")
             ids_a, ids_b = truncate(ids_a, ids_b, max_length - n_special, strategy)
             if with_offsets:  # truncation only ever cuts the ends: cut the offsets alike
@@ -465,9 +466,9 @@ def _read_config(path: Path) -> dict:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+        raise VocabularyError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path} should hold a JSON object, got {type(config).__name__}")
+        raise VocabularyError(f"{path} should hold a JSON object, got {type(config).__name__}")
     settings = {}
     for key in _CONFIG_KEYS:
         value = config.get(key)

@@ -15,9 +15,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["VOCAB_FILE", "load_vocab", "save_vocab", "check_special_tokens", "resolve_vocab_file"]
+from minibert.errors import InputError
+
+__all__ = ["VOCAB_FILE", "VocabularyError", "load_vocab", "save_vocab", "check_special_tokens",
+           "resolve_vocab_file"]
 
 VOCAB_FILE = "vocab.txt"
+
+
+class VocabularyError(InputError):
+    """A vocab.txt (or tokenizer_config.json) that cannot be a BERT vocabulary; the message names the file."""
 
 
 def resolve_vocab_file(path) -> Path:
@@ -51,20 +58,20 @@ def load_vocab(path) -> list[str]:
         with open(path, encoding="utf-8") as f:  # text mode: \r\n and \r become \n
             text = f.read()
     except UnicodeDecodeError as error:
-        raise ValueError(
+        raise VocabularyError(
             f"vocabulary file {path} is not valid UTF-8 (byte {error.start}: {error.reason})"
         ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line does not start a new token
     if not lines:
-        raise ValueError(f"vocabulary file {path} is empty")
+        raise VocabularyError(f"vocabulary file {path} is empty")
     first_line_of = {}
     for line_number, token in enumerate(lines, start=1):
         if token == "":
-            raise ValueError(f"vocabulary file {path}: line {line_number} is empty")
+            raise VocabularyError(f"vocabulary file {path}: line {line_number} is empty")
         if token in first_line_of:
-            raise ValueError(
+            raise VocabularyError(
                 f"vocabulary file {path}: duplicate token {token!r} "
                 f"on lines {first_line_of[token]} and {line_number}"
             )
@@ -73,11 +80,11 @@ def load_vocab(path) -> list[str]:
 
 
 def check_special_tokens(tokens, special_tokens, where: str = "the vocabulary") -> None:
-    """Raise ValueError naming every special token missing from `tokens`."""
+    """Raise VocabularyError (a ValueError) naming every special token missing from `tokens`."""
     present = set(tokens)
     missing = [t for t in special_tokens if t not in present]
     if missing:
-        raise ValueError(
+        raise VocabularyError(
             f"{where} lacks the special token(s) {', '.join(missing)}; BERT needs all of "
             f"{', '.join(special_tokens)} (add them as lines of the vocab.txt, usually first)"
         )

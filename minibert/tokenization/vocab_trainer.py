@@ -43,6 +43,7 @@ import heapq
 from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
+from minibert.errors import InputError
 from minibert.tokenization.basic import BasicTokenizer, CleanTable
 from minibert.tokenization.wordpiece import CONTINUATION_PREFIX
 
@@ -115,7 +116,7 @@ def initial_alphabet(word_counts) -> list[str]:
 def _initial_vocab(word_counts, vocab_size, special_tokens) -> list[str]:
     vocab = list(special_tokens) + [t for t in initial_alphabet(word_counts) if t not in special_tokens]
     if vocab_size < len(vocab):
-        raise ValueError(
+        raise InputError(
             f"vocab_size={vocab_size} is too small: the {len(special_tokens)} special tokens and the "
             f"{len(vocab) - len(special_tokens)} single characters (with and without ##) of this "
             f"corpus already make {len(vocab)}")
@@ -332,7 +333,7 @@ def train_vocab(lines, vocab_size: int, do_lower_case: bool = True, strip_accent
                          tokenize_chinese_chars=tokenize_chinese_chars,
                          special_tokens=special_tokens, show_progress=show_progress)
     if not counts:
-        raise ValueError("the corpus has no words to learn from (is it empty?)")
+        raise InputError("the corpus has no words to learn from (is it empty?)")
     return learn_vocab(counts, vocab_size, special_tokens=special_tokens, show_progress=show_progress, score=score)
 
 

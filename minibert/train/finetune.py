@@ -26,7 +26,7 @@ Legend: B batch, T tokens, C labels.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy
@@ -34,11 +34,12 @@ from tqdm import tqdm
 
 from minibert import backend
 from minibert.data.batches import consecutive_batches, epoch_batches
+from minibert.errors import MinibertError
 from minibert.model.io import read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
 from minibert.train.amp import LossScaler
-from minibert.train.finetune_tasks import get_task
+from minibert.train.finetune_tasks import TASK_NAMES, get_task
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
@@ -48,36 +49,53 @@ MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 @dataclass
 class FinetuneArgs:
-    task: str                              # sst2 | rte | qnli | wnut17 | squad
-    train: str                             # training file
-    dev: str                               # dev file (evaluated every epoch)
-    model: str | None = None               # folder with config.json, vocab.txt, model.safetensors; None: MiniLM
-    epochs: int = 3
-    lr: float = 3e-5                       # small: the encoder is already trained (BERT paper: 2e-5 .. 5e-5)
-    batch_size: int = 32
-    max_seq_len: int | None = None         # None: the task's default (128; 384 for squad)
-    train_limit: int | None = None         # use only the first N training examples
-    dev_limit: int | None = None           # evaluate on the first N dev examples only
-    doc_stride: int = 128                  # squad: context pieces shared by consecutive windows
-    split_articles: int | None = None      # squad: train on the first N articles of --train, evaluate on the
-                                           # rest of --dev (XQuAD: one file, 38 articles train, 10 dev)
-    warmup: float = 0.1                    # fraction of the steps
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    accumulate: int = 1                    # micro-batches per step (batch_size must divide by it)
-    freeze_embeddings: bool = False
-    freeze_layers: int = 0                 # the embeddings and the first K encoder layers: no update, no backward
-    fp16: bool = False                     # float16 matmuls + dynamic loss scaling (minibert/train/amp.py)
-    eval_every: int = 0                    # steps between dev evaluations; 0: once per epoch
-    patience: int | None = None            # stop after this many evaluations without a better dev metric
-    dropout: float | None = None           # override the classifier dropout (None: the config's)
-    seed: int = 42
-    dtype: str = "float32"
-    out: str = "runs/finetune"
-    progress: bool = True
+    """The settings of a fine-tuning run (saved as run.json); each field is a flag of `minibert finetune`."""
+    task: str = field(metadata={"choices": TASK_NAMES, "help": "the task: GLUE (sst2, rte, qnli), NER (wnut17) "
+                                                               "or question answering (squad)"})
+    train: str = field(metadata={"help": "training file (GLUE TSV, CoNLL, SQuAD JSON)"})
+    dev: str = field(metadata={"help": "dev file, evaluated every epoch"})
+    model: str | None = field(default=None, metadata={
+        "help": "folder with config.json, vocab.txt, model.safetensors (default: the packaged all-MiniLM-L6-v2)"})
+    epochs: int = field(default=3, metadata={"help": "passes over the training set"})
+    lr: float = field(default=3e-5, metadata={
+        "help": "peak learning rate (after 10% warm-up, linear decay to 0); small, as the encoder is already "
+                "trained (BERT paper: 2e-5 .. 5e-5)"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per optimizer step"})
+    max_seq_len: int | None = field(default=None, metadata={
+        "help": "tokens per sequence (default: the task's, 128; 384 for squad)"})
+    train_limit: int | None = field(default=None, metadata={"help": "use the first N training examples only"})
+    dev_limit: int | None = field(default=None, metadata={"help": "evaluate on the first N dev examples only"})
+    doc_stride: int = field(default=128, metadata={
+        "help": "squad: context pieces shared by consecutive windows"})
+    split_articles: int | None = field(default=None, metadata={
+        "help": "squad: train on the first N articles of --train, evaluate on the others of --dev "
+                "(XQuAD: one file, 38 articles train, 10 dev)"})
+    warmup: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up"})
+    weight_decay: float = field(default=0.01, metadata={
+        "help": "AdamW weight decay (not on biases and LayerNorm)"})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "help": "clip the gradients' global norm (0: no clipping)"})
+    accumulate: int = field(default=1, metadata={
+        "help": "micro-batches per step (gradient accumulation; --batch-size must divide by it)"})
+    freeze_embeddings: bool = field(default=False, metadata={"help": "freeze the embeddings"})
+    freeze_layers: int = field(default=0, metadata={
+        "help": "freeze the embeddings and the first K encoder layers (no update, no backward)"})
+    fp16: bool = field(default=False, metadata={
+        "help": "float16 matmuls with dynamic loss scaling (emulated on NumPy, real on CuPy; "
+                "minibert/train/amp.py)"})
+    eval_every: int = field(default=0, metadata={
+        "help": "steps between dev evaluations (default: 0, once per epoch)"})
+    patience: int | None = field(default=None, metadata={
+        "help": "early stopping: evaluations without a better dev metric (default: no early stopping)"})
+    dropout: float | None = field(default=None, metadata={"help": "classifier dropout (default: the config's)"})
+    seed: int = field(default=42, metadata={"help": "seed of the data order, the new head and dropout"})
+    dtype: str = field(default="float32", metadata={
+        "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
+    out: str = field(default="runs/finetune", metadata={"help": "run folder"})
+    progress: bool = field(default=True, metadata={"help": "no progress bars"})
 
 
-class FinetuneError(RuntimeError):
+class FinetuneError(MinibertError, RuntimeError):
     """A problem with the inputs of a fine-tuning run, said plainly."""
 
 
@@ -143,6 +161,9 @@ def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
         stream(f"weights of {model_dir} not used by {type(model).__name__}: {', '.join(info['unexpected_keys'][:6])}"
                f"{' ...' if len(info['unexpected_keys']) > 6 else ''}")
     model.train()
+    if not 0 <= args.freeze_layers <= model.config.num_hidden_layers:
+        raise FinetuneError(f"--freeze-layers {args.freeze_layers}: the model has "
+                            f"{model.config.num_hidden_layers} encoder layers")
     if args.freeze_embeddings or args.freeze_layers:
         # bottom-up: freezing layers 0..K-1 freezes the embeddings below them too, so the backward
         # can stop at layer K (nothing below it needs a gradient)

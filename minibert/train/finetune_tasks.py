@@ -24,6 +24,7 @@ from minibert.data.tasks.glue import GLUE_TASKS, SequenceExample, encode_glue, r
 from minibert.data.tasks.metrics import accuracy, confusion_matrix, ner_scores, squad_scores
 from minibert.data.tasks.ner import WNUT17, TokenExample, encode_ner, read_conll, word_predictions
 from minibert.data.tasks.squad import QAExample, encode_squad, postprocess_qa_predictions, read_squad, references
+from minibert.errors import InputError
 from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
                                   BertForTokenClassification)
 from minibert.ops.losses import IGNORE_INDEX
@@ -139,8 +140,8 @@ class SequenceTask(_LabelledTask):
         lines = []
         for text in inputs:
             if len(text) != (2 if self.spec.is_pair else 1):
-                raise ValueError(f"{self.name} takes {'a pair of texts (use --pair or TAB)' if self.spec.is_pair else 'one text'}, "
-                                 f"got {len(text)}")
+                wanted = "a pair of texts (use --pair or TAB)" if self.spec.is_pair else "one text"
+                raise InputError(f"{self.name} takes {wanted}, got {len(text)}")
             ex = SequenceExample(0, text[0], text[1] if len(text) == 2 else None, 0, 0)
             b = encode_glue([ex], tokenizer, self.max_seq_len).batch([0])
             probs = _softmax(to_host(self.infer(model, b)["logits"]))[0]

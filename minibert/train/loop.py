@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy
 from tqdm import tqdm
 
+from minibert.errors import InputError
 from minibert.model.io import assign_params
 from minibert.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from minibert.train.step import NonFiniteLossError, count_totals, loss_weights, train_step
@@ -49,7 +50,7 @@ def read_jsonl(path) -> list[dict]:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             if n != len(lines) - 1:
-                raise ValueError(f"{path}: line {n + 1} is not valid JSON") from None
+                raise InputError(f"{path}: line {n + 1} is not valid JSON") from None
     return rows
 
 

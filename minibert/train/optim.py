@@ -20,6 +20,7 @@ import math
 
 from minibert.backend import get_xp
 from minibert.backend.blocks import for_blocks
+from minibert.errors import InputError
 
 
 def decays(name: str) -> bool:
@@ -88,7 +89,7 @@ class AdamW:
         if variant not in ("torch", "google"):
             raise ValueError(f"unknown AdamW variant {variant!r}; use 'torch' or 'google'")
         if lr < 0 or weight_decay < 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"invalid AdamW hyper-parameters lr={lr}, betas={betas}, weight_decay={weight_decay}")
+            raise InputError(f"invalid AdamW hyper-parameters lr={lr}, betas={betas}, weight_decay={weight_decay}")
         self.params = params
         self.lr = lr
         self.beta1, self.beta2 = betas

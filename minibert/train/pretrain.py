@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+from dataclasses import field
 from pathlib import Path
 
 from minibert import backend
@@ -32,6 +33,7 @@ from minibert.data.batches import step_rows
 from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
                                        load_features, read_corpus, read_gutenberg, save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
+from minibert.errors import MinibertError
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.model.io import read_json, save_arrays, write_json
@@ -46,38 +48,51 @@ from minibert.train.step import count_totals, loss_weights, train_step
 
 @dataclasses.dataclass
 class PretrainArgs:
-    corpus: str | None = None           # None: the standard library's docstrings
-    eval_corpus: str | None = None      # None: held-out documents of the corpus (or Gutenberg's held-out books)
-    config: str = "tiny"                # preset name or a config.json path
-    vocab: str | None = None            # folder with vocab.txt (or the file); None: learn one
-    vocab_size: int = 8000              # size of the learned vocabulary
-    vocab_score: str = "frequency"      # merge rule of the learned vocabulary (see vocab_trainer)
-    steps: int = 300
-    batch_size: int = 32
-    seq_len: int = 128
-    max_predictions: int = 20
-    dupe_factor: int = 2
-    eval_dupe_factor: int = 1           # masked versions of the held-out documents (more: a steadier estimate)
-    short_seq_prob: float = 0.1
-    whole_word_mask: bool = False
-    lr: float = 5e-4
-    warmup: float = 0.1                 # fraction of the steps
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    optimizer: str = "torch"            # AdamW variant: "torch" (bias-corrected) or "google"
-    accumulate: int = 1                 # micro-batches per step (batch_size must divide by it)
-    heldout_fraction: float = 0.05
-    eval_every: int = 100
-    eval_batches: int = 20
-    checkpoint_every: int = 100
-    keep: int = 3
-    seed: int = 12345
-    dtype: str = "float32"
-    out: str = "runs/pretrain"
-    progress: bool = True
+    """The settings of a pretraining run (saved as run.json); each field is a flag of `minibert pretrain`."""
+    corpus: str | None = field(default=None, metadata={
+        "help": "text file, WikiText raw file, or folder of Gutenberg books "
+                "(default: the Python standard library's docstrings)"})
+    eval_corpus: str | None = field(default=None, metadata={
+        "help": "held-out text (default: held-out documents of the corpus, or Gutenberg's held-out books)"})
+    config: str = field(default="tiny", metadata={"help": f"preset ({', '.join(PRESETS)}) or a config.json path"})
+    vocab: str | None = field(default=None, metadata={
+        "help": "folder with vocab.txt, or the file (default: learn a vocabulary on the corpus)"})
+    vocab_size: int = field(default=8000, metadata={"help": "size of the learned vocabulary"})
+    vocab_score: str = field(default="frequency", metadata={
+        "choices": ["frequency", "likelihood"],
+        "help": "merge rule of the learned vocabulary: the most frequent pair (default; frequent words "
+                "become whole tokens) or WordPiece's likelihood score (see vocab_trainer)"})
+    steps: int = field(default=300, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
+    seq_len: int = field(default=128, metadata={"help": "max_seq_length of the instances"})
+    max_predictions: int = field(default=20, metadata={"help": "max masked positions per sequence"})
+    dupe_factor: int = field(default=2, metadata={"help": "masked copies of the corpus"})
+    eval_dupe_factor: int = field(default=1, metadata={
+        "help": "masked versions of the held-out documents (more: a steadier estimate)"})
+    short_seq_prob: float = field(default=0.1, metadata={
+        "help": "share of instances with a shorter target length"})
+    whole_word_mask: bool = field(default=False, metadata={"help": "mask whole words"})
+    lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
+    warmup: float = field(default=0.1, metadata={"help": "warm-up fraction of the steps"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the global gradient norm (0: off)"})
+    optimizer: str = field(default="torch", metadata={
+        "choices": ["torch", "google"], "help": "AdamW with bias correction (torch) or Google's BERT variant"})
+    accumulate: int = field(default=1, metadata={
+        "help": "micro-batches per step (gradient accumulation; --batch-size must divide by it)"})
+    heldout_fraction: float = field(default=0.05, metadata={"help": "share of documents held out for evaluation"})
+    eval_every: int = field(default=100, metadata={"help": "steps between held-out evaluations"})
+    eval_batches: int = field(default=20, metadata={"help": "batches per evaluation"})
+    checkpoint_every: int = field(default=100, metadata={"help": "steps between checkpoints"})
+    keep: int = field(default=3, metadata={"help": "checkpoints kept"})
+    seed: int = field(default=12345, metadata={"help": "seed of data, init and dropout"})
+    dtype: str = field(default="float32", metadata={
+        "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
+    out: str = field(default="runs/pretrain", metadata={"help": "run folder"})
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
 
 
-class PretrainError(RuntimeError):
+class PretrainError(MinibertError, RuntimeError):
     """A problem with the inputs of a pretraining run, said plainly."""
 
 

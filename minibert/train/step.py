@@ -35,12 +35,15 @@ from __future__ import annotations
 import math
 
 from minibert import backend
+from minibert.errors import MinibertError
 from minibert.train.amp import autocast
 from minibert.train.optim import clip_grad_norm
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf; the message names the step."""
+class NonFiniteLossError(MinibertError, FloatingPointError):
+    """The loss became NaN or inf; the message names the step. Exit code 3 on the command line."""
+
+    exit_code = 3
 
 
 def loss_weights(counts: list[tuple[int, ...]]) -> list[tuple[float, ...]]:

@@ -418,7 +418,7 @@ def test_every_exercise_notebook_runs_blank_and_solved(tmp_path, capsys):
         assert "not implemented yet" in out and "Traceback" not in out, out
         solve(tmp_path, ex)
         out = run_notebook_in_process(path, capsys)
-        assert f"=> PASS: all" in out, out
+        assert "=> PASS: all" in out, out
 
 
 def test_an_exercise_notebook_runs_in_a_real_kernel(tmp_path):

@@ -8,7 +8,6 @@ not run; clear errors.
 """
 from __future__ import annotations
 
-import logging
 import warnings
 
 import numpy as np

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from minibert.data.pretraining.masking import CLS, MASK, SEP, create_masked_lm_predictions
 from minibert.data.pretraining.readers import EmptyCorpusError
+from minibert.errors import InputError
 
 __all__ = [
     "SkippedDocumentsWarning", "TokenizedCorpus", "TrainingInstance", "check_vocab",
@@ -108,10 +109,10 @@ class TokenizedCorpus:
 # -- vocabulary -----------------------------------------------------------------
 
 def check_vocab(vocab, required=REQUIRED_TOKENS, where: str = "the tokenizer's vocabulary") -> None:
-    """Raise ValueError naming each of [CLS], [SEP], [MASK] missing from `vocab`."""
+    """Raise InputError (a ValueError) naming each of [CLS], [SEP], [MASK] missing from `vocab`."""
     missing = [t for t in required if t not in vocab]
     if missing:
-        raise ValueError(f"{where} lacks {', '.join(missing)}: pretraining data needs "
+        raise InputError(f"{where} lacks {', '.join(missing)}: pretraining data needs "
                          f"{', '.join(required)} (a BERT vocab.txt has them near the top)")
 
 
@@ -288,15 +289,15 @@ def create_instances_from_document(all_documents, document_index: int, max_seq_l
 def _check_parameters(max_seq_length, dupe_factor, short_seq_prob, masked_lm_prob,
                       max_predictions_per_seq) -> None:
     if max_seq_length < 5:
-        raise ValueError(f"max_seq_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
+        raise InputError(f"max_seq_length must be at least 5 ([CLS] a [SEP] b [SEP]), got {max_seq_length}")
     if dupe_factor < 1:
-        raise ValueError(f"dupe_factor must be at least 1, got {dupe_factor}")
+        raise InputError(f"dupe_factor must be at least 1, got {dupe_factor}")
     if not 0.0 <= short_seq_prob <= 1.0:
-        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+        raise InputError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
     if not 0.0 < masked_lm_prob < 1.0:
-        raise ValueError(f"masked_lm_prob must be in (0, 1), got {masked_lm_prob}")
+        raise InputError(f"masked_lm_prob must be in (0, 1), got {masked_lm_prob}")
     if max_predictions_per_seq < 1:
-        raise ValueError(f"max_predictions_per_seq must be at least 1, got {max_predictions_per_seq}")
+        raise InputError(f"max_predictions_per_seq must be at least 1, got {max_predictions_per_seq}")
 
 
 def _as_rng(seed) -> random.Random:

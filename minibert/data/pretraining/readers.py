@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 from minibert.data.pretraining.sentences import split_sentences
+from minibert.errors import InputError
 
 __all__ = [
     "EmptyCorpusError", "GUTENBERG_BOOKS", "GUTENBERG_HELD_OUT", "read_corpus",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 
-class EmptyCorpusError(ValueError):
+class EmptyCorpusError(InputError):
     """The corpus exists but holds no usable text."""
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minibert.errors import InputError
+
 __all__ = ["DataFormatError", "EmptyFileError", "read_lines"]
 
 
-class DataFormatError(ValueError):
+class DataFormatError(InputError):
     """A task file does not have the expected layout; the message names the file and line."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from minibert.data.tasks.batching import Encoded
 from minibert.data.tasks.files import DataFormatError, EmptyFileError, read_lines
 from minibert.data.tasks.spec import TaskSpec
+from minibert.errors import InputError
 from minibert.tokenization.encoding import build_model_input, truncate
 
 __all__ = ["GLUE_TASKS", "SequenceExample", "encode_glue", "read_glue"]
@@ -142,7 +143,7 @@ def encode_glue(examples: list[SequenceExample], tokenizer, max_seq_length: int 
     """
     n_special = 3 if examples and examples[0].text_b is not None else 2
     if max_seq_length <= n_special:
-        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text after the "
+        raise InputError(f"max_seq_length={max_seq_length} leaves no room for text after the "
                          f"{n_special} special tokens")
     ids_a = tokenizer([e.text_a for e in examples], add_special_tokens=False)["input_ids"] if examples else []
     if n_special == 3:

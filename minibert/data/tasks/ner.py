@@ -32,6 +32,7 @@ from minibert.backend import to_host
 from minibert.data.tasks.batching import IGNORE_INDEX, Encoded
 from minibert.data.tasks.files import DataFormatError, EmptyFileError, read_lines
 from minibert.data.tasks.spec import TaskSpec
+from minibert.errors import InputError
 
 __all__ = ["WNUT17", "TokenExample", "encode_ner", "label_list", "read_conll", "word_predictions"]
 
@@ -118,7 +119,7 @@ def encode_ner(examples: list[TokenExample], tokenizer, label2id: dict[str, int]
     truncated_words (words cut off entirely).
     """
     if max_seq_length < 3:
-        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for a word after [CLS] and [SEP]")
+        raise InputError(f"max_seq_length={max_seq_length} leaves no room for a word after [CLS] and [SEP]")
     words = [word for example in examples for word in example.words]
     pieces = tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
     budget = max_seq_length - 2
@@ -130,7 +131,7 @@ def encode_ner(examples: list[TokenExample], tokenizer, label2id: dict[str, int]
         truncated = False
         for tag in example.tags:
             if tag not in label2id:
-                raise ValueError(f"sentence {example.idx} (line {example.line}) has the tag {tag!r}, "
+                raise InputError(f"sentence {example.idx} (line {example.line}) has the tag {tag!r}, "
                                  f"which label2id lacks; labels: {sorted(label2id)}")
             word_pieces = pieces[k]
             k += 1

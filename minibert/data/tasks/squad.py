@@ -51,6 +51,7 @@ from minibert.backend import to_host
 from minibert.data.tasks.batching import Encoded
 from minibert.data.tasks.files import DataFormatError, EmptyFileError
 from minibert.data.tasks.spec import TaskSpec
+from minibert.errors import InputError
 
 __all__ = [
     "XQUAD", "XQUAD_TRAIN_ARTICLES", "QAExample", "SkippedAnswersWarning", "encode_squad",
@@ -177,7 +178,7 @@ def window_starts(n_tokens: int, budget: int, doc_stride: int) -> list[int]:
     if n_tokens <= budget:
         return [0]
     if doc_stride >= budget:
-        raise ValueError(
+        raise InputError(
             f"doc_stride={doc_stride} must be smaller than the {budget} context pieces a window "
             f"holds (max_seq_length minus the question and 3 special tokens): shorten the "
             f"question (max_query_length), raise max_seq_length or lower doc_stride")
@@ -222,7 +223,7 @@ def encode_squad(examples: list[QAExample], tokenizer, *, training: bool, max_se
     (questions longer than max_query_length pieces).
     """
     if max_query_length < 1 or max_seq_length < 4:
-        raise ValueError(f"max_seq_length={max_seq_length} and max_query_length={max_query_length} "
+        raise InputError(f"max_seq_length={max_seq_length} and max_query_length={max_query_length} "
                          f"leave no room for a question and a context")
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     if not examples:
@@ -243,7 +244,7 @@ def encode_squad(examples: list[QAExample], tokenizer, *, training: bool, max_se
         context_ids, context_offsets = pieces[example.context]
         budget = max_seq_length - len(question) - 3
         if budget < 1:
-            raise ValueError(f"question {example.id} leaves no room for context in {max_seq_length} positions")
+            raise InputError(f"question {example.id} leaves no room for context in {max_seq_length} positions")
         first_context = len(question) + 2               # position of the window's first piece
         for lo in window_starts(len(context_ids), budget, doc_stride):
             hi = min(lo + budget, len(context_ids))

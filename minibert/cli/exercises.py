@@ -1,0 +1,111 @@
+"""`minibert exercises {list,start,check}`: the command line of the classroom exercises.
+
+`python -m minibert.exercises ...` runs the same commands (`main` below); docs/teaching.md is the
+teacher's guide.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+
+from minibert.cli.command import Command, add_commands, errors_as_messages, run_command
+from minibert.errors import InputError
+from minibert.exercises import EXERCISES, check_workspace, get, grade_reference, start
+from minibert.exercises.base import DEFAULT_TIMEOUT_S
+
+__all__ = ["COMMANDS", "main"]
+
+DESCRIPTION = "Classroom exercises with an autograder (docs/teaching.md)."
+
+
+@dataclass(kw_only=True)
+class ListArgs:
+    """`list` takes no arguments."""
+
+
+def run_list(args: ListArgs) -> int:
+    """The exercises in learning-path order, with time estimates."""
+    total = 0
+    print(f"{'#':<3}{'name':<22}{'time':>8}  what you implement")
+    for ex in EXERCISES:
+        total += ex.minutes
+        print(f"{ex.number:02d} {ex.name:<22}{ex.minutes:>5} min  {ex.title}")
+    print(f"\n{len(EXERCISES)} exercises, about {total / 60:.1f} hours in all. "
+          f"Start with: python -m minibert.exercises start DIR")
+    return 0
+
+
+@dataclass(kw_only=True)
+class StartArgs:
+    dir: str = field(metadata={"positional": True, "help": "the workspace folder (created)"})
+    force: bool = field(default=False, metadata={"help": "overwrite existing files (a learner's work!)"})
+
+
+def run_start(args: StartArgs) -> int:
+    """Write the workspace, say what was kept and where to begin."""
+    done = start(args.dir, force=args.force)
+    print(f"wrote {len(done['written'])} files in {args.dir}")
+    if done["kept"]:
+        print(f"kept {len(done['kept'])} existing files (your work; --force overwrites them): "
+              + ", ".join(p.name for p in done["kept"][:6]) + (" ..." if len(done["kept"]) > 6 else ""))
+    print(f"\nNext: open {args.dir}/notebooks/exercises/01_wordpiece.ipynb, or edit "
+          f"{args.dir}/01_wordpiece.py and run\n    python -m minibert.exercises check {args.dir} wordpiece")
+    return 0
+
+
+@dataclass(kw_only=True)
+class CheckArgs:
+    dir: str | None = field(default=None, metadata={"positional": True, "nargs": "?",
+                                                     "help": "the workspace folder"})
+    names: list[str] = field(metadata={"positional": True, "nargs": "*",
+                                       "help": "exercises to grade (name or number); all by default"})
+    reference: bool = field(default=False, metadata={
+        "help": "grade minibert's own functions instead of a workspace (then every name is an exercise)"})
+    timeout: float = field(default=DEFAULT_TIMEOUT_S, metadata={
+        "help": f"seconds per check before a function counts as hanging (default {DEFAULT_TIMEOUT_S:g}; 0: none)"})
+
+
+def run_check(args: CheckArgs) -> int:
+    """Grade, print each report and a summary; exit code 1 if any exercise does not pass."""
+    # `check --reference layer_norm`: there is no workspace, the first name sits in the dir slot
+    names = [args.dir, *args.names] if args.reference and args.dir is not None else args.names
+    names = [get(n).name for n in names]                          # an unknown name is an error here
+    if not args.reference and args.dir is None:
+        raise InputError("check needs the workspace folder (or --reference)")
+    timeout = args.timeout if args.timeout > 0 else None
+    start_time = time.perf_counter()
+    if args.reference:
+        results = grade_reference(names, timeout_s=timeout)
+    else:
+        results = check_workspace(args.dir, names, timeout_s=timeout)
+    for r in results:
+        print(r.format())
+        print()
+    print("Summary" + (" (minibert's own functions)" if args.reference else ""))
+    for r in results:
+        print("  " + r.summary_line())
+    passed = sum(r.passed for r in results)
+    print(f"{passed} of {len(results)} exercises pass ({time.perf_counter() - start_time:.1f} s).")
+    return 0 if passed == len(results) else 1
+
+
+SUBCOMMANDS = (
+    Command("list", "the exercises in learning-path order, with time estimates", ListArgs, run_list),
+    Command("start", "write a student workspace: starters and one notebook per exercise", StartArgs, run_start),
+    Command("check", "grade a workspace; exit code 1 if any exercise does not pass", CheckArgs, run_check),
+)
+
+COMMANDS = (
+    Command("exercises", "classroom exercises: list them, start a workspace, check it", description=DESCRIPTION,
+            subcommands=SUBCOMMANDS),
+)
+
+
+def main(argv=None) -> int:
+    """`python -m minibert.exercises ...`: the sub-commands of `minibert exercises`, on their own."""
+    parser = argparse.ArgumentParser(prog="python -m minibert.exercises", description=DESCRIPTION)
+    add_commands(parser, SUBCOMMANDS)
+    namespace = parser.parse_args(argv)
+    with errors_as_messages():
+        return run_command(namespace)
