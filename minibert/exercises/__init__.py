@@ -17,8 +17,10 @@ From Python or a notebook:
     grade("layer_norm", workspace="path/to/DIR")       # prints the report, returns an ExerciseResult
 
 Modules: base.py (the Tester: time limits, exceptions, comparisons, finite differences, hints),
-starters.py, notebook.py, workspace.py, and one module per exercise (ex01_wordpiece.py ...), each
-holding its statement, hints and checks. docs/teaching.md is the teacher's guide.
+catalog.py (the twelve in order, found by name or number), starters.py, notebook.py, workspace.py,
+and one module per exercise (ex01_wordpiece.py ...), each holding its statement, hints and checks.
+The command line is minibert/cli/exercises.py (`python -m minibert exercises` is the same command).
+docs/teaching.md is the teacher's guide.
 """
 from __future__ import annotations
 

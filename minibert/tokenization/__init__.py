@@ -12,7 +12,8 @@ Modules, in reading order:
     encoding.py       truncation, [CLS]/[SEP], segment ids, padding
     tokenizer.py      BertTokenizer: all of the above behind Hugging Face's interface
     vocab_trainer.py  learn a WordPiece vocabulary from a corpus
-    cli.py            `python -m minibert tokenize` and `python -m minibert train-vocab`
+
+The commands `python -m minibert tokenize` and `train-vocab` are in minibert/cli/tokenize.py.
 """
 from minibert.tokenization.basic import BasicTokenizer
 from minibert.tokenization.tokenizer import BertTokenizer

@@ -18,6 +18,7 @@ same documents, vocabulary, parameters and seed. Modules, in reading order:
     masking.py     choose ~15% of the tokens; 80% [MASK], 10% kept, 10% random; whole words
     instances.py   documents -> sentence pairs (A, B, is_random_next) -> masked instances
     features.py    instances -> padded NumPy arrays (Hugging Face's and Google's forms), batches
+    stdlib_corpus.py   the default corpus of `minibert pretrain`: docstrings of Python's standard library
 
 docs/pretraining_data.md explains the algorithm with a worked example.
 """

@@ -24,7 +24,7 @@ from minibert.ops.losses import IGNORE_INDEX
 class BertWithHeads:
     """What every model "BertModel under `bert.` + heads" shares: modes, gradients, freezing.
 
-    Subclasses (BertForPreTraining here; the fine-tuning heads in task_heads.py) set
+    Subclasses (BertForPreTraining in pretraining.py; the fine-tuning heads, through BertWithTaskHead) set
     self.config, self.bert (a BertModel), self.dtype, and self.params / self.grads: the
     BertModel's arrays under "bert." plus the heads' own, every name as in transformers.
     """
@@ -119,7 +119,7 @@ class BertWithTaskHead(BertWithHeads):
     def head_shapes(cls, config: BertConfig) -> dict:
         raise NotImplementedError
 
-    # -- modes, gradients, freezing: BertWithHeads (heads.py) ----------------
+    # -- freezing (modes and gradients: BertWithHeads above) -----------------
     def _encoder_fully_frozen(self) -> bool:
         """True when nothing below the head (pooler aside) needs a gradient."""
         return self.bert.frozen_embeddings and self.bert.frozen_layers == self.config.num_hidden_layers
