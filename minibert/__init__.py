@@ -7,7 +7,7 @@
 """
 from minibert import backend
 from minibert.apps.embed import (
-                                  embed,  # the function; its helpers: from minibert.embed import load_encoder, ...
+                                  embed,  # the function; its helpers: from minibert.apps.embed import load_encoder, ...
 )
 from minibert.model.bert import BertModel
 from minibert.model.config import BertConfig
