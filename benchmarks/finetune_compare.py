@@ -13,7 +13,7 @@ is a plain loop over transformers' BertForSequenceClassification / BertForTokenC
 BertForQuestionAnswering with torch.optim.AdamW; its dev predictions go through minibert's task
 metrics (the same post-processing and scoring code for both sides). Dropout is on in both (their
 random masks differ), so the two runs are equal in distribution, not bit for bit; the
-deterministic, dropout-off equality is a test (tests/test_finetune.py). Each side writes
+deterministic, dropout-off equality is a test (tests/train/test_finetune.py). Each side writes
 OUT/TASK/SIDE/result.json.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ NumPy has no erf (SciPy does; minibert does not depend on SciPy), so:
 - in float64, piecewise Chebyshev interpolants of Python's `math.erf`, built
   once at import on |x| in [0,1], [1,2], [2,3], [3,4.5], [4.5,6] (degree 20),
   and erf = +-1 beyond 6 (erfc(6) = 2e-17). Measured error <= 5e-15 against
-  math.erf (tests/test_ops.py), so float64 results match PyTorch to ~1e-15;
+  math.erf (tests/ops/test_ops.py), so float64 results match PyTorch to ~1e-15;
 - in float32, Abramowitz & Stegun's formula 7.1.26, one exp and a degree-5
   polynomial, max abs error 1.5e-7 (about float32's own rounding). It is far
   cheaper than the float64 path, which matters on the 4H-wide FFN activation.

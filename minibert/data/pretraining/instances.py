@@ -5,7 +5,7 @@ A faithful re-implementation of google-research/bert `create_pretraining_data.py
 `truncate_seq_pair`): every random decision is taken with one Python
 `random.Random`, in the same order as the reference, so for the same documents,
 vocabulary, parameters and seed the instances are identical to Google's, one
-by one (tests/test_pretraining_data.py runs Google's code as the oracle).
+by one (tests/data/test_pretraining_data.py runs Google's code as the oracle).
 
     documents (list of list of sentence strings)
       -> tokenize every sentence; drop sentences with no tokens, documents with none
