@@ -4,8 +4,8 @@ import pytest
 
 from minibert import BertConfig, BertModel, gradcheck
 from minibert.model.config import ConfigError
-from helpers import batch, perturbed_model
-from reference import hf_bert_model, hf_config, rel_diff
+from helpers import padded_batch, perturbed
+from reference import hf_config, hf_model, rel_diff
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_new"])
@@ -32,9 +32,9 @@ def test_parity_with_transformers(name, act, dtype, tol):
     import torch
     torch.manual_seed(0)
     cfg = BertConfig.from_dict({**CONFIGS[name].to_dict(), "hidden_act": act})
-    model = perturbed_model(cfg, dtype)
-    ref = hf_bert_model(model).eval()
-    ids, types, mask = batch(cfg, B=4, T=16 if name != "odd" else 7)
+    model = perturbed(BertModel, cfg, dtype, noise_seed=100)
+    ref = hf_model(model).eval()
+    ids, types, mask = padded_batch(cfg, B=4, T=16 if name != "odd" else 7)
     seq, pooled = model.forward(ids, types, mask)
     rng = np.random.default_rng(7)
     d_seq = rng.normal(size=seq.shape).astype(dtype)
@@ -77,8 +77,8 @@ def test_initialisation_follows_bert():
 
 def test_backward_adds_into_gradients_and_zero_grad_clears():
     cfg = gradcheck.odd_config()
-    model = perturbed_model(cfg, "float64")
-    ids, types, mask = batch(cfg)
+    model = perturbed(BertModel, cfg, "float64", noise_seed=100)
+    ids, types, mask = padded_batch(cfg)
     d = np.random.default_rng(0)
     seq, pooled = model.forward(ids, types, mask)
     d_seq, d_pool = d.normal(size=seq.shape), d.normal(size=pooled.shape)
@@ -96,7 +96,7 @@ def test_backward_adds_into_gradients_and_zero_grad_clears():
 def test_train_and_eval_modes():
     cfg = gradcheck.odd_config()
     model = BertModel(cfg, seed=0)
-    ids, types, mask = batch(cfg)
+    ids, types, mask = padded_batch(cfg)
     assert model.training                                   # like a fresh torch module
     a, _ = model.forward(ids, types, mask)
     b, _ = model.forward(ids, types, mask)
@@ -109,8 +109,8 @@ def test_train_and_eval_modes():
 
 def test_attention_ignores_padded_keys():
     cfg = gradcheck.odd_config()
-    model = perturbed_model(cfg, "float64")
-    ids, types, mask = batch(cfg)
+    model = perturbed(BertModel, cfg, "float64", noise_seed=100)
+    ids, types, mask = padded_batch(cfg)
     seq, _ = model.forward(ids, types, mask)
     probs = model.attention_probs()
     assert len(probs) == 2 and probs[0].shape == (3, 3, 7, 7)
@@ -124,7 +124,7 @@ def test_attention_ignores_padded_keys():
 def test_bad_inputs_raise_clear_errors():
     cfg = gradcheck.odd_config()
     model = BertModel(cfg)
-    ids, types, mask = batch(cfg)
+    ids, types, mask = padded_batch(cfg)
     with pytest.raises(ValueError, match=r"id 99, outside the vocabulary \[0, 99\)"):
         model.forward(np.where(ids == ids[0, 0], 99, ids))
     with pytest.raises(ValueError, match="id -1"):
@@ -193,8 +193,8 @@ def test_config_json_round_trips_with_transformers(tmp_path):
 
 def test_inference_mode_keeps_no_cache_and_restores_the_mode():
     cfg = gradcheck.odd_config()
-    model = perturbed_model(cfg, "float64").train()
-    ids, types, mask = batch(cfg)
+    model = perturbed(BertModel, cfg, "float64", noise_seed=100).train()
+    ids, types, mask = padded_batch(cfg)
     with model.inference() as m:
         assert m is model and not model.training
         seq, pooled = model.forward(ids, types, mask)
@@ -210,7 +210,7 @@ def test_inference_mode_of_a_head_model():
     from minibert.model.heads import BertForSequenceClassification
     cfg = gradcheck.odd_config(num_labels=3)
     model = BertForSequenceClassification(cfg, seed=0, dtype="float64").train()
-    ids, types, mask = batch(cfg)
+    ids, types, mask = padded_batch(cfg)
     labels = np.array([0, 2, 1])
     with model.inference():
         out = model.forward(ids, types, mask, labels=labels)

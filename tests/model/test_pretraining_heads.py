@@ -8,23 +8,15 @@ from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.train.optim import AdamW, clip_grad_norm, decays, linear_warmup_decay
 from minibert.train.pretrain import pretraining_step
 from minibert.train.step import NonFiniteLossError
-from helpers import random_batch
-from reference import hf_pretraining_model, rel_diff
-
-
-def perturbed(cfg, dtype="float64", seed=0):
-    model = BertForPreTraining(cfg, seed=seed, dtype=dtype).eval()
-    rng = np.random.default_rng(seed + 10)
-    for v in model.params.values():
-        v += rng.normal(0, 0.05, v.shape).astype(v.dtype)
-    return model
+from helpers import perturbed, pretraining_batch
+from reference import hf_model, rel_diff
 
 
 def test_pretraining_heads_finite_differences():
     cfg = gradcheck.odd_config()
-    model = perturbed(cfg)
+    model = perturbed(BertForPreTraining, cfg)
     rng = np.random.default_rng(0)
-    batch = random_batch(cfg, rng)
+    batch = pretraining_batch(cfg, rng)
 
     def loss():
         return float(model.forward(**batch)["loss"])
@@ -46,9 +38,9 @@ def test_pretraining_heads_finite_differences():
 def test_parity_with_transformers_bert_for_pretraining(act, dtype, tol):
     import torch
     cfg = gradcheck.odd_config(hidden_act=act)
-    model = perturbed(cfg, dtype)
-    ref = hf_pretraining_model(model).eval()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    model = perturbed(BertForPreTraining, cfg, dtype)
+    ref = hf_model(model).eval()
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     out = model.forward(**batch)
     model.zero_grad()
     model.backward()
@@ -137,10 +129,10 @@ def test_loss_curve_matches_transformers_for_20_steps(dtype, tol):
     import torch
     cfg = BertConfig.preset("tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = BertForPreTraining(cfg, seed=0, dtype=dtype)
-    ref = hf_pretraining_model(model)
+    ref = hf_model(model)
     model.eval(), ref.eval()
     rng = np.random.default_rng(0)
-    batches = [random_batch(cfg, rng, B=4, T=24) for _ in range(20)]
+    batches = [pretraining_batch(cfg, rng, B=4, T=24) for _ in range(20)]
     lr, warmup, total = 1e-3, 4, 20
     opt = AdamW(model.params, lr=lr, weight_decay=0.01)
     topt, tsched = reference_optimizer(ref, lr, warmup, total)
@@ -162,7 +154,7 @@ def test_loss_curve_matches_transformers_for_20_steps(dtype, tol):
 def test_gradient_accumulation_equals_one_big_batch():
     cfg = gradcheck.odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     rng = np.random.default_rng(0)
-    big = random_batch(cfg, rng, B=32, T=12)
+    big = pretraining_batch(cfg, rng, B=32, T=12)
     big["labels"][5, 1:6] = big["input_ids"][5, 1:6]         # micro-batches with unequal prediction counts
     micro = [{k: v[i * 8:(i + 1) * 8] for k, v in big.items()} for i in range(4)]
     results = []
@@ -183,14 +175,14 @@ def test_nan_loss_names_the_step():
     model.params["cls.predictions.bias"][:] = np.nan
     before = model.params["cls.seq_relationship.weight"].copy()
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 17"):
-        pretraining_step(model, AdamW(model.params), [random_batch(cfg, np.random.default_rng(0))], 1e-3, step=17)
+        pretraining_step(model, AdamW(model.params), [pretraining_batch(cfg, np.random.default_rng(0))], 1e-3, step=17)
     assert np.array_equal(before, model.params["cls.seq_relationship.weight"])
 
 
 def test_label_shape_errors():
     cfg = gradcheck.odd_config()
     model = BertForPreTraining(cfg)
-    b = random_batch(cfg, np.random.default_rng(0))
+    b = pretraining_batch(cfg, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"labels has shape \(3, 6\)"):
         model.forward(b["input_ids"], labels=b["labels"][:, :6])
     with pytest.raises(ValueError, match="next_sentence_label has 2 entries for a batch of 3"):

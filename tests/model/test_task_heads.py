@@ -22,49 +22,11 @@ from minibert.ops.dropout import dropout_mask
 from minibert.train.optim import AdamW, clip_grad_norm, decays, linear_warmup_decay
 from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
                                   BertForTokenClassification)
-from reference import hf_config, rel_diff
+from helpers import HEADS, LABELS, head_config, perturbed, pretraining_batch
+from reference import hf_config, hf_model, hf_random, rel_diff, torch_batch
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-
-HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassification,
-         "qa": BertForQuestionAnswering}
-LABELS = {"sequence": 3, "token": 5, "qa": 2}
-
-
-def odd(kind, **overrides):
-    """Odd sizes (batch 3, seq 7, vocab 99, hidden 36, 3 heads, FFN 37) with the head's label count."""
-    return gradcheck.odd_config(**{"num_labels": LABELS.get(kind, 1), **overrides})
-
-
-def perturbed(cls, cfg, dtype="float64", seed=0):
-    """BERT's init plus noise: non-zero biases and LayerNorm parameters (zeros hide wrong gradients)."""
-    model = cls(cfg, seed=seed, dtype=dtype).eval()
-    rng = np.random.default_rng(seed + 10)
-    for v in model.params.values():
-        v += rng.normal(0, 0.05, v.shape).astype(v.dtype)
-    return model
-
-
-def hf_task_model(model):
-    """The transformers class of the same name, minibert's config, a copy of its weights by name."""
-    cfg = hf_config(model.config)
-    cfg._attn_implementation = "eager"
-    ref = getattr(transformers, type(model).__name__)(cfg)
-    ref = ref.to(torch.float64 if model.dtype == np.float64 else torch.float32)
-    missing, unexpected = ref.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in model.params.items()},
-                                              strict=False)
-    assert not [k for k in missing if not k.endswith("position_ids")] and not unexpected, (missing, unexpected)
-    return ref
-
-
-def torch_batch(batch, dtype=None):
-    out = {}
-    for k, v in batch.items():
-        t = torch.tensor(v)
-        out[k] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
-    return out
-
 
 def logits_of(out):
     return np.stack([out["start_logits"], out["end_logits"]], -1) if "start_logits" in out else out["logits"]
@@ -94,9 +56,9 @@ def test_finite_differences(label, cls, cfg):
 def test_parity_with_transformers(kind, dtype, tol):
     """Identical weights, padded inputs: logits, loss and the gradient of every parameter."""
     cls = HEADS.get(kind, BertForSequenceClassification)
-    cfg = odd(kind, hidden_act="gelu_new" if kind == "token" else "gelu")
+    cfg = head_config(kind, hidden_act="gelu_new" if kind == "token" else "gelu")
     model = perturbed(cls, cfg, dtype)
-    ref = hf_task_model(model).eval()
+    ref = hf_model(model).eval()
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(1), batch=4, seq=9)
     if kind == "qa":
         assert batch["start_positions"][0] > 9 and batch["end_positions"][-1] < 0      # ignored / clamped
@@ -114,7 +76,7 @@ def test_parity_with_transformers(kind, dtype, tol):
 
 
 def test_correct_and_count_are_host_ints():
-    model = perturbed(BertForTokenClassification, odd("token"))
+    model = perturbed(BertForTokenClassification, head_config("token"))
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(2))
     out = model.forward(**batch)
     labels = batch["labels"]
@@ -126,7 +88,7 @@ def test_correct_and_count_are_host_ints():
 
 def test_classifier_dropout_is_used_in_training_mode():
     """classifier_dropout (not hidden_dropout_prob) masks the pooled vector before the classifier."""
-    cfg = odd("sequence", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.5)
+    cfg = head_config("sequence", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.5)
     model = perturbed(BertForSequenceClassification, cfg)
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(3))
     state = model.bert.rng.bit_generator.state
@@ -143,7 +105,7 @@ def test_classifier_dropout_is_used_in_training_mode():
 
 def test_gradient_accumulation_with_weights_equals_one_big_batch():
     """Token classification: micro-batches with unequal label counts, weight n_i / N."""
-    cfg = odd("token")
+    cfg = head_config("token")
     rng = np.random.default_rng(4)
     probe = BertForTokenClassification(cfg, dtype="float64")
     big = gradcheck.task_head_inputs(probe, rng, batch=6, seq=7)
@@ -163,15 +125,6 @@ def test_gradient_accumulation_with_weights_equals_one_big_batch():
 
 # -- checkpoints -----------------------------------------------------------------------------------
 
-def random_hf(kind, cfg):
-    torch.manual_seed(0)
-    hf = getattr(transformers, HEADS[kind].__name__)(hf_config(cfg)).double().eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.normal_(0, 0.3)
-    return hf
-
-
 def forward_both(model, hf, seed=6):
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(seed))
     inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
@@ -181,8 +134,8 @@ def forward_both(model, hf, seed=6):
 
 @pytest.mark.parametrize("kind", ["sequence", "token", "qa"])
 def test_transformers_checkpoint_loads_in_minibert(kind, tmp_path):
-    cfg = odd(kind, id2label={i: f"tag{i}" for i in range(LABELS[kind])})
-    hf = random_hf(kind, cfg)
+    cfg = head_config(kind, id2label={i: f"tag{i}" for i in range(LABELS[kind])})
+    hf = hf_random(HEADS[kind].__name__, cfg, std=0.3)
     hf.save_pretrained(tmp_path)                       # safetensors, transformers' default
     with warnings.catch_warnings():
         warnings.simplefilter("error")                 # nothing new, nothing unused: no warning
@@ -195,7 +148,7 @@ def test_transformers_checkpoint_loads_in_minibert(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["sequence", "token", "qa"])
 def test_minibert_checkpoint_loads_in_transformers(kind, tmp_path):
-    model = perturbed(HEADS[kind], odd(kind, label2id=None, id2label={i: f"c{i}" for i in range(LABELS[kind])}))
+    model = perturbed(HEADS[kind], head_config(kind, label2id=None, id2label={i: f"c{i}" for i in range(LABELS[kind])}))
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     hf, info = getattr(transformers, HEADS[kind].__name__).from_pretrained(tmp_path, output_loading_info=True,
@@ -210,8 +163,8 @@ def test_pooler_present_or_absent_as_transformers(tmp_path):
     """A sequence checkpoint (with pooler) into the token head: pooler unused. A token checkpoint
     (no pooler) into the sequence head: a new pooler, BERT's init. transformers reports the same keys."""
     seq_dir, tok_dir = tmp_path / "seq", tmp_path / "tok"
-    random_hf("sequence", odd("sequence", num_labels=None)).save_pretrained(seq_dir)
-    random_hf("token", odd("token", num_labels=3)).save_pretrained(tok_dir)
+    hf_random(HEADS["sequence"].__name__, head_config("sequence", num_labels=None), std=0.3).save_pretrained(seq_dir)
+    hf_random(HEADS["token"].__name__, head_config("token", num_labels=3), std=0.3).save_pretrained(tok_dir)
     with pytest.warns(UserWarning, match=r"2 weights of the checkpoint are not used: bert\.pooler\."):
         tok = BertForTokenClassification.from_pretrained(seq_dir, dtype="float64")
     hf_tok, info = transformers.BertForTokenClassification.from_pretrained(seq_dir, output_loading_info=True,
@@ -235,7 +188,7 @@ def test_pooler_present_or_absent_as_transformers(tmp_path):
 
 def test_plain_bert_and_pretraining_checkpoints_get_a_new_head(tmp_path):
     bare, pre = tmp_path / "bare", tmp_path / "pre"
-    cfg = odd("sequence")
+    cfg = head_config("sequence")
     encoder = BertModel(cfg, seed=1, dtype="float64")
     encoder.save_pretrained(bare)
     with pytest.warns(UserWarning, match=r"2 weights are new, initialised with BERT's rule.*classifier\.weight, "
@@ -259,7 +212,7 @@ def test_plain_bert_and_pretraining_checkpoints_get_a_new_head(tmp_path):
 
 
 def test_another_number_of_labels_is_an_error_unless_reinitialised(tmp_path):
-    random_hf("sequence", odd("sequence")).save_pretrained(tmp_path)
+    hf_random(HEADS["sequence"].__name__, head_config("sequence"), std=0.3).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match=r"classifier\.weight has shape \(3, 36\) in the checkpoint but "
                                               r"\(5, 36\) in the model.*ignore_mismatched_sizes=True"):
         BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
@@ -310,7 +263,7 @@ def test_ten_optimizer_steps_match_transformers(frozen):
     cfg = BertConfig.preset("tiny", vocab_size=500, num_labels=3, hidden_dropout_prob=0.0,
                             attention_probs_dropout_prob=0.0)
     model = BertForSequenceClassification(cfg, seed=0, dtype="float64").eval()
-    ref = hf_task_model(model).eval()
+    ref = hf_model(model).eval()
     if frozen:
         model.freeze(*frozen)
         for name, p in ref.named_parameters():
@@ -362,8 +315,7 @@ def test_frozen_gradients_are_zero_and_the_rest_exact(cls, embeddings, layers):
     model = perturbed(cls, cfg)
     rng = np.random.default_rng(7)
     if cls is BertForPreTraining:
-        from helpers import random_batch
-        batch = random_batch(cfg, rng)
+        batch = pretraining_batch(cfg, rng)
     else:
         batch = gradcheck.task_head_inputs(model, rng)
     full = run_backward(model, batch)
@@ -395,7 +347,7 @@ def test_frozen_layers_backward_is_not_run(monkeypatch, layers):
     for name, attr in (("attention", "multi_head_attention_backward"), ("ffn", "ffn_backward"),
                        ("embeddings", "bert_embeddings_backward"), ("pooler", "pooler_backward")):
         monkeypatch.setattr(minibert.model.bert, attr, counting(name, getattr(minibert.model.bert, attr)))
-    cfg = odd("sequence")
+    cfg = head_config("sequence")
     model = perturbed(BertForSequenceClassification, cfg).freeze(embeddings=True, layers=layers)
     run_backward(model, gradcheck.task_head_inputs(model, np.random.default_rng(8)))
     L = cfg.num_hidden_layers
@@ -411,7 +363,7 @@ def test_fully_frozen_encoder_under_a_token_head_skips_the_input_gradient(monkey
     real = th.linear_backward
     monkeypatch.setattr(th, "linear_backward", lambda dy, cache, need_dx=True: seen.append(need_dx) or
                         real(dy, cache, need_dx))
-    cfg = odd("token")
+    cfg = head_config("token")
     model = perturbed(BertForTokenClassification, cfg).freeze(embeddings=True, layers=cfg.num_hidden_layers)
     grads = run_backward(model, gradcheck.task_head_inputs(model, np.random.default_rng(9)))
     assert seen == [False]
@@ -419,7 +371,7 @@ def test_fully_frozen_encoder_under_a_token_head_skips_the_input_gradient(monkey
 
 
 def test_optimizer_leaves_frozen_parameters_untouched():
-    cfg = odd("sequence")
+    cfg = head_config("sequence")
     model = perturbed(BertForSequenceClassification, cfg).train().freeze(embeddings=True, layers=1)
     before = {k: v.copy() for k, v in model.params.items()}
     opt = AdamW(model.params, lr=1e-2, weight_decay=0.01, frozen=model.frozen_names())
@@ -447,9 +399,9 @@ def test_freeze_errors():
 # -- errors ---------------------------------------------------------------------------------------------
 
 def test_bad_labels_raise_clear_errors():
-    seq = BertForSequenceClassification(odd("sequence"))
-    tok = BertForTokenClassification(odd("token"))
-    qa = BertForQuestionAnswering(odd("qa"))
+    seq = BertForSequenceClassification(head_config("sequence"))
+    tok = BertForTokenClassification(head_config("token"))
+    qa = BertForQuestionAnswering(head_config("qa"))
     ids = np.ones((3, 7), dtype=np.int64)
     with pytest.raises(ValueError, match=r"labels contains 3, outside \[0, num_labels=3\) \(use -100"):
         seq.forward(ids, labels=np.array([0, 3, 1]))
@@ -465,7 +417,7 @@ def test_bad_labels_raise_clear_errors():
         qa.forward(ids, start_positions=np.zeros(3, dtype=np.int64), end_positions=np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match="start_positions and end_positions go together"):
         qa.forward(ids, start_positions=np.zeros(3, dtype=np.int64))
-    reg = BertForSequenceClassification(odd("regression"))
+    reg = BertForSequenceClassification(head_config("regression"))
     with pytest.raises(ValueError, match=r"labels has shape \(3, 2\), expected \(3,\) or \(3, 1\)"):
         reg.forward(ids, labels=np.zeros((3, 2)))
     reg.forward(ids)
@@ -477,7 +429,7 @@ def test_bad_labels_raise_clear_errors():
 
 def test_bad_configs_raise_clear_errors():
     with pytest.raises(ValueError, match="BertForQuestionAnswering needs num_labels=2"):
-        BertForQuestionAnswering(odd("sequence"))
+        BertForQuestionAnswering(head_config("sequence"))
     with pytest.raises(ConfigError, match="num_labels=3 but id2label has 2 entries"):
         BertConfig(num_labels=3, id2label={0: "a", 1: "b"})
     with pytest.raises(ConfigError, match="multi-label loss"):
@@ -491,7 +443,7 @@ def test_bad_configs_raise_clear_errors():
 
 
 def test_head_weights_that_are_not_finite_are_refused(tmp_path):
-    model = perturbed(BertForSequenceClassification, odd("sequence"))
+    model = perturbed(BertForSequenceClassification, head_config("sequence"))
     model.save_pretrained(tmp_path)
     arrays = load_arrays(tmp_path / "model.safetensors")
     arrays["classifier.bias"][1] = np.inf
@@ -503,13 +455,12 @@ def test_head_weights_that_are_not_finite_are_refused(tmp_path):
 # -- device cleanliness ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["sequence", "regression", "token", "qa"])
-def test_heads_stay_on_the_device(kind, strict_backend):
-    """Forward and backward in training mode, partly frozen, under the strict CuPy stand-in (any
-    host/device mix raises); the numbers equal the NumPy run's exactly."""
+def test_heads_stay_on_the_device(kind, xp):
+    """Forward and backward in training mode, partly frozen, under each backend (the strict CuPy
+    stand-in raises at any host/device mix); the numbers equal the NumPy run's exactly."""
     from minibert import backend
-    from strict_xp import StrictArray
     cls = HEADS.get(kind, BertForSequenceClassification)
-    cfg = odd(kind)
+    cfg = head_config(kind)
 
     def run():
         model = cls(cfg, seed=0, dtype="float64").train().freeze(embeddings=True, layers=1)
@@ -520,7 +471,7 @@ def test_heads_stay_on_the_device(kind, strict_backend):
         return model, float(out["loss"]), {k: backend.to_host(g) for k, g in model.grads.items()}
 
     model, loss_dev, grads_dev = run()
-    assert isinstance(model.params[next(iter(model.head_shapes(cfg)))], StrictArray)
+    assert isinstance(model.params[next(iter(model.head_shapes(cfg)))], xp.ndarray)
     with backend.using("numpy"):
         _, loss_host, grads_host = run()
     assert loss_dev == loss_host

@@ -18,10 +18,7 @@ from minibert.train.optim import AdamW
 from minibert.train.pretrain import pretraining_step
 from minibert.train.step import apply_gradients
 from reference import rel_diff
-from strict_xp import StrictArray
-from helpers import random_batch
-
-F16_EPS = 2.0 ** -11          # float16's unit roundoff: 11-bit significand
+from helpers import F16_EPS, pretraining_batch
 
 
 def fp16(x):
@@ -62,7 +59,7 @@ def test_default_mode_model_is_bit_identical_to_plain_matmul(monkeypatch):
     """Forward and backward of the whole pretraining model, routed through matmul (default mode),
     against the same code with the plain `@` operator put back: every number identical."""
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
 
     def run():
         model = BertForPreTraining(cfg, seed=0).train()              # dropout on: the same masks both times
@@ -94,7 +91,7 @@ def test_every_model_matmul_goes_through_matmul(monkeypatch):
     monkeypatch.setattr(attention_mod, "matmul", counting)
     model = BertForPreTraining(cfg, seed=0).eval()
     with mixed_precision():
-        model.forward(**random_batch(cfg, np.random.default_rng(1)))
+        model.forward(**pretraining_batch(cfg, np.random.default_rng(1)))
         n_forward = len(calls)
         model.zero_grad()
         model.backward()
@@ -165,7 +162,7 @@ def test_model_gradients_underflow_without_scaling_and_match_float32_with_it():
     below, as in a deep network): in float16 three quarters of the gradient entries flush to zero;
     with the loss scale 2**16 the unscaled gradients match float32's to ~5e-4."""
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     w = 2.0 ** -16
     g32 = model_grads(cfg, batch, w)
     g16 = model_grads(cfg, batch, w, fp16_mode=True)
@@ -187,7 +184,7 @@ def test_model_gradients_underflow_without_scaling_and_match_float32_with_it():
 
 def test_overflowing_step_is_skipped_and_the_scale_halved():
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     model = BertForPreTraining(cfg, seed=0).eval()          # no dropout: the retried step sees the same network
     opt = AdamW(model.params, lr=1e-3)
     before = {k: v.copy() for k, v in model.params.items()}
@@ -232,7 +229,7 @@ def test_scale_grows_after_growth_interval_good_steps():
     scaler = LossScaler(init_scale=2.0 ** 8, growth_interval=3)
     used = []
     for step in range(7):
-        m = pretraining_step(model, opt, [random_batch(cfg, np.random.default_rng(step))], 1e-4, scaler=scaler)
+        m = pretraining_step(model, opt, [pretraining_batch(cfg, np.random.default_rng(step))], 1e-4, scaler=scaler)
         assert not m["skipped"]
         used.append(m["loss_scale"])
     assert used == [2.0 ** 8] * 3 + [2.0 ** 9] * 3 + [2.0 ** 10]
@@ -317,14 +314,14 @@ def fp16_step(cfg, batch, init_scale=2.0 ** 16):
     return model, scaler, m
 
 
-def test_fp16_step_stays_on_device_under_strict_backend(strict_backend):
-    """The float16 step (matmuls, overflow check, unscaling, skipping) under the stand-in that refuses
-    host/device mixing; the numbers agree with the NumPy emulation (float16 products summed in
-    float32 in another order: rare one-ulp differences)."""
+def test_fp16_step_stays_on_device_under_strict_backend(xp):
+    """The float16 step (matmuls, overflow check, unscaling, skipping) under each backend, the strict
+    one refusing host/device mixing; the numbers agree with the NumPy emulation (float16 products
+    summed in float32 in another order: rare one-ulp differences)."""
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     model, scaler, m = fp16_step(cfg, batch)
-    assert isinstance(model.params["bert.pooler.dense.weight"], StrictArray)
+    assert isinstance(model.params["bert.pooler.dense.weight"], xp.ndarray)
     assert not m["skipped"] and scaler.growth_tracker == 1
     _, scaler_big, m_big = fp16_step(cfg, batch, init_scale=2.0 ** 40)
     assert m_big["skipped"] and scaler_big.skipped_steps == 1
@@ -338,7 +335,7 @@ def test_fp16_step_stays_on_device_under_strict_backend(strict_backend):
 @pytest.mark.gpu
 def test_fp16_on_cupy_matches_the_numpy_emulation():
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 3, 64, 48)).astype(np.float32), rng.normal(size=(2, 3, 48, 64)).astype(np.float32)
     with mixed_precision():

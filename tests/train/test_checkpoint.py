@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from minibert.model.io import CheckpointError, load_arrays, read_json, save_arrays
 from minibert.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 

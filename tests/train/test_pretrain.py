@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import data_path, write
 from minibert.model.io import load_arrays
 from minibert.data.batches import step_rows as batch_rows
 from minibert.train.pretrain import PretrainArgs, PretrainError, run
@@ -22,19 +22,13 @@ SMALL_CONFIG = dict(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_att
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, request):
     """A plain-text corpus: the first chapters of Alice in Wonderland, a blank line between documents."""
-    data = REPO.parent / "shared" / "data" / "gutenberg"
-    if not data.is_dir():
-        pytest.skip(f"shared data not found at {data}")
     from minibert.data.pretraining import read_gutenberg
-    docs = read_gutenberg(data, books=["carroll-alice_in_wonderland.txt"])[:6]
-    path = tmp_path_factory.mktemp("corpus") / "alice.txt"
-    path.write_text("\n\n".join(" ".join(d) for d in docs) + "\n", encoding="utf-8")
-    return path
+    docs = read_gutenberg(data_path("gutenberg"), books=["carroll-alice_in_wonderland.txt"])[:6]
+    return write(tmp_path_factory.mktemp("corpus") / "alice.txt", "\n\n".join(" ".join(d) for d in docs) + "\n")
 
 
 def small_args(corpus, out, **kw):
-    cfg_path = out.parent / f"{out.name}-config.json"
-    cfg_path.write_text(json.dumps(SMALL_CONFIG))
+    cfg_path = write(out.parent / f"{out.name}-config.json", SMALL_CONFIG)
     base = dict(corpus=str(corpus), config=str(cfg_path), vocab_size=600, steps=12, batch_size=8, seq_len=64,
                 eval_every=6, eval_batches=2, checkpoint_every=4, heldout_fraction=0.2, out=str(out),
                 progress=False, lr=1e-3)
