@@ -1,4 +1,5 @@
-"""backend/blocks.py: @rows_in_blocks gives the numbers of one call of the formula on the whole array."""
+"""minibert/backend/blocks.py: @rows_in_blocks gives the numbers of one call of the formula on the whole array;
+small arrays, and arrays that are not NumPy's (the `xp` fixture), get one call."""
 import inspect
 from typing import NamedTuple
 

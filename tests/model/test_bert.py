@@ -1,9 +1,9 @@
-"""BertModel: whole-model gradient check, parity with transformers, modes, and clear errors on bad input."""
+"""BertModel (minibert/model/bert.py): whole-model gradient check, parity with transformers, init, modes,
+inference mode, freezing errors, and clear errors on bad input. BertConfig is tested in test_config.py."""
 import numpy as np
 import pytest
 
 from minibert import BertConfig, BertModel, gradcheck
-from minibert.model.config import ConfigError
 from helpers import padded_batch, perturbed
 from reference import hf_config, hf_model, rel_diff
 
@@ -150,47 +150,6 @@ def test_bad_inputs_raise_clear_errors():
         model.backward(np.zeros((3, 7, 35)))
 
 
-def test_config_defaults_are_berts():
-    cfg = BertConfig()
-    assert (cfg.layer_norm_eps, cfg.initializer_range, cfg.vocab_size, cfg.max_position_embeddings,
-            cfg.type_vocab_size, cfg.hidden_act, cfg.hidden_dropout_prob) == (1e-12, 0.02, 30522, 512, 2, "gelu", 0.1)
-
-
-def test_config_errors_and_presets(tmp_path):
-    with pytest.raises(ConfigError, match="divisible by num_attention_heads"):
-        BertConfig(hidden_size=100, num_attention_heads=3)
-    with pytest.raises(ConfigError, match="num_hidden_layers must be a positive integer"):
-        BertConfig(num_hidden_layers=0)
-    with pytest.raises(ConfigError, match="vocab_size must be a positive integer"):
-        BertConfig(vocab_size=-5)
-    with pytest.raises(ConfigError, match="unknown hidden_act 'relu'"):
-        BertConfig(hidden_act="relu")
-    with pytest.raises(ConfigError, match="unknown preset"):
-        BertConfig.preset("huge")
-    sizes = {n: (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size)
-             for n in ("tiny", "mini", "small", "medium", "base", "large") for c in [BertConfig.preset(n)]}
-    assert sizes == {"tiny": (2, 128, 2, 512), "mini": (4, 256, 4, 1024), "small": (4, 512, 8, 2048),
-                     "medium": (8, 512, 8, 2048), "base": (12, 768, 12, 3072), "large": (24, 1024, 16, 4096)}
-    cfg = BertConfig.preset("mini", hidden_act="gelu_new")
-    cfg.save(tmp_path)
-    assert BertConfig.load(tmp_path) == cfg
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        BertConfig.load(tmp_path / "bad.json")
-    with pytest.raises(ConfigError, match="no config file"):
-        BertConfig.load(tmp_path / "missing")
-
-
-def test_config_json_round_trips_with_transformers(tmp_path):
-    import transformers
-    cfg = BertConfig.preset("tiny", hidden_act="gelu_new", layer_norm_eps=1e-7)
-    cfg.save(tmp_path)
-    hf = transformers.BertConfig.from_pretrained(tmp_path)
-    assert (hf.hidden_size, hf.num_hidden_layers, hf.hidden_act, hf.layer_norm_eps) == (128, 2, "gelu_new", 1e-7)
-    hf.save_pretrained(tmp_path / "hf")
-    assert BertConfig.load(tmp_path / "hf") == cfg
-
-
 def test_inference_mode_keeps_no_cache_and_restores_the_mode():
     cfg = gradcheck.odd_config()
     model = perturbed(BertModel, cfg, "float64", noise_seed=100).train()
@@ -206,18 +165,11 @@ def test_inference_mode_keeps_no_cache_and_restores_the_mode():
     model.backward(np.ones_like(seq), None)                              # outside the block the cache is kept
 
 
-def test_inference_mode_of_a_head_model():
-    from minibert.model.heads import BertForSequenceClassification
-    cfg = gradcheck.odd_config(num_labels=3)
-    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").train()
-    ids, types, mask = padded_batch(cfg)
-    labels = np.array([0, 2, 1])
-    with model.inference():
-        out = model.forward(ids, types, mask, labels=labels)
-        assert model.bert._cache is None
-        with pytest.raises(RuntimeError, match="inference"):
-            model.backward()
-    assert model.training
-    model.eval()
-    assert np.array_equal(out["logits"], model.forward(ids, types, mask, labels=labels)["logits"])
-    model.backward()
+def test_freeze_errors():
+    model = BertModel(gradcheck.odd_config())
+    with pytest.raises(ValueError, match=r"layers must be an integer in \[0, 2\]"):
+        model.freeze(embeddings=True, layers=3)
+    with pytest.raises(ValueError, match="freezes from the bottom up: pass embeddings=True"):
+        model.freeze(layers=1)
+    with pytest.raises(TypeError, match="embeddings must be True or False"):
+        model.freeze(embeddings=1)

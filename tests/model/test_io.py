@@ -1,4 +1,5 @@
-"""Real checkpoints: round trips with transformers, the layouts real folders use, loading errors.
+"""minibert/model/io.py: safetensors + JSON files (atomic writes, clear errors on broken files); real checkpoints:
+round trips with transformers, the layouts real folders use, loading errors.
 
 Round trips: minibert save -> transformers load (no missing or unexpected weights, same
 outputs); transformers save_pretrained (safetensors) -> minibert load (same outputs), for a
@@ -16,7 +17,7 @@ import numpy
 import pytest
 
 from minibert import BertModel
-from minibert.model.io import CheckpointError, load_arrays, save_arrays
+from minibert.model.io import CheckpointError, load_arrays, read_json, save_arrays
 from minibert.model.config import ConfigError
 from minibert.gradcheck import odd_config
 from minibert.model.io import find_model_folder, load_bert_weights
@@ -48,6 +49,32 @@ def transformers_log(caplog):
     caplog.set_level(logging.WARNING, logger="transformers")
     yield caplog
     transformers.utils.logging.disable_propagation()
+
+
+# -- the files: safetensors + JSON, written atomically ------------------------------------------
+
+def test_arrays_round_trip(tmp_path):
+    arrays = {"a": numpy.arange(6, dtype=numpy.float32).reshape(2, 3), "b": numpy.array([1.5], dtype=numpy.float64)}
+    path = save_arrays(tmp_path / "w.safetensors", arrays, metadata={"step": 3})
+    back = load_arrays(path)
+    assert set(back) == {"a", "b"} and numpy.array_equal(back["a"], arrays["a"]) and back["b"].dtype == numpy.float64
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_broken_files_raise_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no weights file at"):
+        load_arrays(tmp_path / "missing.safetensors")
+    path = save_arrays(tmp_path / "w.safetensors", {"a": numpy.ones((100, 100), dtype=numpy.float32)})
+    data = path.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_arrays(tmp_path / "trunc.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_arrays(tmp_path / "garbage.safetensors")
+    (tmp_path / "s.json").write_text("{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_json(tmp_path / "s.json")
 
 
 # -- round trips -----------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Fine-tuning heads (minibert/model/heads/) and layer freezing (BertModel.freeze).
+"""Fine-tuning heads (minibert/model/heads/: sequence and token classification, question answering) and
+layer freezing under them.
 
 Finite differences (float64, dropout on with fixed masks); parity with transformers'
 BertForSequenceClassification / TokenClassification / QuestionAnswering on identical weights
-(logits, loss, every parameter gradient); checkpoints both ways; 10 optimizer steps against
-transformers + torch.optim.AdamW; freezing: zero and exact gradients, the frozen backward
-not run; clear errors.
+(logits, loss, every parameter gradient); checkpoints both ways; inference mode; freezing: zero
+and exact gradients, the frozen backward not run; clear errors; on the device (the `xp` fixture).
+Their config fields are tested in test_config.py, 10 optimizer steps against transformers in
+train/test_optim.py, the fine-tuning loop in train/test_finetune.py.
 """
 from __future__ import annotations
 
@@ -16,17 +18,16 @@ import pytest
 import minibert.model.bert
 from minibert import BertConfig, BertModel, gradcheck
 from minibert.model.io import CheckpointError, load_arrays, save_arrays
-from minibert.model.config import ConfigError
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.ops.dropout import dropout_mask
-from minibert.train.optim import AdamW, clip_grad_norm, decays, linear_warmup_decay
 from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
                                   BertForTokenClassification)
-from helpers import HEADS, LABELS, head_config, perturbed, pretraining_batch
+from helpers import HEADS, LABELS, head_config, padded_batch, perturbed, pretraining_batch
 from reference import hf_config, hf_model, hf_random, rel_diff, torch_batch
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+
 
 def logits_of(out):
     return np.stack([out["start_logits"], out["end_logits"]], -1) if "start_logits" in out else out["logits"]
@@ -224,79 +225,7 @@ def test_another_number_of_labels_is_an_error_unless_reinitialised(tmp_path):
         BertForSequenceClassification.from_pretrained(tmp_path, num_label=5)
 
 
-def test_label_fields_round_trip_through_config_json(tmp_path):
-    cfg = BertConfig.preset("tiny", id2label={0: "NEG", 1: "NEU", 2: "POS"}, classifier_dropout=0.25)
-    assert cfg.num_labels == 3 and cfg.label2id == {"NEG": 0, "NEU": 1, "POS": 2}
-    cfg.save(tmp_path)
-    hf = transformers.BertConfig.from_pretrained(tmp_path)
-    assert (hf.num_labels, hf.id2label, hf.label2id, hf.classifier_dropout) == (3, cfg.id2label, cfg.label2id, 0.25)
-    hf.num_labels = 4
-    hf.save_pretrained(tmp_path / "hf")
-    back = BertConfig.load(tmp_path / "hf")
-    assert back.num_labels == 4 and back.id2label[3] == "LABEL_3" and back.classifier_dropout == 0.25
-    cfg.num_labels = 4                               # as transformers: re-makes id2label / label2id
-    assert cfg.id2label == back.id2label and cfg.label2id == back.label2id
-    assert BertConfig().num_labels == 2 and BertConfig(num_labels=1).id2label == {0: "LABEL_0"}
-
-
 # -- deterministic training against transformers ----------------------------------------------------
-
-def classification_batches(cfg, n, rng, B=8, T=20):
-    out = []
-    for _ in range(n):
-        ids = rng.integers(5, cfg.vocab_size, (B, T))
-        mask = np.ones((B, T), dtype=np.int64)
-        for b in range(B):
-            mask[b, rng.integers(6, T + 1):] = 0
-        ids[mask == 0] = 0
-        types = np.zeros((B, T), dtype=np.int64)
-        types[:, T // 2:] = 1
-        out.append(dict(input_ids=ids, token_type_ids=types, attention_mask=mask,
-                        labels=rng.integers(0, cfg.num_labels, B)))
-    return out
-
-
-@pytest.mark.parametrize("frozen", [None, (True, 1)], ids=["all-trainable", "embeddings+layer0-frozen"])
-def test_ten_optimizer_steps_match_transformers(frozen):
-    """float64, dropout off, the same batches: AdamW (no decay on bias/LayerNorm, 0.01 elsewhere),
-    warm-up then linear decay, clipping at global norm 1: the same loss at every step."""
-    cfg = BertConfig.preset("tiny", vocab_size=500, num_labels=3, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0)
-    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").eval()
-    ref = hf_model(model).eval()
-    if frozen:
-        model.freeze(*frozen)
-        for name, p in ref.named_parameters():
-            p.requires_grad_(name not in model.frozen_names())
-    lr, warmup, total = 2e-3, 3, 10
-    opt = AdamW(model.params, lr=lr, weight_decay=0.01, frozen=model.frozen_names())
-    trainable = [(n, p) for n, p in ref.named_parameters() if p.requires_grad]
-    topt = torch.optim.AdamW([{"params": [p for n, p in trainable if decays(n)], "weight_decay": 0.01},
-                              {"params": [p for n, p in trainable if not decays(n)], "weight_decay": 0.0}], lr=lr)
-    tsched = transformers.get_linear_schedule_with_warmup(topt, warmup, total)
-    before = {k: model.params[k].copy() for k in model.frozen_names()}
-    clipped = 0
-    for step, batch in enumerate(classification_batches(cfg, total, np.random.default_rng(0))):
-        model.zero_grad()
-        out = model.forward(**batch)
-        model.backward()
-        norm = clip_grad_norm(model.grads, 1.0, [k for k in model.grads if k not in opt.frozen])
-        opt.step(model.grads, lr=linear_warmup_decay(step, lr, warmup, total))
-        topt.zero_grad()
-        r = ref(**torch_batch(batch))
-        r.loss.backward()
-        tnorm = float(torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0))
-        topt.step()
-        tsched.step()
-        clipped += tnorm > 1.0
-        assert abs(float(out["loss"]) - r.loss.item()) <= 1e-8 * abs(r.loss.item()), (step, out["loss"], r.loss)
-        assert abs(norm - tnorm) <= 1e-8 * tnorm, step
-    assert clipped >= 3, clipped                                    # clipping was exercised
-    for k, v in before.items():
-        np.testing.assert_array_equal(model.params[k], v, err_msg=f"frozen {k} changed")
-    for k, p in ref.named_parameters():
-        assert rel_diff(model.params[k], p.detach().numpy()) <= 1e-8, k
-
 
 # -- freezing ----------------------------------------------------------------------------------------
 
@@ -370,32 +299,6 @@ def test_fully_frozen_encoder_under_a_token_head_skips_the_input_gradient(monkey
     assert [k for k, g in grads.items() if g.any()] == ["classifier.weight", "classifier.bias"]
 
 
-def test_optimizer_leaves_frozen_parameters_untouched():
-    cfg = head_config("sequence")
-    model = perturbed(BertForSequenceClassification, cfg).train().freeze(embeddings=True, layers=1)
-    before = {k: v.copy() for k, v in model.params.items()}
-    opt = AdamW(model.params, lr=1e-2, weight_decay=0.01, frozen=model.frozen_names())
-    rng = np.random.default_rng(10)
-    for _ in range(3):
-        model.zero_grad()
-        model.forward(**gradcheck.task_head_inputs(model, rng))
-        model.backward()
-        opt.step(model.grads)
-    for k, v in model.params.items():
-        changed = not np.array_equal(v, before[k])
-        assert changed == (k not in model.frozen_names()), k
-
-
-def test_freeze_errors():
-    model = BertModel(gradcheck.odd_config())
-    with pytest.raises(ValueError, match=r"layers must be an integer in \[0, 2\]"):
-        model.freeze(embeddings=True, layers=3)
-    with pytest.raises(ValueError, match="freezes from the bottom up: pass embeddings=True"):
-        model.freeze(layers=1)
-    with pytest.raises(TypeError, match="embeddings must be True or False"):
-        model.freeze(embeddings=1)
-
-
 # -- errors ---------------------------------------------------------------------------------------------
 
 def test_bad_labels_raise_clear_errors():
@@ -425,21 +328,6 @@ def test_bad_labels_raise_clear_errors():
         reg.backward()
     with pytest.raises(RuntimeError, match="backward\\(\\) needs a forward\\(\\) with labels first"):
         reg.backward()
-
-
-def test_bad_configs_raise_clear_errors():
-    with pytest.raises(ValueError, match="BertForQuestionAnswering needs num_labels=2"):
-        BertForQuestionAnswering(head_config("sequence"))
-    with pytest.raises(ConfigError, match="num_labels=3 but id2label has 2 entries"):
-        BertConfig(num_labels=3, id2label={0: "a", 1: "b"})
-    with pytest.raises(ConfigError, match="multi-label loss"):
-        BertConfig(problem_type="multi_label_classification")
-    with pytest.raises(ConfigError, match="needs num_labels > 1"):
-        BertConfig(num_labels=1, problem_type="single_label_classification")
-    with pytest.raises(ConfigError, match=r"classifier_dropout must be None or in \[0, 1\)"):
-        BertConfig(classifier_dropout=1.5)
-    with pytest.raises(ConfigError, match="num_labels must be a positive integer"):
-        BertConfig().num_labels = 0
 
 
 def test_head_weights_that_are_not_finite_are_refused(tmp_path):
@@ -477,3 +365,20 @@ def test_heads_stay_on_the_device(kind, xp):
     assert loss_dev == loss_host
     for k in grads_host:
         assert np.array_equal(grads_dev[k], grads_host[k]), k
+
+
+def test_inference_mode_of_a_head_model():
+    from minibert.model.heads import BertForSequenceClassification
+    cfg = gradcheck.odd_config(num_labels=3)
+    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").train()
+    ids, types, mask = padded_batch(cfg)
+    labels = np.array([0, 2, 1])
+    with model.inference():
+        out = model.forward(ids, types, mask, labels=labels)
+        assert model.bert._cache is None
+        with pytest.raises(RuntimeError, match="inference"):
+            model.backward()
+    assert model.training
+    model.eval()
+    assert np.array_equal(out["logits"], model.forward(ids, types, mask, labels=labels)["logits"])
+    model.backward()
