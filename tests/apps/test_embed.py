@@ -1,6 +1,6 @@
 """minibert.embed and the token-level views on the bundled all-MiniLM-L6-v2; the vector commands.
 
-Parity with sentence-transformers on 500 real sentences is in test_pretrained_parity.py; here:
+Parity with sentence-transformers on 500 real sentences is in model/test_pretrained_parity.py; here:
 the order of the texts and the batching never change a vector, pooling and normalisation do
 what they say, the model argument takes every documented form, bad input gets a clear error.
 """
