@@ -1,15 +1,16 @@
-"""minibert's layers, read from the source (ast): every import goes down the layer order, no import cycle,
-no function-local import of a minibert module.
+"""The whole package's rules, read from its source: every import goes down the layer order, no import cycle,
+no function-local import of a minibert module (ast), and no pickle anywhere.
 
     backend <- ops <- model <- data, tokenization <- train <- apps, viz <- cli
 
-A module may import from its own layer or any layer below it; `minibert/errors.py` (if present) and the
-package's own `__init__.py` are outside the order, and a `__main__.py` (an entry point) is in the cli layer (a leaf everything may import; the public face that
-re-exports from every layer).
+A module may import from its own layer or any layer below it. `minibert/errors.py` sits at the bottom with
+the backend (every layer raises its errors); a `__main__.py` (an entry point) is in the cli layer; the
+package's own `__init__.py`, the public face that re-exports from every layer, is outside the order.
 """
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,15 @@ def test_the_reader_sees_imports(tmp_path, source, expected):
     path.write_text(source)
     assert [t for _, t in imports(path)] == expected
     assert [t for _, t in imports(path, local_only=True)] == (expected if source.startswith("def") else [])
+
+
+def test_no_pickle_anywhere_in_the_library():
+    """No pickle is ever loaded from a file: no pickle module, no torch.load, and every np.load
+    says allow_pickle=False."""
+    bad = []
+    for path in (REPO / "minibert").rglob("*.py"):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.search(r"import pickle|from pickle|torch\.load|allow_pickle=True", line) or \
+                    (re.search(r"\bn(p|umpy)\.load\(", line) and "allow_pickle=False" not in line):
+                bad.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not bad, bad

@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO, data_path
+
+NEEDS_DATA = {"bench_finetune.py": ("sst2", "train.tsv")}   # under ../shared/data: skipped without it
 
 
 @pytest.mark.parametrize("script,args", [
@@ -14,6 +16,8 @@ from conftest import REPO
     ("bench_finetune.py", ["--batch", "2", "--repeats", "1"]),
 ])
 def test_benchmark_script_runs(script, args):
+    if script in NEEDS_DATA:
+        data_path(*NEEDS_DATA[script])
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True, text=True,
                        timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -23,6 +27,7 @@ def test_benchmark_script_runs(script, args):
 def test_finetune_compare_runs_both_sides_and_plots(tmp_path):
     """benchmarks/finetune_compare.py end to end on 8 SST-2 sentences: the minibert side, the
     transformers side from its run.json, then the report with the per-evaluation plot."""
+    data_path("sst2")
     script = str(REPO / "benchmarks" / "finetune_compare.py")
     out = str(tmp_path / "ft")
     small = ["--out", out, "--train-limit", "8", "--dev-limit", "8", "--epochs", "2", "--batch-size", "4",

@@ -2,7 +2,7 @@
 
 Generic on purpose: a new `notebooks/*.ipynb` is picked up automatically (one test per file, named
 after it). Notebooks under notebooks/exercises/ are left out: their student versions have blanks to
-fill in (tests/test_exercises.py generates and runs them, blank and solved). Each runs in a fresh
+fill in (tests/exercises/test_exercises.py generates and runs them, blank and solved). Each runs in a fresh
 "python3" kernel with the notebooks folder as working directory and matplotlib's non-interactive
 backend; a cell that raises fails the test with that cell's error.
 
@@ -20,17 +20,20 @@ import nbformat
 import pytest
 from nbclient.exceptions import CellExecutionError
 
-from helpers import REPO
+from helpers import REPO, data_path
 
 NOTEBOOKS = REPO / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))     # top level only, so notebooks/exercises/ is not collected
 CELL_TIMEOUT_S = 600
 BUDGET_S = 180          # per notebook, default parameters; stated in README.md ("Learning path")
 README = NOTEBOOKS.parent / "README.md"
+NEEDS_DATA = {"05_finetuning.ipynb": ("sst2", "wnut17", "xquad")}   # under ../shared/data: skipped without them
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.name for p in PATHS])
 def test_notebook_runs(path, monkeypatch):
+    for part in NEEDS_DATA.get(path.name, ()):
+        data_path(part)
     # The kernel inherits this process's environment: no display, Hugging Face offline.
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -2,7 +2,7 @@
 import re
 import subprocess
 
-from conftest import REPO
+from helpers import REPO
 
 
 def readme_command(marker):

@@ -11,7 +11,7 @@ import json
 
 import numpy
 import pytest
-from helpers import REPO
+from helpers import REPO, write
 
 import minibert.__main__
 from minibert.apps.records import (RecordsError, SoftmaxHead, analyse, cross_validate, far_from_clusters,
@@ -21,22 +21,16 @@ EXAMPLE = REPO / "examples" / "xquad_records.csv"
 DAMAGE = json.loads(EXAMPLE.with_suffix(".damage.json").read_text())
 
 
-def write(tmp_path, text, name="data.csv"):
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 # -- reading ---------------------------------------------------------------------------------
 
 def test_read_csv_quotes_bom_short_and_long_rows(tmp_path):
-    path = write(tmp_path, '\ufeffa,b,c\n1,"two, with a comma",3\n4,"a ""quoted"" word"\n\n7,8,9,10\n')
+    path = write(tmp_path / "data.csv", '\ufeffa,b,c\n1,"two, with a comma",3\n4,"a ""quoted"" word"\n\n7,8,9,10\n')
     table = read_csv(path)
     assert table.columns == ["a", "b", "c"]
     assert table.rows[0]["b"] == "two, with a comma"
     assert table.rows[1] == {"a": "4", "b": 'a "quoted" word', "c": ""}
     assert table.malformed == [False, True, True]
-    tsv = write(tmp_path, "x\ty\nhello\tworld\n", "data.tsv")
+    tsv = write(tmp_path / "data.tsv", "x\ty\nhello\tworld\n")
     assert read_csv(tsv).rows == [{"x": "hello", "y": "world"}]
 
 
@@ -48,7 +42,7 @@ def test_read_csv_quotes_bom_short_and_long_rows(tmp_path):
     ("a,a\n1,2\n", r"names column\(s\) \['a'\] more than once"),
 ])
 def test_read_csv_errors(tmp_path, text, match):
-    path = tmp_path / "missing.csv" if text is None else write(tmp_path, text)
+    path = tmp_path / "missing.csv" if text is None else write(tmp_path / "data.csv", text)
     with pytest.raises(RecordsError, match=match):
         read_csv(path)
 
@@ -194,8 +188,8 @@ def test_records_command_writes_the_report(tmp_path, capsys):
 
 def test_records_without_labels_and_input_errors(tmp_path, capsys):
     main = minibert.__main__.main
-    small = write(tmp_path, "name,notes\nalpha,the cat sat on the mat\nbeta,\ngamma,stocks fell\n"
-                            "delta,a kitten on a rug\n")
+    small = write(tmp_path / "data.csv", "name,notes\nalpha,the cat sat on the mat\nbeta,\ngamma,stocks fell\n"
+                                         "delta,a kitten on a rug\n")
     out = tmp_path / "r.csv"
     assert main(["records", "--csv", str(small), "--text-columns", "notes", "--clusters", "2", "--out", str(out)]) == 0
     report = list(csv.DictReader(out.open(encoding="utf-8")))
@@ -210,7 +204,7 @@ def test_records_without_labels_and_input_errors(tmp_path, capsys):
     ]:
         with pytest.raises(SystemExit, match=match):
             main(["records", "--csv", str(small), "--out", str(out)] + args)
-    empty_text = write(tmp_path, "a,b\n1,\n2,N/A\n", "e.csv")
+    empty_text = write(tmp_path / "e.csv", "a,b\n1,\n2,N/A\n")
     with pytest.raises(SystemExit, match="every row is empty in the text columns"):
         main(["records", "--csv", str(empty_text), "--text-columns", "b", "--out", str(out)])
     with pytest.raises(SystemExit, match="no CSV file at"):

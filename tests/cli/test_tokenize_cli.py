@@ -4,18 +4,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tokenization_data import REPO_ROOT, minibert_tokenizer, minilm_path
+from helpers import REPO, minilm_path, minilm_tokenizer
 
 
 def run(*args, stdin: bytes = b""):
-    return subprocess.run([sys.executable, "-m", "minibert", *args], input=stdin, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-m", "minibert", *args], input=stdin, cwd=REPO,
                           capture_output=True, timeout=120)
 
 
 def test_tokenize_ids_and_tokens():
     lines = ["Hello world!", "", "Tokenizers aren't magic — café 中文 😀", "  [MASK] me  "]
     stdin = ("\n".join(lines) + "\n").encode("utf-8")
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     done = run("tokenize", "--vocab", str(minilm_path()), stdin=stdin)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode("utf-8").splitlines() == [
@@ -34,7 +34,7 @@ def test_tokenize_pairs_cased_and_max_length():
         "[CLS] a question ? [SEP] the context , which is long . [SEP]", "[CLS] x [SEP] y [SEP]"]
     done = run("tokenize", "--vocab", str(minilm_path()), "--pair", "--max-length", "8", stdin=stdin)
     first = done.stdout.decode().splitlines()[0].split()
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     assert first == [str(i) for i in tok("A question?", "The context, which is long.",
                                          truncation=True, max_length=8)["input_ids"]]
     done = run("tokenize", "--vocab", str(minilm_path()), "--cased", "--tokens",
@@ -53,7 +53,7 @@ def test_tokenize_errors():
     assert done.returncode == 1
     assert b"line 2 has no TAB" in done.stderr
     assert done.stdout.decode().splitlines() == ["101 1037 102 1038 102"]
-    done = run("tokenize", "--vocab", str(REPO_ROOT / "no-such-vocab.txt"), stdin=b"x\n")
+    done = run("tokenize", "--vocab", str(REPO / "no-such-vocab.txt"), stdin=b"x\n")
     assert done.returncode == 2 and b"no tokenizer folder or vocabulary file at" in done.stderr
     done = run("tokenize", "--vocab", str(minilm_path()), "--pair", "--max-length", "2",
                stdin=b"a\tb\n")

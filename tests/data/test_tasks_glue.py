@@ -10,7 +10,8 @@ import pytest
 
 from minibert.data.tasks import TASKS, DataFormatError, EmptyFileError, Encoded, pad_batch
 from minibert.data.tasks.glue import GLUE_TASKS, encode_glue, read_glue
-from task_helpers import data_file, hf_tokenizer, minilm_tokenizer
+from helpers import data_path, minilm_tokenizer, write
+from reference import hf_fast
 
 # shared/data/README.md: examples and label counts of each file
 EXPECTED = {
@@ -25,7 +26,7 @@ EXPECTED = {
 @pytest.mark.parametrize("task,split", list(EXPECTED))
 def test_real_files_read_with_the_readme_counts(task, split):
     spec = GLUE_TASKS[task]
-    examples = read_glue(data_file(spec.files[split]), task)
+    examples = read_glue(data_path(spec.files[split]), task)
     n, labels = EXPECTED[task, split]
     assert len(examples) == n
     assert Counter(spec.id2label[e.label] for e in examples) == labels
@@ -38,11 +39,11 @@ def test_real_files_read_with_the_readme_counts(task, split):
 
 def test_literal_quotes_are_kept_and_no_line_is_merged():
     # The trap: csv's default quoting merges QNLI lines and eats RTE's quotes.
-    path = data_file("qnli/dev.tsv")
+    path = data_path("qnli/dev.tsv")
     with open(path, newline="", encoding="utf-8") as f:
         assert len(list(csv.reader(f, delimiter="\t"))) - 1 == 5267      # what a csv reader gets
     assert len(read_glue(path, "qnli")) == 5463
-    rte = read_glue(data_file("rte/dev.tsv"), "rte")
+    rte = read_glue(data_path("rte/dev.tsv"), "rte")
     by_idx = {e.idx: e for e in rte}
     assert by_idx[137].text_a.startswith('"It\'s Only a Play" is Terrence McNally\'s "Give My Regards')
     assert by_idx[137].line == 139
@@ -56,18 +57,18 @@ def test_labels_are_huggingface_names_in_sorted_order():
         assert TASKS[task].id2label == {0: "entailment", 1: "not_entailment"}
         assert TASKS[task].kind == "sequence" and TASKS[task].is_pair
     assert type(TASKS["rte"].label2id) is dict and type(TASKS["rte"].id2label) is dict
-    sst2 = read_glue(data_file("sst2/dev.tsv"), "sst2")
-    lines = data_file("sst2/dev.tsv").read_text(encoding="utf-8").split("\n")
+    sst2 = read_glue(data_path("sst2/dev.tsv"), "sst2")
+    lines = data_path("sst2/dev.tsv").read_text(encoding="utf-8").split("\n")
     assert all(int(lines[e.line - 1].split("\t")[1]) == e.label for e in sst2)   # 0 -> 0, 1 -> 1
 
 
 @pytest.mark.parametrize("task,max_len", [("rte", 128), ("sst2", 128), ("qnli", 64)])
 def test_encoding_matches_transformers(task, max_len):
     spec = GLUE_TASKS[task]
-    examples = read_glue(data_file(spec.files["dev"]), task)[:300]
+    examples = read_glue(data_path(spec.files["dev"]), task)[:300]
     encoded = encode_glue(examples, minilm_tokenizer(), max_seq_length=max_len)
     args = [[e.text_a for e in examples]] + ([[e.text_b for e in examples]] if spec.is_pair else [])
-    reference = hf_tokenizer()(*args, truncation=True, max_length=max_len)
+    reference = hf_fast()(*args, truncation=True, max_length=max_len)
     assert [f["input_ids"] for f in encoded.features] == reference["input_ids"]
     assert [f["token_type_ids"] for f in encoded.features] == reference["token_type_ids"]
     assert [f["labels"] for f in encoded.features] == [e.label for e in examples]
@@ -81,7 +82,7 @@ def test_encoding_matches_transformers(task, max_len):
 
 
 def test_pad_batch_shapes_and_values():
-    encoded = encode_glue(read_glue(data_file("rte/dev.tsv"), "rte")[:5], minilm_tokenizer(), 128)
+    encoded = encode_glue(read_glue(data_path("rte/dev.tsv"), "rte")[:5], minilm_tokenizer(), 128)
     batch = encoded.batch(range(5))
     lengths = [len(f["input_ids"]) for f in encoded.features]
     assert batch["input_ids"].shape == (5, max(lengths)) and batch["input_ids"].dtype == np.int64
@@ -112,22 +113,16 @@ def test_pad_batch_errors():
 
 # -- the traps and the errors, on small files ---------------------------------------
 
-def write(tmp_path, text, name="x.tsv", raw=False):
-    path = tmp_path / name
-    path.write_bytes(text if raw else text.encode("utf-8"))
-    return path
-
-
 def test_bom_crlf_blank_lines_and_quotes(tmp_path):
     text = '\ufeffindex\tsentence1\tsentence2\tlabel \r\n0\t"Quoted" start\tb "x\tentailment\r\n\r\n' \
            '1\ta\u2028b\tc\tnot_entailment\r\n'
-    examples = read_glue(write(tmp_path, text), "rte")
+    examples = read_glue(write(tmp_path / "x.tsv", text), "rte")
     assert [(e.idx, e.text_a, e.text_b, e.label, e.line) for e in examples] == [
         (0, '"Quoted" start', 'b "x', 0, 2), (1, "a\u2028b", "c", 1, 4)]
 
 
 def test_wrong_header_names_expected_and_found_columns(tmp_path):
-    path = write(tmp_path, "sentence\tlabel\nhello\t1\n")
+    path = write(tmp_path / "x.tsv", "sentence\tlabel\nhello\t1\n")
     with pytest.raises(DataFormatError, match=r"x\.tsv, line 1: expected the rte header with the "
                        r"tab-separated columns \['index', 'sentence1', 'sentence2', 'label'\], found "
                        r"\['sentence', 'label'\] \(is this a rte file\?\)"):
@@ -135,44 +130,44 @@ def test_wrong_header_names_expected_and_found_columns(tmp_path):
 
 
 def test_wrong_column_count_names_the_line(tmp_path):
-    path = write(tmp_path, "sentence\tlabel\ngood movie\t1\nno label here\n")
+    path = write(tmp_path / "x.tsv", "sentence\tlabel\ngood movie\t1\nno label here\n")
     with pytest.raises(DataFormatError, match=r"x\.tsv, line 3: expected 2 tab-separated columns "
                        r"\['sentence', 'label'\], found 1: 'no label here'"):
         read_glue(path, "sst2")
 
 
 def test_unknown_label_names_it_and_the_line(tmp_path):
-    path = write(tmp_path, "index\tquestion\tsentence\tlabel\n0\tq\ts\tentailment\n1\tq\ts\tneutral\n")
+    path = write(tmp_path / "x.tsv", "index\tquestion\tsentence\tlabel\n0\tq\ts\tentailment\n1\tq\ts\tneutral\n")
     with pytest.raises(DataFormatError, match=r"x\.tsv, line 3: unknown label 'neutral'; qnli labels "
                        r"are \['entailment', 'not_entailment'\]"):
         read_glue(path, "qnli")
-    path = write(tmp_path, "sentence\tlabel\nok\t2\n")
+    path = write(tmp_path / "x.tsv", "sentence\tlabel\nok\t2\n")
     with pytest.raises(DataFormatError, match=r"line 2: unknown label '2'; sst2 labels are \['0', '1'\]"):
         read_glue(path, "sst2")
 
 
 def test_empty_files(tmp_path):
     with pytest.raises(EmptyFileError, match=r"sst2 file .*x\.tsv is empty"):
-        read_glue(write(tmp_path, ""), "sst2")
+        read_glue(write(tmp_path / "x.tsv", ""), "sst2")
     with pytest.raises(EmptyFileError, match=r"sst2 file .*x\.tsv is empty"):
-        read_glue(write(tmp_path, "\ufeff\r\n"), "sst2")                 # a BOM and a line end only
+        read_glue(write(tmp_path / "x.tsv", "\ufeff\r\n"), "sst2")                 # a BOM and a line end only
     with pytest.raises(EmptyFileError, match=r"x\.tsv has a header but no examples"):
-        read_glue(write(tmp_path, "sentence\tlabel\n\n"), "sst2")
+        read_glue(write(tmp_path / "x.tsv", "sentence\tlabel\n\n"), "sst2")
 
 
 def test_other_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="sst2 file not found: .*nope.tsv"):
         read_glue(tmp_path / "nope.tsv", "sst2")
     with pytest.raises(DataFormatError, match=r"x\.tsv, line 2: not UTF-8"):
-        read_glue(write(tmp_path, b"sentence\tlabel\n\xff\t1\n", raw=True), "sst2")
+        read_glue(write(tmp_path / "x.tsv", b"sentence\tlabel\n\xff\t1\n"), "sst2")
     with pytest.raises(DataFormatError, match=r"line 2: the index column should be an integer, found 'a'"):
-        read_glue(write(tmp_path, "index\tsentence1\tsentence2\tlabel\na\tx\ty\tentailment\n"), "rte")
+        read_glue(write(tmp_path / "x.tsv", "index\tsentence1\tsentence2\tlabel\na\tx\ty\tentailment\n"), "rte")
     with pytest.raises(ValueError, match=r"unknown GLUE task 'mrpc'; known: \['qnli', 'rte', 'sst2'\]"):
         read_glue(tmp_path / "x.tsv", "mrpc")
     with pytest.raises(ValueError, match=r"task qnli has no 'train' split; it has \['dev'\]"):
         TASKS["qnli"].path("data", "train")
     with pytest.raises(ValueError, match="max_seq_length=3 leaves no room for text after the 3 special tokens"):
-        encode_glue(read_glue(data_file("rte/dev.tsv"), "rte")[:1], minilm_tokenizer(), 3)
+        encode_glue(read_glue(data_path("rte/dev.tsv"), "rte")[:1], minilm_tokenizer(), 3)
     with pytest.raises(ValueError, match="label_names must be sorted and unique"):
         type(TASKS["rte"])(name="t", kind="sequence", columns=("a",), text_columns=("a",),
                            label_column="a", label_names=("b", "a"), files={}, metric="accuracy")

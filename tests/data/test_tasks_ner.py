@@ -10,7 +10,8 @@ import pytest
 from minibert.data.tasks import IGNORE_INDEX, DataFormatError, EmptyFileError
 from minibert.data.tasks.metrics import ner_scores
 from minibert.data.tasks.ner import WNUT17, TokenExample, encode_ner, label_list, read_conll, word_predictions
-from task_helpers import data_file, hf_tokenizer, minilm_tokenizer
+from helpers import data_path, minilm_tokenizer, write
+from reference import hf_fast
 
 # shared/data/README.md: sentences and tokens of each split
 COUNTS = {"train": (3394, 62730), "dev": (1009, 15733), "test": (1287, 23394)}
@@ -18,7 +19,7 @@ COUNTS = {"train": (3394, 62730), "dev": (1009, 15733), "test": (1287, 23394)}
 
 @pytest.fixture(scope="module")
 def wnut():
-    return {split: read_conll(data_file(f"wnut17/{split}.conll")) for split in COUNTS}
+    return {split: read_conll(data_path(f"wnut17/{split}.conll")) for split in COUNTS}
 
 
 def test_real_files_read_with_the_readme_counts(wnut):
@@ -29,7 +30,7 @@ def test_real_files_read_with_the_readme_counts(wnut):
         assert all(len(e.words) == len(e.tags) > 0 for e in examples)
     # train.conll separates most sentences with a line holding one tab, not an empty line:
     # a reader that only splits on empty lines finds 1,000 "sentences" there.
-    text = data_file("wnut17/train.conll").read_text(encoding="utf-8")
+    text = data_path("wnut17/train.conll").read_text(encoding="utf-8")
     assert text.count("\n\t\n") > 2000
     assert len([b for b in text.split("\n\n") if b.strip()]) == 1000
     assert label_list(wnut["train"]) == list(WNUT17.label_names)
@@ -39,7 +40,7 @@ def test_real_files_read_with_the_readme_counts(wnut):
 
 def hf_run_ner_features(examples, max_length):
     """Hugging Face run_ner's tokenize_and_align_labels (label_all_tokens=False), on the fast tokenizer."""
-    reference = hf_tokenizer()([list(e.words) for e in examples], is_split_into_words=True,
+    reference = hf_fast()([list(e.words) for e in examples], is_split_into_words=True,
                                truncation=True, max_length=max_length)
     labels = []
     for i, example in enumerate(examples):
@@ -133,14 +134,8 @@ def test_gold_through_the_model_layout_scores_one(wnut):
 
 # -- errors ------------------------------------------------------------------------------
 
-def write(tmp_path, text):
-    path = tmp_path / "x.conll"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_crlf_docstart_whitespace_separators(tmp_path):
-    path = write(tmp_path, "-DOCSTART-\tO\r\n\r\nParis\tB-location\r\nis\tO\r\n \t \r\n\tO\r\nok\tO\r\n")
+    path = write(tmp_path / "x.conll", "-DOCSTART-\tO\r\n\r\nParis\tB-location\r\nis\tO\r\n \t \r\n\tO\r\nok\tO\r\n")
     examples = read_conll(path)
     assert [(e.words, e.tags, e.line) for e in examples] == [
         (("Paris", "is"), ("B-location", "O"), 3), (("", "ok"), ("O", "O"), 6)]
@@ -149,28 +144,28 @@ def test_crlf_docstart_whitespace_separators(tmp_path):
 def test_bad_line_names_file_line_and_fields(tmp_path):
     with pytest.raises(DataFormatError, match=r"x\.conll, line 2: expected 2 tab-separated fields "
                        r"\(token, tag\), found 1: 'is O'"):
-        read_conll(write(tmp_path, "Paris\tB-location\nis O\n"))
+        read_conll(write(tmp_path / "x.conll", "Paris\tB-location\nis O\n"))
     with pytest.raises(DataFormatError, match=r"line 1: expected 2 tab-separated fields \(token, tag\), found 3"):
-        read_conll(write(tmp_path, "Paris\tNNP\tB-location\n"))
+        read_conll(write(tmp_path / "x.conll", "Paris\tNNP\tB-location\n"))
 
 
 def test_unknown_tag_names_it_and_the_line(tmp_path):
-    path = write(tmp_path, "Paris\tB-location\n\nIBM\tB-ORG\n")
+    path = write(tmp_path / "x.conll", "Paris\tB-location\n\nIBM\tB-ORG\n")
     with pytest.raises(DataFormatError, match=r"x\.conll, line 3: unknown tag 'B-ORG'; wnut17 tags are "
                        r"\['B-corporation'"):
         read_conll(path)
     assert label_list(read_conll(path, task=None)) == ["B-ORG", "B-location"]
     with pytest.raises(DataFormatError, match=r"line 1: tag 'PER' is not a BIO tag \(O, B-X, I-X\)"):
-        read_conll(write(tmp_path, "Bob\tPER\n"), task=None)
+        read_conll(write(tmp_path / "x.conll", "Bob\tPER\n"), task=None)
 
 
 def test_empty_files(tmp_path):
     with pytest.raises(EmptyFileError, match=r"CoNLL file .*x\.conll is empty"):
-        read_conll(write(tmp_path, ""))
+        read_conll(write(tmp_path / "x.conll", ""))
     with pytest.raises(EmptyFileError, match=r"CoNLL file .*x\.conll is empty"):
-        read_conll(write(tmp_path, "\n\t\n\n"))
+        read_conll(write(tmp_path / "x.conll", "\n\t\n\n"))
     with pytest.raises(EmptyFileError, match=r"x\.conll has no sentence \(only blank lines\)"):
-        read_conll(write(tmp_path, "-DOCSTART- -X- -X- O\n\n"))
+        read_conll(write(tmp_path / "x.conll", "-DOCSTART- -X- -X- O\n\n"))
 
 
 def test_encoding_and_prediction_errors():

@@ -14,12 +14,13 @@ from minibert.data.tasks.squad import (
     XQUAD, QAExample, SkippedAnswersWarning, encode_squad, postprocess_qa_predictions, read_squad,
     read_xquad, references, window_starts,
 )
-from task_helpers import data_file, hf_tokenizer, minilm_tokenizer
+from helpers import data_path, minilm_tokenizer, write
+from reference import hf_fast
 
 
 @pytest.fixture(scope="module")
 def xquad():
-    return read_squad(data_file(XQUAD.files["train"]))
+    return read_squad(data_path(XQUAD.files["train"]))
 
 
 def test_xquad_file_and_split(xquad):
@@ -28,7 +29,7 @@ def test_xquad_file_and_split(xquad):
     assert len(xquad) == 1190 and len({e.context for e in xquad}) == 240
     assert len({e.article for e in xquad}) == 48 and len({e.id for e in xquad}) == 1190
     assert all(len(e.answers) == 1 and e.answer_found() for e in xquad)
-    train, evaluation = (read_xquad(data_file(XQUAD.files[s]), s) for s in ("train", "eval"))
+    train, evaluation = (read_xquad(data_path(XQUAD.files[s]), s) for s in ("train", "eval"))
     assert (len(train), len(evaluation)) == (970, 220)
     assert {e.article for e in train} == set(range(38)) and {e.article for e in evaluation} == set(range(38, 48))
     assert xquad[0].title == "Super_Bowl_50" and xquad[0].answers[0] == {"text": "308", "answer_start": 34}
@@ -37,7 +38,7 @@ def test_xquad_file_and_split(xquad):
 
 def hf_run_qa_features(examples, max_length, stride):
     """transformers' overflowing windows + run_qa's prepare_train_features start/end rule."""
-    reference = hf_tokenizer()([e.question.lstrip() for e in examples], [e.context for e in examples],
+    reference = hf_fast()([e.question.lstrip() for e in examples], [e.context for e in examples],
                                truncation="only_second", max_length=max_length, stride=stride,
                                return_overflowing_tokens=True, return_offsets_mapping=True)
     positions, context_offsets = [], []
@@ -95,7 +96,7 @@ def test_worked_example_of_docs_tasks_md():
         ["in", "super", "bowl", "50", "at", "levi", "'", "s", "stadium", "."]]
     assert [(f["start_positions"], f["end_positions"]) for f in encoded.features] == [(9, 10), (0, 0), (0, 0)]
     assert encoded.features[0]["offset_mapping"][9:11] == [(4, 10), (11, 18)]
-    reference = hf_tokenizer()(example.question, example.context, truncation="only_second", max_length=20,
+    reference = hf_fast()(example.question, example.context, truncation="only_second", max_length=20,
                                stride=6, return_overflowing_tokens=True)
     assert [f["input_ids"] for f in encoded.features] == reference["input_ids"]
     # the answer: logits favour "denver" .. "broncos" in window 0
@@ -249,12 +250,6 @@ def test_gold_logits_recover_the_answers(xquad):
 
 # -- errors ----------------------------------------------------------------------------
 
-def write_json(tmp_path, obj):
-    path = tmp_path / "x.json"
-    path.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
-    return path
-
-
 def squad_file(**qa_overrides):
     qa = {"id": "a", "question": "q?", "answers": [{"text": "c", "answer_start": 0}], **qa_overrides}
     return {"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [qa]}]}]}
@@ -264,27 +259,27 @@ def test_reader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="SQuAD file not found: .*none.json"):
         read_squad(tmp_path / "none.json")
     with pytest.raises(DataFormatError, match=r"x\.json is not SQuAD JSON: Expecting"):
-        read_squad(write_json(tmp_path, '{"data": ['))
+        read_squad(write(tmp_path / "x.json", '{"data": ['))
     with pytest.raises(DataFormatError, match=r"x\.json, the top level: no 'data' field \(SQuAD v1\.1 layout expected\)"):
-        read_squad(write_json(tmp_path, {"version": "2.0"}))
+        read_squad(write(tmp_path / "x.json", {"version": "2.0"}))
     file = squad_file()
     del file["data"][0]["paragraphs"][0]["qas"][0]["id"]
     with pytest.raises(DataFormatError, match=r"x\.json, data\[0\]\.paragraphs\[0\]\.qas\[0\]: no 'id' field"):
-        read_squad(write_json(tmp_path, file))
+        read_squad(write(tmp_path / "x.json", file))
     with pytest.raises(DataFormatError, match=r"data\[0\]\.paragraphs\[0\]\.qas\[0\]\.answers\[0\]\.answer_start: "
                                               r"expected int, found str"):
-        read_squad(write_json(tmp_path, squad_file(answers=[{"text": "c", "answer_start": "0"}])))
+        read_squad(write(tmp_path / "x.json", squad_file(answers=[{"text": "c", "answer_start": "0"}])))
     file = squad_file()
     file["data"][0]["paragraphs"].append(file["data"][0]["paragraphs"][0])
     with pytest.raises(DataFormatError, match=r"data\[0\]\.paragraphs\[1\]\.qas\[0\]: the id 'a' is used twice"):
-        read_squad(write_json(tmp_path, file))
+        read_squad(write(tmp_path / "x.json", file))
     with pytest.raises(EmptyFileError, match=r"x\.json has no question"):
-        read_squad(write_json(tmp_path, {"data": []}))
+        read_squad(write(tmp_path / "x.json", {"data": []}))
     with pytest.raises(DataFormatError, match=r"data\[0\]: expected a JSON object, found list"):
-        read_squad(write_json(tmp_path, {"data": [[]]}))
-    assert read_squad(write_json(tmp_path, "\ufeff" + json.dumps(squad_file())))[0].id == "a"   # a BOM
+        read_squad(write(tmp_path / "x.json", {"data": [[]]}))
+    assert read_squad(write(tmp_path / "x.json", "\ufeff" + json.dumps(squad_file())))[0].id == "a"   # a BOM
     with pytest.raises(ValueError, match="split must be 'train' or 'eval', got 'dev'"):
-        read_xquad(write_json(tmp_path, squad_file()), "dev")
+        read_xquad(write(tmp_path / "x.json", squad_file()), "dev")
 
 
 def test_encoding_and_postprocessing_errors():

@@ -29,7 +29,7 @@ from minibert.ops.softmax import softmax_backward, softmax_forward
 from minibert.data.pretraining.masking import MASK, NEVER_MASKED, num_to_predict
 from minibert.train.optim import adamw_step
 
-from helpers import REPO  # noqa: E402
+from helpers import REPO, write  # noqa: E402
 
 
 def failures(result) -> str:
@@ -128,15 +128,15 @@ def test_the_solution_write_ups_code_passes(tmp_path):
 
 # -- what the grader says about broken files and functions -----------------------------------
 
-def write(workspace, stem, body):
+def write_solution(workspace, stem, body):
+    """A learner's file for exercise `stem` in the workspace, holding `body` (dedented)."""
     ex = get(stem)
-    path = workspace / f"{ex.stem}.py"
-    path.write_text(textwrap.dedent(body))
+    write(workspace / f"{ex.stem}.py", textwrap.dedent(body))
     return ex
 
 
 def test_a_function_that_raises_is_reported_with_its_line(tmp_path):
-    write(tmp_path, "linear_backward", """\
+    write_solution(tmp_path, "linear_backward", """\
         import numpy as np
 
         def linear_backward(dy, cache, need_dx=True):
@@ -150,7 +150,7 @@ def test_a_function_that_raises_is_reported_with_its_line(tmp_path):
 
 
 def test_none_wrong_shape_nan_and_a_hang(tmp_path):
-    write(tmp_path, "softmax", """\
+    write_solution(tmp_path, "softmax", """\
         import numpy as np
 
         def softmax_forward(x, inplace=False):
@@ -164,7 +164,7 @@ def test_none_wrong_shape_nan_and_a_hang(tmp_path):
     text = exercises.grade_file("softmax", tmp_path).format()
     assert "p has shape (3, 4, 5); expected (3, 4, 6)" in text
     assert "did you forget the `return`" in text or "did you forget a `return`" in text
-    write(tmp_path, "gelu", """\
+    write_solution(tmp_path, "gelu", """\
         import numpy as np
 
         def gelu_forward(x):
@@ -180,10 +180,10 @@ def test_none_wrong_shape_nan_and_a_hang(tmp_path):
 
 
 def test_a_file_that_does_not_compile_or_lacks_a_function(tmp_path):
-    write(tmp_path, "heads", "def split_heads(x, num_heads)\n    return x\n")
+    write_solution(tmp_path, "heads", "def split_heads(x, num_heads)\n    return x\n")
     text = exercises.grade_file("heads", tmp_path).format()
     assert "does not compile" in text and "line 1" in text
-    write(tmp_path, "heads", "def split_heads(x, num_heads):\n    return x\n")
+    write_solution(tmp_path, "heads", "def split_heads(x, num_heads):\n    return x\n")
     assert "has no function merge_heads" in exercises.grade_file("heads", tmp_path).format()
     assert "no file 08_heads.py" in exercises.grade_file("heads", tmp_path / "nowhere").format()
 

@@ -1,11 +1,11 @@
-"""BertModel: whole-model gradient check, parity with transformers, modes, and clear errors on bad input."""
+"""BertModel (minibert/model/bert.py): whole-model gradient check, parity with transformers, init, modes,
+inference mode, freezing errors, and clear errors on bad input. BertConfig is tested in test_config.py."""
 import numpy as np
 import pytest
 
 from minibert import BertConfig, BertModel, gradcheck
-from minibert.model.config import ConfigError
-from helpers import batch, perturbed_model
-from reference import hf_bert_model, hf_config, rel_diff
+from helpers import padded_batch, perturbed
+from reference import hf_config, hf_model, rel_diff
 
 
 @pytest.mark.parametrize("act", ["gelu", "gelu_new"])
@@ -32,9 +32,9 @@ def test_parity_with_transformers(name, act, dtype, tol):
     import torch
     torch.manual_seed(0)
     cfg = BertConfig.from_dict({**CONFIGS[name].to_dict(), "hidden_act": act})
-    model = perturbed_model(cfg, dtype)
-    ref = hf_bert_model(model).eval()
-    ids, types, mask = batch(cfg, B=4, T=16 if name != "odd" else 7)
+    model = perturbed(BertModel, cfg, dtype, noise_seed=100)
+    ref = hf_model(model).eval()
+    ids, types, mask = padded_batch(cfg, B=4, T=16 if name != "odd" else 7)
     seq, pooled = model.forward(ids, types, mask)
     rng = np.random.default_rng(7)
     d_seq = rng.normal(size=seq.shape).astype(dtype)
@@ -77,8 +77,8 @@ def test_initialisation_follows_bert():
 
 def test_backward_adds_into_gradients_and_zero_grad_clears():
     cfg = gradcheck.odd_config()
-    model = perturbed_model(cfg, "float64")
-    ids, types, mask = batch(cfg)
+    model = perturbed(BertModel, cfg, "float64", noise_seed=100)
+    ids, types, mask = padded_batch(cfg)
     d = np.random.default_rng(0)
     seq, pooled = model.forward(ids, types, mask)
     d_seq, d_pool = d.normal(size=seq.shape), d.normal(size=pooled.shape)
@@ -96,7 +96,7 @@ def test_backward_adds_into_gradients_and_zero_grad_clears():
 def test_train_and_eval_modes():
     cfg = gradcheck.odd_config()
     model = BertModel(cfg, seed=0)
-    ids, types, mask = batch(cfg)
+    ids, types, mask = padded_batch(cfg)
     assert model.training                                   # like a fresh torch module
     a, _ = model.forward(ids, types, mask)
     b, _ = model.forward(ids, types, mask)
@@ -109,8 +109,8 @@ def test_train_and_eval_modes():
 
 def test_attention_ignores_padded_keys():
     cfg = gradcheck.odd_config()
-    model = perturbed_model(cfg, "float64")
-    ids, types, mask = batch(cfg)
+    model = perturbed(BertModel, cfg, "float64", noise_seed=100)
+    ids, types, mask = padded_batch(cfg)
     seq, _ = model.forward(ids, types, mask)
     probs = model.attention_probs()
     assert len(probs) == 2 and probs[0].shape == (3, 3, 7, 7)
@@ -124,7 +124,7 @@ def test_attention_ignores_padded_keys():
 def test_bad_inputs_raise_clear_errors():
     cfg = gradcheck.odd_config()
     model = BertModel(cfg)
-    ids, types, mask = batch(cfg)
+    ids, types, mask = padded_batch(cfg)
     with pytest.raises(ValueError, match=r"id 99, outside the vocabulary \[0, 99\)"):
         model.forward(np.where(ids == ids[0, 0], 99, ids))
     with pytest.raises(ValueError, match="id -1"):
@@ -150,51 +150,10 @@ def test_bad_inputs_raise_clear_errors():
         model.backward(np.zeros((3, 7, 35)))
 
 
-def test_config_defaults_are_berts():
-    cfg = BertConfig()
-    assert (cfg.layer_norm_eps, cfg.initializer_range, cfg.vocab_size, cfg.max_position_embeddings,
-            cfg.type_vocab_size, cfg.hidden_act, cfg.hidden_dropout_prob) == (1e-12, 0.02, 30522, 512, 2, "gelu", 0.1)
-
-
-def test_config_errors_and_presets(tmp_path):
-    with pytest.raises(ConfigError, match="divisible by num_attention_heads"):
-        BertConfig(hidden_size=100, num_attention_heads=3)
-    with pytest.raises(ConfigError, match="num_hidden_layers must be a positive integer"):
-        BertConfig(num_hidden_layers=0)
-    with pytest.raises(ConfigError, match="vocab_size must be a positive integer"):
-        BertConfig(vocab_size=-5)
-    with pytest.raises(ConfigError, match="unknown hidden_act 'relu'"):
-        BertConfig(hidden_act="relu")
-    with pytest.raises(ConfigError, match="unknown preset"):
-        BertConfig.preset("huge")
-    sizes = {n: (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size)
-             for n in ("tiny", "mini", "small", "medium", "base", "large") for c in [BertConfig.preset(n)]}
-    assert sizes == {"tiny": (2, 128, 2, 512), "mini": (4, 256, 4, 1024), "small": (4, 512, 8, 2048),
-                     "medium": (8, 512, 8, 2048), "base": (12, 768, 12, 3072), "large": (24, 1024, 16, 4096)}
-    cfg = BertConfig.preset("mini", hidden_act="gelu_new")
-    cfg.save(tmp_path)
-    assert BertConfig.load(tmp_path) == cfg
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        BertConfig.load(tmp_path / "bad.json")
-    with pytest.raises(ConfigError, match="no config file"):
-        BertConfig.load(tmp_path / "missing")
-
-
-def test_config_json_round_trips_with_transformers(tmp_path):
-    import transformers
-    cfg = BertConfig.preset("tiny", hidden_act="gelu_new", layer_norm_eps=1e-7)
-    cfg.save(tmp_path)
-    hf = transformers.BertConfig.from_pretrained(tmp_path)
-    assert (hf.hidden_size, hf.num_hidden_layers, hf.hidden_act, hf.layer_norm_eps) == (128, 2, "gelu_new", 1e-7)
-    hf.save_pretrained(tmp_path / "hf")
-    assert BertConfig.load(tmp_path / "hf") == cfg
-
-
 def test_inference_mode_keeps_no_cache_and_restores_the_mode():
     cfg = gradcheck.odd_config()
-    model = perturbed_model(cfg, "float64").train()
-    ids, types, mask = batch(cfg)
+    model = perturbed(BertModel, cfg, "float64", noise_seed=100).train()
+    ids, types, mask = padded_batch(cfg)
     with model.inference() as m:
         assert m is model and not model.training
         seq, pooled = model.forward(ids, types, mask)
@@ -206,18 +165,11 @@ def test_inference_mode_keeps_no_cache_and_restores_the_mode():
     model.backward(np.ones_like(seq), None)                              # outside the block the cache is kept
 
 
-def test_inference_mode_of_a_head_model():
-    from minibert.model.heads import BertForSequenceClassification
-    cfg = gradcheck.odd_config(num_labels=3)
-    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").train()
-    ids, types, mask = batch(cfg)
-    labels = np.array([0, 2, 1])
-    with model.inference():
-        out = model.forward(ids, types, mask, labels=labels)
-        assert model.bert._cache is None
-        with pytest.raises(RuntimeError, match="inference"):
-            model.backward()
-    assert model.training
-    model.eval()
-    assert np.array_equal(out["logits"], model.forward(ids, types, mask, labels=labels)["logits"])
-    model.backward()
+def test_freeze_errors():
+    model = BertModel(gradcheck.odd_config())
+    with pytest.raises(ValueError, match=r"layers must be an integer in \[0, 2\]"):
+        model.freeze(embeddings=True, layers=3)
+    with pytest.raises(ValueError, match="freezes from the bottom up: pass embeddings=True"):
+        model.freeze(layers=1)
+    with pytest.raises(TypeError, match="embeddings must be True or False"):
+        model.freeze(embeddings=1)

@@ -3,7 +3,7 @@ backward returns two outputs that share memory, with dropout on or off."""
 import numpy as np
 import pytest
 
-from helpers import batch, is_named_cache, shared_memory_pairs
+from helpers import is_named_cache, padded_batch, shared_memory_pairs
 from minibert import BertConfig, BertModel
 from minibert.model.blocks import (add_norm_backward, add_norm_forward, bert_embeddings_backward,
                                    bert_embeddings_forward, ffn_backward, ffn_forward, multi_head_attention_backward,
@@ -70,7 +70,7 @@ def test_block_backward_outputs_share_no_memory(name, forward, backward, parts):
 def test_model_cache_is_read_by_name(training):
     cfg = BertConfig.preset("tiny", vocab_size=99)
     model = BertModel(cfg, seed=0).train() if training else BertModel(cfg, seed=0).eval()
-    ids, types, mask = batch(cfg)
+    ids, types, mask = padded_batch(cfg)
     model.forward(ids, types, mask)
     cache = model._cache
     assert is_named_cache(cache) and len(cache.layers) == cfg.num_hidden_layers

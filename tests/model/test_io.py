@@ -1,4 +1,5 @@
-"""Real checkpoints: round trips with transformers, the layouts real folders use, loading errors.
+"""minibert/model/io.py: safetensors + JSON files (atomic writes, clear errors on broken files); real checkpoints:
+round trips with transformers, the layouts real folders use, loading errors.
 
 Round trips: minibert save -> transformers load (no missing or unexpected weights, same
 outputs); transformers save_pretrained (safetensors) -> minibert load (same outputs), for a
@@ -16,35 +17,22 @@ import numpy
 import pytest
 
 from minibert import BertModel
-from minibert.model.io import CheckpointError, load_arrays, save_arrays
+from minibert.model.io import CheckpointError, load_arrays, read_json, save_arrays
 from minibert.model.config import ConfigError
 from minibert.gradcheck import odd_config
 from minibert.model.io import find_model_folder, load_bert_weights
-from reference import hf_config
+from helpers import minilm_path, padded_batch, perturbed, write
+from reference import hf_config, hf_random
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 
-def random_model(dtype="float64", seed=0, **overrides):
-    """An odd-sized model whose every parameter, biases and LayerNorm included, is random
+def random_model(dtype="float64", seed=0):
+    """An odd-sized model whose every parameter, biases and LayerNorm included, is random: normal(0, 0.5)
     (zeros would hide a weight that never arrives)."""
-    model = BertModel(odd_config(max_position_embeddings=24, **overrides), seed=seed, dtype=dtype).eval()
-    rng = numpy.random.default_rng(seed + 100)
-    for v in model.params.values():
-        v[...] = rng.normal(0, 0.5, v.shape)
-    return model
-
-
-def inputs(config, seed=1, B=3, T=7):
-    rng = numpy.random.default_rng(seed)
-    ids = rng.integers(1, config.vocab_size, (B, T))
-    types = rng.integers(0, 2, (B, T))
-    mask = numpy.ones((B, T), dtype=numpy.int64)
-    mask[1, 5:] = 0
-    mask[2, 3:] = 0
-    ids[mask == 0] = 0
-    return ids, types, mask
+    return perturbed(BertModel, odd_config(max_position_embeddings=24), dtype, seed, noise=0.5,
+                     noise_seed=seed + 100, replace=True)
 
 
 def hf_outputs(hf, ids, types, mask):
@@ -63,6 +51,32 @@ def transformers_log(caplog):
     transformers.utils.logging.disable_propagation()
 
 
+# -- the files: safetensors + JSON, written atomically ------------------------------------------
+
+def test_arrays_round_trip(tmp_path):
+    arrays = {"a": numpy.arange(6, dtype=numpy.float32).reshape(2, 3), "b": numpy.array([1.5], dtype=numpy.float64)}
+    path = save_arrays(tmp_path / "w.safetensors", arrays, metadata={"step": 3})
+    back = load_arrays(path)
+    assert set(back) == {"a", "b"} and numpy.array_equal(back["a"], arrays["a"]) and back["b"].dtype == numpy.float64
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_broken_files_raise_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no weights file at"):
+        load_arrays(tmp_path / "missing.safetensors")
+    path = save_arrays(tmp_path / "w.safetensors", {"a": numpy.ones((100, 100), dtype=numpy.float32)})
+    data = path.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
+        load_arrays(tmp_path / "trunc.safetensors")
+    (tmp_path / "garbage.safetensors").write_bytes(b"\xff" * 64)
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_arrays(tmp_path / "garbage.safetensors")
+    (tmp_path / "s.json").write_text("{")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_json(tmp_path / "s.json")
+
+
 # -- round trips -----------------------------------------------------------------------------
 
 def test_minibert_save_loads_in_transformers_without_warnings(tmp_path, transformers_log):
@@ -75,7 +89,7 @@ def test_minibert_save_loads_in_transformers_without_warnings(tmp_path, transfor
     warnings_ = [r.getMessage() for r in transformers_log.records if r.levelno >= logging.WARNING]
     noisy = ("initialized", "missing", "unexpected", "not used", "load report")
     assert not [w for w in warnings_ if any(word in w.lower() for word in noisy)], warnings_
-    ids, types, mask = inputs(model.config)
+    ids, types, mask = padded_batch(model.config)
     seq, pooled = model.forward(ids, types, mask)
     ref_seq, ref_pooled = hf_outputs(hf.eval(), ids, types, mask)
     assert numpy.abs(seq - ref_seq).max() <= 1e-12
@@ -84,17 +98,12 @@ def test_minibert_save_loads_in_transformers_without_warnings(tmp_path, transfor
 
 def test_transformers_save_loads_in_minibert(tmp_path):
     cfg = odd_config(max_position_embeddings=24)
-    hf_cfg = hf_config(cfg)
-    torch.manual_seed(0)
-    hf = transformers.BertModel(hf_cfg).double().eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.normal_(0, 0.5)                         # non-zero biases and LayerNorm too
+    hf = hf_random("BertModel", cfg, std=0.5)         # non-zero biases and LayerNorm too
     hf.save_pretrained(tmp_path)                      # safetensors is transformers' default
     assert (tmp_path / "model.safetensors").is_file()
     model = BertModel.from_pretrained(tmp_path, dtype="float64")
     assert not model.training
-    ids, types, mask = inputs(cfg)
+    ids, types, mask = padded_batch(cfg)
     seq, pooled = model.forward(ids, types, mask)
     ref_seq, ref_pooled = hf_outputs(hf, ids, types, mask)
     assert numpy.abs(seq - ref_seq).max() <= 1e-12
@@ -103,15 +112,13 @@ def test_transformers_save_loads_in_minibert(tmp_path):
 
 def test_bert_for_pretraining_folder_loads_the_encoder_and_names_the_heads(tmp_path):
     cfg = odd_config(max_position_embeddings=24)
-    hf_cfg = hf_config(cfg)
-    torch.manual_seed(0)
-    hf = transformers.BertForPreTraining(hf_cfg).double().eval()
+    hf = hf_random("BertForPreTraining", cfg)
     hf.save_pretrained(tmp_path)
     keys = load_arrays(tmp_path / "model.safetensors")
     assert any(k.startswith("bert.") for k in keys) and any(k.startswith("cls.") for k in keys)
     with pytest.warns(UserWarning, match=r"ignored \d+ weights .*cls\."):
         model = BertModel.from_pretrained(tmp_path, dtype="float64")
-    ids, types, mask = inputs(cfg)
+    ids, types, mask = padded_batch(cfg)
     seq, _ = model.forward(ids, types, mask)
     ref_seq, _ = hf_outputs(hf.bert, ids, types, mask)
     assert numpy.abs(seq - ref_seq).max() <= 1e-12
@@ -135,6 +142,7 @@ def test_real_model_round_trip_through_minibert(tmp_path, transformers_log):
     from minibert.model.pretrained import default_model_dir
     from minibert.tokenization import BertTokenizer
 
+    minilm_path()                                     # skip without the package (a test dependency)
     original = default_model_dir()
     model = BertModel.from_pretrained(original)
     model.save_pretrained(tmp_path)
@@ -163,10 +171,10 @@ def test_sentence_transformers_folder_with_a_transformer_subfolder(tmp_path):
     model.save_pretrained(sub)
     BertTokenizer([f"[{t}]" for t in ("PAD", "UNK", "CLS", "SEP", "MASK")] + [f"w{i}" for i in range(94)],
                   model_max_length=20).save_pretrained(sub)
-    (sub / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 12}))
-    (tmp_path / "modules.json").write_text(json.dumps([
+    write(sub / "sentence_bert_config.json", {"max_seq_length": 12})
+    write(tmp_path / "modules.json", [
         {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
     assert find_model_folder(tmp_path) == sub
     loaded = BertModel.from_pretrained(tmp_path)
     for k in model.params:
@@ -220,7 +228,7 @@ def edit_weights(folder, change):
 def edit_config(folder, **fields):
     config = json.loads((folder / "config.json").read_text())
     config.update(fields)
-    (folder / "config.json").write_text(json.dumps(config))
+    write(folder / "config.json", config)
 
 
 def assert_untouched_by(folder, target):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy
 import pytest
 
+from helpers import data_path, minilm_path
+
 N_SENTENCES = 500
 BATCH = 32
 N_FLOAT64_DEFAULT = 64
@@ -33,16 +35,14 @@ def read_sst2(path):
 
 @pytest.fixture(scope="module")
 def sst2():
-    from conftest import DATA
-    if not (DATA / "sst2" / "dev.tsv").is_file():
-        pytest.skip(f"SST-2 dev not found under {DATA}")
-    sentences, labels = read_sst2(DATA / "sst2" / "dev.tsv")
+    sentences, labels = read_sst2(data_path("sst2", "dev.tsv"))
     return sentences[:N_SENTENCES], labels[:N_SENTENCES]
 
 
 @pytest.fixture(scope="module")
 def model_dir():
     from minibert.model.pretrained import default_model_dir
+    minilm_path()                                     # skip without the package (a test dependency)
     return default_model_dir()
 
 

@@ -1,10 +1,12 @@
-"""Fine-tuning heads (minibert/model/heads/) and layer freezing (BertModel.freeze).
+"""Fine-tuning heads (minibert/model/heads/: sequence and token classification, question answering) and
+layer freezing under them.
 
 Finite differences (float64, dropout on with fixed masks); parity with transformers'
 BertForSequenceClassification / TokenClassification / QuestionAnswering on identical weights
-(logits, loss, every parameter gradient); checkpoints both ways; 10 optimizer steps against
-transformers + torch.optim.AdamW; freezing: zero and exact gradients, the frozen backward
-not run; clear errors.
+(logits, loss, every parameter gradient); checkpoints both ways; inference mode; freezing: zero
+and exact gradients, the frozen backward not run; clear errors; on the device (the `xp` fixture).
+Their config fields are tested in test_config.py, 10 optimizer steps against transformers in
+train/test_optim.py, the fine-tuning loop in train/test_finetune.py.
 """
 from __future__ import annotations
 
@@ -16,54 +18,15 @@ import pytest
 import minibert.model.bert
 from minibert import BertConfig, BertModel, gradcheck
 from minibert.model.io import CheckpointError, load_arrays, save_arrays
-from minibert.model.config import ConfigError
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.ops.dropout import dropout_mask
-from minibert.train.optim import AdamW, clip_grad_norm, decays, linear_warmup_decay
 from minibert.model.heads import (BertForQuestionAnswering, BertForSequenceClassification,
                                   BertForTokenClassification)
-from reference import hf_config, rel_diff
+from helpers import HEADS, LABELS, head_config, padded_batch, perturbed, pretraining_batch
+from reference import hf_config, hf_model, hf_random, rel_diff, torch_batch
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-
-HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassification,
-         "qa": BertForQuestionAnswering}
-LABELS = {"sequence": 3, "token": 5, "qa": 2}
-
-
-def odd(kind, **overrides):
-    """Odd sizes (batch 3, seq 7, vocab 99, hidden 36, 3 heads, FFN 37) with the head's label count."""
-    return gradcheck.odd_config(**{"num_labels": LABELS.get(kind, 1), **overrides})
-
-
-def perturbed(cls, cfg, dtype="float64", seed=0):
-    """BERT's init plus noise: non-zero biases and LayerNorm parameters (zeros hide wrong gradients)."""
-    model = cls(cfg, seed=seed, dtype=dtype).eval()
-    rng = np.random.default_rng(seed + 10)
-    for v in model.params.values():
-        v += rng.normal(0, 0.05, v.shape).astype(v.dtype)
-    return model
-
-
-def hf_task_model(model):
-    """The transformers class of the same name, minibert's config, a copy of its weights by name."""
-    cfg = hf_config(model.config)
-    cfg._attn_implementation = "eager"
-    ref = getattr(transformers, type(model).__name__)(cfg)
-    ref = ref.to(torch.float64 if model.dtype == np.float64 else torch.float32)
-    missing, unexpected = ref.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in model.params.items()},
-                                              strict=False)
-    assert not [k for k in missing if not k.endswith("position_ids")] and not unexpected, (missing, unexpected)
-    return ref
-
-
-def torch_batch(batch, dtype=None):
-    out = {}
-    for k, v in batch.items():
-        t = torch.tensor(v)
-        out[k] = t.to(dtype) if dtype is not None and t.is_floating_point() else t
-    return out
 
 
 def logits_of(out):
@@ -94,9 +57,9 @@ def test_finite_differences(label, cls, cfg):
 def test_parity_with_transformers(kind, dtype, tol):
     """Identical weights, padded inputs: logits, loss and the gradient of every parameter."""
     cls = HEADS.get(kind, BertForSequenceClassification)
-    cfg = odd(kind, hidden_act="gelu_new" if kind == "token" else "gelu")
+    cfg = head_config(kind, hidden_act="gelu_new" if kind == "token" else "gelu")
     model = perturbed(cls, cfg, dtype)
-    ref = hf_task_model(model).eval()
+    ref = hf_model(model).eval()
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(1), batch=4, seq=9)
     if kind == "qa":
         assert batch["start_positions"][0] > 9 and batch["end_positions"][-1] < 0      # ignored / clamped
@@ -114,7 +77,7 @@ def test_parity_with_transformers(kind, dtype, tol):
 
 
 def test_correct_and_count_are_host_ints():
-    model = perturbed(BertForTokenClassification, odd("token"))
+    model = perturbed(BertForTokenClassification, head_config("token"))
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(2))
     out = model.forward(**batch)
     labels = batch["labels"]
@@ -126,7 +89,7 @@ def test_correct_and_count_are_host_ints():
 
 def test_classifier_dropout_is_used_in_training_mode():
     """classifier_dropout (not hidden_dropout_prob) masks the pooled vector before the classifier."""
-    cfg = odd("sequence", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.5)
+    cfg = head_config("sequence", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.5)
     model = perturbed(BertForSequenceClassification, cfg)
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(3))
     state = model.bert.rng.bit_generator.state
@@ -143,7 +106,7 @@ def test_classifier_dropout_is_used_in_training_mode():
 
 def test_gradient_accumulation_with_weights_equals_one_big_batch():
     """Token classification: micro-batches with unequal label counts, weight n_i / N."""
-    cfg = odd("token")
+    cfg = head_config("token")
     rng = np.random.default_rng(4)
     probe = BertForTokenClassification(cfg, dtype="float64")
     big = gradcheck.task_head_inputs(probe, rng, batch=6, seq=7)
@@ -163,15 +126,6 @@ def test_gradient_accumulation_with_weights_equals_one_big_batch():
 
 # -- checkpoints -----------------------------------------------------------------------------------
 
-def random_hf(kind, cfg):
-    torch.manual_seed(0)
-    hf = getattr(transformers, HEADS[kind].__name__)(hf_config(cfg)).double().eval()
-    with torch.no_grad():
-        for p in hf.parameters():
-            p.normal_(0, 0.3)
-    return hf
-
-
 def forward_both(model, hf, seed=6):
     batch = gradcheck.task_head_inputs(model, np.random.default_rng(seed))
     inputs = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
@@ -181,8 +135,8 @@ def forward_both(model, hf, seed=6):
 
 @pytest.mark.parametrize("kind", ["sequence", "token", "qa"])
 def test_transformers_checkpoint_loads_in_minibert(kind, tmp_path):
-    cfg = odd(kind, id2label={i: f"tag{i}" for i in range(LABELS[kind])})
-    hf = random_hf(kind, cfg)
+    cfg = head_config(kind, id2label={i: f"tag{i}" for i in range(LABELS[kind])})
+    hf = hf_random(HEADS[kind].__name__, cfg, std=0.3)
     hf.save_pretrained(tmp_path)                       # safetensors, transformers' default
     with warnings.catch_warnings():
         warnings.simplefilter("error")                 # nothing new, nothing unused: no warning
@@ -195,7 +149,7 @@ def test_transformers_checkpoint_loads_in_minibert(kind, tmp_path):
 
 @pytest.mark.parametrize("kind", ["sequence", "token", "qa"])
 def test_minibert_checkpoint_loads_in_transformers(kind, tmp_path):
-    model = perturbed(HEADS[kind], odd(kind, label2id=None, id2label={i: f"c{i}" for i in range(LABELS[kind])}))
+    model = perturbed(HEADS[kind], head_config(kind, label2id=None, id2label={i: f"c{i}" for i in range(LABELS[kind])}))
     model.save_pretrained(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     hf, info = getattr(transformers, HEADS[kind].__name__).from_pretrained(tmp_path, output_loading_info=True,
@@ -210,8 +164,8 @@ def test_pooler_present_or_absent_as_transformers(tmp_path):
     """A sequence checkpoint (with pooler) into the token head: pooler unused. A token checkpoint
     (no pooler) into the sequence head: a new pooler, BERT's init. transformers reports the same keys."""
     seq_dir, tok_dir = tmp_path / "seq", tmp_path / "tok"
-    random_hf("sequence", odd("sequence", num_labels=None)).save_pretrained(seq_dir)
-    random_hf("token", odd("token", num_labels=3)).save_pretrained(tok_dir)
+    hf_random(HEADS["sequence"].__name__, head_config("sequence", num_labels=None), std=0.3).save_pretrained(seq_dir)
+    hf_random(HEADS["token"].__name__, head_config("token", num_labels=3), std=0.3).save_pretrained(tok_dir)
     with pytest.warns(UserWarning, match=r"2 weights of the checkpoint are not used: bert\.pooler\."):
         tok = BertForTokenClassification.from_pretrained(seq_dir, dtype="float64")
     hf_tok, info = transformers.BertForTokenClassification.from_pretrained(seq_dir, output_loading_info=True,
@@ -235,7 +189,7 @@ def test_pooler_present_or_absent_as_transformers(tmp_path):
 
 def test_plain_bert_and_pretraining_checkpoints_get_a_new_head(tmp_path):
     bare, pre = tmp_path / "bare", tmp_path / "pre"
-    cfg = odd("sequence")
+    cfg = head_config("sequence")
     encoder = BertModel(cfg, seed=1, dtype="float64")
     encoder.save_pretrained(bare)
     with pytest.warns(UserWarning, match=r"2 weights are new, initialised with BERT's rule.*classifier\.weight, "
@@ -259,7 +213,7 @@ def test_plain_bert_and_pretraining_checkpoints_get_a_new_head(tmp_path):
 
 
 def test_another_number_of_labels_is_an_error_unless_reinitialised(tmp_path):
-    random_hf("sequence", odd("sequence")).save_pretrained(tmp_path)
+    hf_random(HEADS["sequence"].__name__, head_config("sequence"), std=0.3).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match=r"classifier\.weight has shape \(3, 36\) in the checkpoint but "
                                               r"\(5, 36\) in the model.*ignore_mismatched_sizes=True"):
         BertForSequenceClassification.from_pretrained(tmp_path, num_labels=5)
@@ -271,79 +225,7 @@ def test_another_number_of_labels_is_an_error_unless_reinitialised(tmp_path):
         BertForSequenceClassification.from_pretrained(tmp_path, num_label=5)
 
 
-def test_label_fields_round_trip_through_config_json(tmp_path):
-    cfg = BertConfig.preset("tiny", id2label={0: "NEG", 1: "NEU", 2: "POS"}, classifier_dropout=0.25)
-    assert cfg.num_labels == 3 and cfg.label2id == {"NEG": 0, "NEU": 1, "POS": 2}
-    cfg.save(tmp_path)
-    hf = transformers.BertConfig.from_pretrained(tmp_path)
-    assert (hf.num_labels, hf.id2label, hf.label2id, hf.classifier_dropout) == (3, cfg.id2label, cfg.label2id, 0.25)
-    hf.num_labels = 4
-    hf.save_pretrained(tmp_path / "hf")
-    back = BertConfig.load(tmp_path / "hf")
-    assert back.num_labels == 4 and back.id2label[3] == "LABEL_3" and back.classifier_dropout == 0.25
-    cfg.num_labels = 4                               # as transformers: re-makes id2label / label2id
-    assert cfg.id2label == back.id2label and cfg.label2id == back.label2id
-    assert BertConfig().num_labels == 2 and BertConfig(num_labels=1).id2label == {0: "LABEL_0"}
-
-
 # -- deterministic training against transformers ----------------------------------------------------
-
-def classification_batches(cfg, n, rng, B=8, T=20):
-    out = []
-    for _ in range(n):
-        ids = rng.integers(5, cfg.vocab_size, (B, T))
-        mask = np.ones((B, T), dtype=np.int64)
-        for b in range(B):
-            mask[b, rng.integers(6, T + 1):] = 0
-        ids[mask == 0] = 0
-        types = np.zeros((B, T), dtype=np.int64)
-        types[:, T // 2:] = 1
-        out.append(dict(input_ids=ids, token_type_ids=types, attention_mask=mask,
-                        labels=rng.integers(0, cfg.num_labels, B)))
-    return out
-
-
-@pytest.mark.parametrize("frozen", [None, (True, 1)], ids=["all-trainable", "embeddings+layer0-frozen"])
-def test_ten_optimizer_steps_match_transformers(frozen):
-    """float64, dropout off, the same batches: AdamW (no decay on bias/LayerNorm, 0.01 elsewhere),
-    warm-up then linear decay, clipping at global norm 1: the same loss at every step."""
-    cfg = BertConfig.preset("tiny", vocab_size=500, num_labels=3, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0)
-    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").eval()
-    ref = hf_task_model(model).eval()
-    if frozen:
-        model.freeze(*frozen)
-        for name, p in ref.named_parameters():
-            p.requires_grad_(name not in model.frozen_names())
-    lr, warmup, total = 2e-3, 3, 10
-    opt = AdamW(model.params, lr=lr, weight_decay=0.01, frozen=model.frozen_names())
-    trainable = [(n, p) for n, p in ref.named_parameters() if p.requires_grad]
-    topt = torch.optim.AdamW([{"params": [p for n, p in trainable if decays(n)], "weight_decay": 0.01},
-                              {"params": [p for n, p in trainable if not decays(n)], "weight_decay": 0.0}], lr=lr)
-    tsched = transformers.get_linear_schedule_with_warmup(topt, warmup, total)
-    before = {k: model.params[k].copy() for k in model.frozen_names()}
-    clipped = 0
-    for step, batch in enumerate(classification_batches(cfg, total, np.random.default_rng(0))):
-        model.zero_grad()
-        out = model.forward(**batch)
-        model.backward()
-        norm = clip_grad_norm(model.grads, 1.0, [k for k in model.grads if k not in opt.frozen])
-        opt.step(model.grads, lr=linear_warmup_decay(step, lr, warmup, total))
-        topt.zero_grad()
-        r = ref(**torch_batch(batch))
-        r.loss.backward()
-        tnorm = float(torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0))
-        topt.step()
-        tsched.step()
-        clipped += tnorm > 1.0
-        assert abs(float(out["loss"]) - r.loss.item()) <= 1e-8 * abs(r.loss.item()), (step, out["loss"], r.loss)
-        assert abs(norm - tnorm) <= 1e-8 * tnorm, step
-    assert clipped >= 3, clipped                                    # clipping was exercised
-    for k, v in before.items():
-        np.testing.assert_array_equal(model.params[k], v, err_msg=f"frozen {k} changed")
-    for k, p in ref.named_parameters():
-        assert rel_diff(model.params[k], p.detach().numpy()) <= 1e-8, k
-
 
 # -- freezing ----------------------------------------------------------------------------------------
 
@@ -362,8 +244,7 @@ def test_frozen_gradients_are_zero_and_the_rest_exact(cls, embeddings, layers):
     model = perturbed(cls, cfg)
     rng = np.random.default_rng(7)
     if cls is BertForPreTraining:
-        from helpers import random_batch
-        batch = random_batch(cfg, rng)
+        batch = pretraining_batch(cfg, rng)
     else:
         batch = gradcheck.task_head_inputs(model, rng)
     full = run_backward(model, batch)
@@ -395,7 +276,7 @@ def test_frozen_layers_backward_is_not_run(monkeypatch, layers):
     for name, attr in (("attention", "multi_head_attention_backward"), ("ffn", "ffn_backward"),
                        ("embeddings", "bert_embeddings_backward"), ("pooler", "pooler_backward")):
         monkeypatch.setattr(minibert.model.bert, attr, counting(name, getattr(minibert.model.bert, attr)))
-    cfg = odd("sequence")
+    cfg = head_config("sequence")
     model = perturbed(BertForSequenceClassification, cfg).freeze(embeddings=True, layers=layers)
     run_backward(model, gradcheck.task_head_inputs(model, np.random.default_rng(8)))
     L = cfg.num_hidden_layers
@@ -411,45 +292,19 @@ def test_fully_frozen_encoder_under_a_token_head_skips_the_input_gradient(monkey
     real = th.linear_backward
     monkeypatch.setattr(th, "linear_backward", lambda dy, cache, need_dx=True: seen.append(need_dx) or
                         real(dy, cache, need_dx))
-    cfg = odd("token")
+    cfg = head_config("token")
     model = perturbed(BertForTokenClassification, cfg).freeze(embeddings=True, layers=cfg.num_hidden_layers)
     grads = run_backward(model, gradcheck.task_head_inputs(model, np.random.default_rng(9)))
     assert seen == [False]
     assert [k for k, g in grads.items() if g.any()] == ["classifier.weight", "classifier.bias"]
 
 
-def test_optimizer_leaves_frozen_parameters_untouched():
-    cfg = odd("sequence")
-    model = perturbed(BertForSequenceClassification, cfg).train().freeze(embeddings=True, layers=1)
-    before = {k: v.copy() for k, v in model.params.items()}
-    opt = AdamW(model.params, lr=1e-2, weight_decay=0.01, frozen=model.frozen_names())
-    rng = np.random.default_rng(10)
-    for _ in range(3):
-        model.zero_grad()
-        model.forward(**gradcheck.task_head_inputs(model, rng))
-        model.backward()
-        opt.step(model.grads)
-    for k, v in model.params.items():
-        changed = not np.array_equal(v, before[k])
-        assert changed == (k not in model.frozen_names()), k
-
-
-def test_freeze_errors():
-    model = BertModel(gradcheck.odd_config())
-    with pytest.raises(ValueError, match=r"layers must be an integer in \[0, 2\]"):
-        model.freeze(embeddings=True, layers=3)
-    with pytest.raises(ValueError, match="freezes from the bottom up: pass embeddings=True"):
-        model.freeze(layers=1)
-    with pytest.raises(TypeError, match="embeddings must be True or False"):
-        model.freeze(embeddings=1)
-
-
 # -- errors ---------------------------------------------------------------------------------------------
 
 def test_bad_labels_raise_clear_errors():
-    seq = BertForSequenceClassification(odd("sequence"))
-    tok = BertForTokenClassification(odd("token"))
-    qa = BertForQuestionAnswering(odd("qa"))
+    seq = BertForSequenceClassification(head_config("sequence"))
+    tok = BertForTokenClassification(head_config("token"))
+    qa = BertForQuestionAnswering(head_config("qa"))
     ids = np.ones((3, 7), dtype=np.int64)
     with pytest.raises(ValueError, match=r"labels contains 3, outside \[0, num_labels=3\) \(use -100"):
         seq.forward(ids, labels=np.array([0, 3, 1]))
@@ -465,7 +320,7 @@ def test_bad_labels_raise_clear_errors():
         qa.forward(ids, start_positions=np.zeros(3, dtype=np.int64), end_positions=np.zeros(2, dtype=np.int64))
     with pytest.raises(ValueError, match="start_positions and end_positions go together"):
         qa.forward(ids, start_positions=np.zeros(3, dtype=np.int64))
-    reg = BertForSequenceClassification(odd("regression"))
+    reg = BertForSequenceClassification(head_config("regression"))
     with pytest.raises(ValueError, match=r"labels has shape \(3, 2\), expected \(3,\) or \(3, 1\)"):
         reg.forward(ids, labels=np.zeros((3, 2)))
     reg.forward(ids)
@@ -475,23 +330,8 @@ def test_bad_labels_raise_clear_errors():
         reg.backward()
 
 
-def test_bad_configs_raise_clear_errors():
-    with pytest.raises(ValueError, match="BertForQuestionAnswering needs num_labels=2"):
-        BertForQuestionAnswering(odd("sequence"))
-    with pytest.raises(ConfigError, match="num_labels=3 but id2label has 2 entries"):
-        BertConfig(num_labels=3, id2label={0: "a", 1: "b"})
-    with pytest.raises(ConfigError, match="multi-label loss"):
-        BertConfig(problem_type="multi_label_classification")
-    with pytest.raises(ConfigError, match="needs num_labels > 1"):
-        BertConfig(num_labels=1, problem_type="single_label_classification")
-    with pytest.raises(ConfigError, match=r"classifier_dropout must be None or in \[0, 1\)"):
-        BertConfig(classifier_dropout=1.5)
-    with pytest.raises(ConfigError, match="num_labels must be a positive integer"):
-        BertConfig().num_labels = 0
-
-
 def test_head_weights_that_are_not_finite_are_refused(tmp_path):
-    model = perturbed(BertForSequenceClassification, odd("sequence"))
+    model = perturbed(BertForSequenceClassification, head_config("sequence"))
     model.save_pretrained(tmp_path)
     arrays = load_arrays(tmp_path / "model.safetensors")
     arrays["classifier.bias"][1] = np.inf
@@ -503,13 +343,12 @@ def test_head_weights_that_are_not_finite_are_refused(tmp_path):
 # -- device cleanliness ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["sequence", "regression", "token", "qa"])
-def test_heads_stay_on_the_device(kind, strict_backend):
-    """Forward and backward in training mode, partly frozen, under the strict CuPy stand-in (any
-    host/device mix raises); the numbers equal the NumPy run's exactly."""
+def test_heads_stay_on_the_device(kind, xp):
+    """Forward and backward in training mode, partly frozen, under each backend (the strict CuPy
+    stand-in raises at any host/device mix); the numbers equal the NumPy run's exactly."""
     from minibert import backend
-    from strict_xp import StrictArray
     cls = HEADS.get(kind, BertForSequenceClassification)
-    cfg = odd(kind)
+    cfg = head_config(kind)
 
     def run():
         model = cls(cfg, seed=0, dtype="float64").train().freeze(embeddings=True, layers=1)
@@ -520,9 +359,26 @@ def test_heads_stay_on_the_device(kind, strict_backend):
         return model, float(out["loss"]), {k: backend.to_host(g) for k, g in model.grads.items()}
 
     model, loss_dev, grads_dev = run()
-    assert isinstance(model.params[next(iter(model.head_shapes(cfg)))], StrictArray)
+    assert isinstance(model.params[next(iter(model.head_shapes(cfg)))], xp.ndarray)
     with backend.using("numpy"):
         _, loss_host, grads_host = run()
     assert loss_dev == loss_host
     for k in grads_host:
         assert np.array_equal(grads_dev[k], grads_host[k]), k
+
+
+def test_inference_mode_of_a_head_model():
+    from minibert.model.heads import BertForSequenceClassification
+    cfg = gradcheck.odd_config(num_labels=3)
+    model = BertForSequenceClassification(cfg, seed=0, dtype="float64").train()
+    ids, types, mask = padded_batch(cfg)
+    labels = np.array([0, 2, 1])
+    with model.inference():
+        out = model.forward(ids, types, mask, labels=labels)
+        assert model.bert._cache is None
+        with pytest.raises(RuntimeError, match="inference"):
+            model.backward()
+    assert model.training
+    model.eval()
+    assert np.array_equal(out["logits"], model.forward(ids, types, mask, labels=labels)["logits"])
+    model.backward()

@@ -1,4 +1,6 @@
-"""Every op's backward against float64 finite differences (odd sizes, non-zero params, padding mask)."""
+"""The ops (minibert/ops/): every op's backward against float64 finite differences (odd sizes, non-zero params,
+padding mask), erf's accuracy, the ops' edge cases, and the row-blocked ops giving one call's numbers.
+The checker itself is tested in tests/test_gradcheck.py, the ops' caches in test_caches.py."""
 import numpy as np
 import pytest
 
@@ -13,22 +15,6 @@ def test_op_gradient(check):
     name, fwd, bwd, inputs, wrt = check
     result = gradcheck.check_op(name, fwd, bwd, inputs, wrt, np.random.default_rng(1), max_entries=60)
     assert result.max_rel_error < 1e-6, f"{name}: max relative error {result.max_rel_error:.2e} in {result.worst}"
-
-
-def test_gradcheck_catches_a_wrong_backward():
-    """The checker itself must fail on a wrong gradient (a test that cannot fail is a defect)."""
-    from minibert.ops import layer_norm_backward, layer_norm_forward
-
-    def naive_backward(d, cache):     # forgets the mean terms of the LayerNorm Jacobian
-        xhat, rstd, gamma = cache
-        _, dg, db = layer_norm_backward(d, cache)
-        return {"x": d * gamma * rstd, "g": dg, "b": db}
-
-    rng = np.random.default_rng(2)
-    inputs = dict(x=rng.normal(size=(3, 7, 36)), g=rng.normal(size=36), b=rng.normal(size=36))
-    result = gradcheck.check_op("naive", lambda x, g, b: layer_norm_forward(x, g, b, 1e-12), naive_backward,
-                                inputs, "xgb", rng)
-    assert result.max_rel_error > 1e-2 and result.worst == "x"
 
 
 def test_erf_float64_matches_math_erf():
@@ -119,28 +105,3 @@ def test_row_blocks_on_threads_give_the_one_call_numbers(threads, monkeypatch):
     p, _ = softmax_forward(x)
     assert np.array_equal(p, softmax_forward.__wrapped__(x.copy())[0])
     assert np.array_equal(softmax_backward(dy, p), softmax_backward.__wrapped__(dy, p))
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("variant", ["torch", "google"])
-def test_adamw_in_blocks_gives_the_whole_array_numbers(threads, variant, monkeypatch):
-    """adamw_step runs its formula on cache-sized pieces of each parameter (parallel.for_blocks):
-    three steps must give bit for bit what the formula gives on the whole arrays, for a parameter
-    with a ragged last piece, a small one (one call) and a non-decayed one."""
-    from minibert.backend import blocks as parallel
-    from minibert.train.optim import _adamw_update, adamw_step, decays
-    monkeypatch.setattr(parallel, "THREADS", threads)
-    monkeypatch.setattr(parallel, "_pool", None)
-    rng = np.random.default_rng(0)
-    shapes = {"big.weight": (301, 1029), "LayerNorm.bias": (301, 1029), "small.weight": (7, 5)}
-    params = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-    assert params["big.weight"].size > 2 * parallel.BLOCK_ELEMENTS
-    want = {k: [v.copy(), np.zeros_like(v), np.zeros_like(v)] for k, v in params.items()}
-    m = {k: np.zeros_like(v) for k, v in params.items()}
-    v = {k: np.zeros_like(p) for k, p in params.items()}
-    for t in (1, 2, 3):
-        grads = {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
-        adamw_step(params, grads, m, v, t, 1e-2, eps=1e-6, weight_decay=0.1, variant=variant)
-        for k, (p, mk, vk) in want.items():
-            _adamw_update(p, grads[k], mk, vk, t, 1e-2, 0.9, 0.999, 1e-6, 0.1 if decays(k) else 0.0, variant)
-    for k, (p, mk, vk) in want.items():
-        assert np.array_equal(params[k], p) and np.array_equal(m[k], mk) and np.array_equal(v[k], vk), k

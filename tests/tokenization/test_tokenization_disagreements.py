@@ -16,7 +16,8 @@ from collections import Counter
 
 import pytest
 
-from tokenization_data import hf_fast, hf_python, minibert_tokenizer
+from helpers import minilm_tokenizer
+from reference import hf_fast, hf_python
 
 # (text, what the Rust tokenizer gives, what the Python one gives = what minibert gives, why)
 CASES = [
@@ -50,7 +51,7 @@ CASES = [
 def test_references_disagree_and_minibert_follows_python(text, rust, python, why):
     assert hf_fast().tokenize(text) == rust, why
     assert hf_python().tokenize(text) == python, why
-    assert minibert_tokenizer().tokenize(text) == python, why
+    assert minilm_tokenizer().tokenize(text) == python, why
 
 
 def test_nfc_in_cased_mode():
@@ -75,14 +76,14 @@ def test_empty_second_text():
     """tok("ab", "") is a pair with an empty B to the Python reference, no pair to the Rust one."""
     assert hf_python()("ab", "")["input_ids"] == [101, 11113, 102, 102]
     assert hf_fast()("ab", "")["input_ids"] == [101, 11113, 102]
-    assert minibert_tokenizer()("ab", "")["input_ids"] == [101, 11113, 102, 102]
-    assert minibert_tokenizer()("ab", "")["token_type_ids"] == [0, 0, 0, 1]
+    assert minilm_tokenizer()("ab", "")["input_ids"] == [101, 11113, 102, 102]
+    assert minilm_tokenizer()("ab", "")["token_type_ids"] == [0, 0, 0, 1]
 
 
 def test_pair_truncation_tie():
     """Both texts cut, odd room left: Python (and Google) keep the extra token in A, Rust in B."""
     a, b = " ".join(["a"] * 10), " ".join(["b"] * 10)
-    mine = minibert_tokenizer()(a, b, truncation=True, max_length=8)["input_ids"]
+    mine = minilm_tokenizer()(a, b, truncation=True, max_length=8)["input_ids"]
     assert mine == [101] + [1037] * 3 + [102] + [1038] * 2 + [102]
     assert hf_python()(a, b, truncation=True, max_length=8)["input_ids"] == mine
     assert hf_fast()(a, b, truncation=True, max_length=8)["input_ids"] == (
@@ -91,8 +92,8 @@ def test_pair_truncation_tie():
 
 def test_decode_clean_up():
     """Python's decode joins "it ' s" back into "it's"; the Rust decoder does not."""
-    ids = minibert_tokenizer().encode("it's", add_special_tokens=False)
-    assert hf_python().decode(ids) == "it's" == minibert_tokenizer().decode(ids)
+    ids = minilm_tokenizer().encode("it's", add_special_tokens=False)
+    assert hf_python().decode(ids) == "it's" == minilm_tokenizer().decode(ids)
     assert hf_fast().decode(ids) == "it ' s"
 
 
@@ -113,7 +114,7 @@ def _code_points(last):
 
 def test_every_basic_plane_character_matches_python():
     """U+0000-U+FFFF: minibert == the Python reference on every one (about 3 s)."""
-    tok, python = minibert_tokenizer(), hf_python()
+    tok, python = minilm_tokenizer(), hf_python()
     texts = _texts(_code_points(0xFFFF))
     assert [tok.encode(t, add_special_tokens=False) for t in texts] == [
         python.convert_tokens_to_ids(python.tokenize(t)) for t in texts]
@@ -124,7 +125,7 @@ def test_every_code_point():
     """All of Unicode: minibert == Python everywhere; Rust differs only on code points unassigned
     in Python's Unicode database and about 760 others (new or re-categorized since the Rust
     tables' Unicode version)."""
-    tok, fast, python = minibert_tokenizer(), hf_fast(), hf_python()
+    tok, fast, python = minilm_tokenizer(), hf_fast(), hf_python()
     code_points = _code_points(0x10FFFF)
     texts = _texts(code_points)
     assert [tok.encode(t, add_special_tokens=False) for t in texts] == [

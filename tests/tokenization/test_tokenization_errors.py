@@ -5,14 +5,10 @@ import pytest
 
 from minibert.tokenization import BertTokenizer, load_vocab
 from minibert.tokenization.vocab_trainer import learn_vocab, train_vocab
-from tokenization_data import hf_python, minibert_tokenizer
+from helpers import minilm_tokenizer, write
+from reference import hf_python
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def write(path, text: str | bytes):
-    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
-    return path
 
 
 def test_missing_vocab_file(tmp_path):
@@ -70,13 +66,13 @@ def test_undecodable_bytes_are_replaced_then_dropped():
     raw = b"caf\xe9 na\xefve \xff\xfeok"        # Latin-1 bytes, not UTF-8
     text = raw.decode("utf-8", errors="replace")
     assert text.count("\ufffd") == 4
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     assert tok.tokenize(text) == ["caf", "nave", "ok"] == hf_python().tokenize(text)
     assert tok.tokenize(text) == tok.tokenize(raw.decode("utf-8", errors="ignore"))
 
 
 def test_bytes_and_other_types_are_refused_with_a_hint():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     with pytest.raises(TypeError, match=r"decode it first.*errors='replace'"):
         tok(b"hello")
     with pytest.raises(TypeError, match="text must be a str .* got int"):
@@ -88,7 +84,7 @@ def test_bytes_and_other_types_are_refused_with_a_hint():
 
 
 def test_bad_call_arguments():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     with pytest.raises(ValueError, match="truncation must be True, False or one of"):
         tok("hi", truncation="sometimes")
     with pytest.raises(ValueError, match="padding must be True, False, 'longest' or 'max_length'"):

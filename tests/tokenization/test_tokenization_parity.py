@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import pytest
 
-from tokenization_data import (DATASETS, MAX_LENGTH, SLOW_DATASETS, consecutive_pairs, hf_fast,
-                               hf_python, minibert_tokenizer, xquad)
+from helpers import minilm_path, minilm_tokenizer
+from reference import hf_fast, hf_python
+from tokenization_data import DATASETS, MAX_LENGTH, SLOW_DATASETS, consecutive_pairs, gutenberg_lines, xquad
 
 KEYS = ("input_ids", "token_type_ids", "attention_mask", "offset_mapping")
 
@@ -79,7 +80,7 @@ ALL_DATASETS = {**DATASETS, **SLOW_DATASETS}
                                                    for name in SLOW_DATASETS])
 def test_every_line_matches_both_references(name):
     lines = list(ALL_DATASETS[name]())
-    tok, fast, python = minibert_tokenizer(), hf_fast(), hf_python()
+    tok, fast, python = minilm_tokenizer(), hf_fast(), hf_python()
     call = dict(truncation=True, max_length=MAX_LENGTH, return_offsets_mapping=True)
 
     # Single texts: everything equals the fast tokenizer's.
@@ -130,12 +131,11 @@ def test_every_line_matches_both_references(name):
 def test_cased_mode_matches_both_references():
     """do_lower_case=False on 5,000 Gutenberg lines: keeps case and accents, as both references."""
     import transformers
-    from tokenization_data import gutenberg_lines, minilm_path
     from transformers.models.bert import BertTokenizerLegacy
 
     lines = list(gutenberg_lines())[::4]
     vocab_file = str(minilm_path() / "vocab.txt")
-    tok = minibert_tokenizer(do_lower_case=False)
+    tok = minilm_tokenizer(do_lower_case=False)
     fast = transformers.BertTokenizer(vocab=vocab_file, do_lower_case=False)
     python = BertTokenizerLegacy(vocab_file, do_lower_case=False)
     mine = tok(lines, truncation=True, max_length=MAX_LENGTH, return_offsets_mapping=True)
@@ -145,4 +145,4 @@ def test_cased_mode_matches_both_references():
     python_ids = [python.convert_tokens_to_ids(python.tokenize(line)) for line in lines]
     ours = [tok.encode(line, add_special_tokens=False) for line in lines]
     assert ours == python_ids
-    assert tok.tokenize("Zoë SAID") != minibert_tokenizer().tokenize("Zoë SAID")  # really cased
+    assert tok.tokenize("Zoë SAID") != minilm_tokenizer().tokenize("Zoë SAID")  # really cased

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from minibert.tokenization import BasicTokenizer, WordpieceTokenizer
 from minibert.tokenization.basic import CleanTable, clean_text, space_out_cjk
-from tokenization_data import hf_fast, hf_python, minibert_tokenizer
+from helpers import minilm_tokenizer
+from reference import hf_fast, hf_python
 
 FRAGMENTS = st.sampled_from([
     "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]", "[cls]", "[MASK", " ", "  ", "\t", "\n", "\r\n",
@@ -52,7 +53,7 @@ def _python_ids(text):
 @SETTINGS
 @given(TEXT)
 def test_matches_the_python_reference(text):
-    assert minibert_tokenizer().encode(text, add_special_tokens=False) == _python_ids(text)
+    assert minilm_tokenizer().encode(text, add_special_tokens=False) == _python_ids(text)
 
 
 @SETTINGS
@@ -63,7 +64,7 @@ def test_matches_the_rust_reference_where_the_references_agree(text):
     assume(not any(0xD800 <= ord(c) <= 0xDFFF for c in text))
     assume(_references_agree_on(text))
     fast = hf_fast()
-    mine = minibert_tokenizer()(text, return_offsets_mapping=True)
+    mine = minilm_tokenizer()(text, return_offsets_mapping=True)
     theirs = fast(text, return_offsets_mapping=True)
     assert mine["input_ids"] == theirs["input_ids"]
     assert mine["offset_mapping"] == [tuple(span) for span in theirs["offset_mapping"]]
@@ -72,7 +73,7 @@ def test_matches_the_rust_reference_where_the_references_agree(text):
 @SETTINGS
 @given(TEXT, TEXT, st.integers(min_value=3, max_value=40))
 def test_pair_structure_and_max_length(a, b, max_length):
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     enc = tok(a, b, truncation=True, max_length=max_length, return_offsets_mapping=True)
     ids, types = enc["input_ids"], enc["token_type_ids"]
     assert len(ids) <= max_length
@@ -91,7 +92,7 @@ def test_pair_structure_and_max_length(a, b, max_length):
 @SETTINGS
 @given(TEXT, st.integers(min_value=2, max_value=30))
 def test_single_structure_and_max_length(text, max_length):
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     ids = tok(text, truncation=True, max_length=max_length)["input_ids"]
     assert len(ids) <= max_length and ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
     assert tok.sep_token_id not in ids[1:-1] or "[SEP]" in text
@@ -102,7 +103,7 @@ def test_single_structure_and_max_length(text, max_length):
 @SETTINGS
 @given(TEXT)
 def test_offsets_point_into_the_text(text):
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     previous_start = 0
     for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
@@ -117,7 +118,7 @@ def test_offsets_point_into_the_text(text):
 @given(TEXT)
 def test_fast_path_equals_readable_path(text):
     """The cached, fused path in BertTokenizer == BasicTokenizer + WordpieceTokenizer step by step."""
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     basic = BasicTokenizer(do_lower_case=True, never_split=tok.all_special_tokens)
     wordpiece = WordpieceTokenizer(tok.vocab, unk_token="[UNK]", max_input_chars_per_word=100)
     expected = []
@@ -135,7 +136,7 @@ def test_fast_path_equals_readable_path(text):
 @SETTINGS
 @given(TEXT)
 def test_decode_glues_pieces_back_into_words(text):
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     ids = tok.encode(text, add_special_tokens=False)
     if tok.unk_token_id in ids or any(t in text for t in tok.all_special_tokens):
         return
@@ -148,7 +149,7 @@ def test_decode_glues_pieces_back_into_words(text):
 @SETTINGS
 @given(st.lists(TEXT, min_size=1, max_size=5), st.sampled_from([True, "longest", "max_length"]))
 def test_batch_padding(texts, padding):
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     enc = tok(texts, padding=padding, truncation=True, max_length=24, return_offsets_mapping=True)
     lengths = {len(row) for key in enc for row in enc[key]}
     assert len(lengths) == 1

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from minibert.tokenization import BertTokenizer
 from minibert.tokenization.vocab_trainer import (SPECIAL_TOKENS, count_words, learn_vocab,
                                                  learn_vocab_naive, read_lines, train_vocab)
-from tokenization_data import REPO_ROOT, gutenberg_books
+from helpers import REPO
+from tokenization_data import gutenberg_books
 
 # The course's example corpus (Hugging Face NLP course, chapter 6).
 TOY = {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}
@@ -98,7 +99,7 @@ def _train_with_cli(books, size, out, hash_seed):
     env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
     command = [sys.executable, "-m", "minibert", "train-vocab", "--corpus", *map(str, books),
                "--vocab-size", str(size), "--out", str(out), "--quiet"]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return (out / "vocab.txt").read_bytes()
 

@@ -12,7 +12,8 @@ from minibert.tokenization import BasicTokenizer, BertTokenizer, WordpieceTokeni
 from minibert.tokenization import basic, chars, encoding, tokenizer, vocab, vocab_trainer, wordpiece
 from minibert.tokenization.basic import clean_text, space_out_cjk, split_on_punctuation, strip_accents
 from minibert.tokenization.encoding import truncate, truncate_seq_pair
-from tokenization_data import hf_fast, hf_python, minibert_tokenizer, minilm_path
+from helpers import minilm_path, minilm_tokenizer
+from reference import hf_fast, hf_python
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -21,7 +22,7 @@ SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
                                     vocab_trainer, tokenization])
 def test_docstring_examples(module):
     """Every `>>>` example in the docstrings is true (with `tok` the MiniLM tokenizer)."""
-    result = doctest.testmod(module, extraglobs={"tok": minibert_tokenizer()},
+    result = doctest.testmod(module, extraglobs={"tok": minilm_tokenizer()},
                              optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
 
@@ -60,7 +61,7 @@ def test_punctuation():
 
 
 def test_special_tokens_are_never_split():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     assert tok.tokenize("[CLS]x[SEP]y [MASK]. [cls]") == [
         "[CLS]", "x", "[SEP]", "y", "[MASK]", ".", "[", "cl", "##s", "]"]
     assert tok("[MASK]")["input_ids"] == [101, 103, 102]
@@ -82,7 +83,7 @@ def test_wordpiece_word_length_limit():
     assert WordpieceTokenizer(vocab_).tokenize("a" * 100) == ["a"] + ["##a"] * 99
     assert WordpieceTokenizer(vocab_).tokenize("a" * 101) == ["[UNK]"]
     assert WordpieceTokenizer(vocab_, max_input_chars_per_word=200).tokenize("a" * 101)[0] == "a"
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     assert tok.tokenize("x" * 101 + " " + "x" * 100)[0] == "[UNK]"
     assert tok.tokenize("x" * 101) == hf_python().tokenize("x" * 101) == hf_fast().tokenize("x" * 101)
 
@@ -99,7 +100,7 @@ def test_truncation_strategies():
     assert truncate([1, 2, 3], [4, 5, 6], 4, "only_first") == ([1], [4, 5, 6])
     assert truncate([1, 2, 3], [4, 5, 6], 4, "only_second") == ([1, 2, 3], [4])
     assert truncate([1, 2, 3], None, 2, "longest_first") == ([1, 2], None)
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     a, b = "one two three four", "five six seven"
     for strategy in ("longest_first", "only_first", "only_second"):
         ours = tok(a, b, truncation=strategy, max_length=8)
@@ -108,7 +109,7 @@ def test_truncation_strategies():
 
 
 def test_hugging_face_defaults():
-    tok, fast = minibert_tokenizer(), hf_fast()
+    tok, fast = minilm_tokenizer(), hf_fast()
     text = "a b c d e f"
     # A max_length alone means truncation (HF's backward-compatible default).
     assert tok(text, max_length=4)["input_ids"] == fast(text, max_length=4)["input_ids"] == [
@@ -123,7 +124,7 @@ def test_hugging_face_defaults():
 
 
 def test_batch_and_numpy():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     out = tok(["a b c", "d"], ["x", "y z"], padding=True, return_tensors="np")
     assert out["input_ids"].dtype == np.int64 and out["input_ids"].shape == (2, 7)
     assert out["token_type_ids"].tolist() == [[0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 1, 1, 0]]
@@ -136,7 +137,7 @@ def test_batch_and_numpy():
 
 
 def test_offsets_for_question_answering():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     context = "The Normans (French: Normands) gave their name to Normandy."
     enc = tok("Who?", context, return_offsets_mapping=True)
     second = [i for i, t in enumerate(enc["token_type_ids"]) if t == 1][:-1]
@@ -146,7 +147,7 @@ def test_offsets_for_question_answering():
 
 
 def test_offsets_through_deleted_and_inserted_characters():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     text = "x\x00y 中文 Éé\u200b!"
     enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
     assert [text[s:e] for s, e in enc["offset_mapping"]] == ["x", "y", "中", "文", "Éé", "!"]
@@ -157,7 +158,7 @@ def test_offsets_through_deleted_and_inserted_characters():
 # -- ids and text ----------------------------------------------------------------------
 
 def test_vocabulary_and_special_ids():
-    tok = minibert_tokenizer()
+    tok = minilm_tokenizer()
     assert len(tok) == tok.vocab_size == 30522
     assert (tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id,
             tok.mask_token_id) == (0, 100, 101, 102, 103)
@@ -170,7 +171,7 @@ def test_vocabulary_and_special_ids():
 
 
 def test_decode():
-    tok, python = minibert_tokenizer(), hf_python()
+    tok, python = minilm_tokenizer(), hf_python()
     ids = tok.encode("Hello, world! Isn't un-affable tokenization fun?", "Yes [MASK].")
     for skip in (False, True):
         assert tok.decode(ids, skip_special_tokens=skip) == python.decode(ids, skip_special_tokens=skip)

@@ -1,8 +1,8 @@
-"""Mixed precision: the float16 matmul, loss scaling rescuing underflowing gradients, skipped overflow
-steps, the scale's growth, checkpoints of the scaler, the strict CuPy stand-in, and torch's GradScaler
-as the reference for the scaling rule."""
+"""Mixed precision (minibert/train/amp.py): loss scaling rescuing underflowing gradients, skipped overflow
+steps, the scale's growth, checkpoints of the scaler, the step on the device (the `xp` fixture, real
+CuPy), and torch's GradScaler as the reference for the scaling rule. The float16 matmul itself is in
+backend/test_precision.py."""
 import json
-import operator
 
 import numpy as np
 import pytest
@@ -10,23 +10,13 @@ import pytest
 from minibert import backend, gradcheck
 from minibert.train.amp import LossScaler, autocast, has_overflow, unscale
 from minibert.model.heads.pretraining import BertForPreTraining
-from minibert.ops import attention as attention_mod
-from minibert.ops import linear as linear_mod
 from minibert.ops.linear import linear_backward, linear_forward
 from minibert.backend.precision import fp16_enabled, matmul, mixed_precision
 from minibert.train.optim import AdamW
 from minibert.train.pretrain import pretraining_step
 from minibert.train.step import apply_gradients
 from reference import rel_diff
-from strict_xp import StrictArray
-from helpers import random_batch
-
-F16_EPS = 2.0 ** -11          # float16's unit roundoff: 11-bit significand
-
-
-def fp16(x):
-    """Round to the nearest float16, back in float32 (the reference for what the matmul's operands become)."""
-    return np.asarray(x, np.float32).astype(np.float16).astype(np.float32)
+from helpers import F16_EPS, pretraining_batch
 
 
 def model_grads(cfg, batch, weight=1.0, fp16_mode=False, scale=1.0):
@@ -40,106 +30,7 @@ def model_grads(cfg, batch, weight=1.0, fp16_mode=False, scale=1.0):
     return {k: backend.to_host(g) for k, g in model.grads.items()}
 
 
-# -- (a) the default mode is plain `@` ------------------------------------------------------
-
-def test_default_matmul_is_plain_matmul_and_the_mode_is_scoped():
-    rng = np.random.default_rng(0)
-    for sa, sb in [((13, 7), (7, 5)), ((2, 3, 7, 4), (2, 3, 4, 7))]:
-        a, b = rng.normal(size=sa).astype(np.float32), rng.normal(size=sb).astype(np.float32)
-        assert np.array_equal(matmul(a, b), a @ b)
-    assert not fp16_enabled()
-    with pytest.raises(RuntimeError):
-        with mixed_precision():
-            assert fp16_enabled()
-            with mixed_precision(False):
-                assert not fp16_enabled()
-            assert fp16_enabled()
-            raise RuntimeError("the mode must be restored on the way out")
-    assert not fp16_enabled()
-
-
-def test_default_mode_model_is_bit_identical_to_plain_matmul(monkeypatch):
-    """Forward and backward of the whole pretraining model, routed through matmul (default mode),
-    against the same code with the plain `@` operator put back: every number identical."""
-    cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
-
-    def run():
-        model = BertForPreTraining(cfg, seed=0).train()              # dropout on: the same masks both times
-        out = model.forward(**batch)
-        model.zero_grad()
-        model.backward()
-        return float(out["loss"]), out["mlm_logits"], model.grads
-
-    loss, logits, grads = run()
-    monkeypatch.setattr(linear_mod, "matmul", operator.matmul)
-    monkeypatch.setattr(attention_mod, "matmul", operator.matmul)
-    loss_at, logits_at, grads_at = run()
-    assert loss == loss_at and np.array_equal(logits, logits_at)
-    for k in grads:
-        assert np.array_equal(grads[k], grads_at[k]), k
-
-
-def test_every_model_matmul_goes_through_matmul(monkeypatch):
-    """Per encoder layer 6 matmuls forward (Q/K/V fused, QK^T, PV, output, FFN x2) and 12 backward;
-    pooler, MLM transform, tied decoder and NSP: 1 forward + 2 backward each."""
-    cfg = gradcheck.odd_config()
-    calls = []
-
-    def counting(a, b):
-        calls.append((a.shape, b.shape))
-        return matmul(a, b)
-
-    monkeypatch.setattr(linear_mod, "matmul", counting)
-    monkeypatch.setattr(attention_mod, "matmul", counting)
-    model = BertForPreTraining(cfg, seed=0).eval()
-    with mixed_precision():
-        model.forward(**random_batch(cfg, np.random.default_rng(1)))
-        n_forward = len(calls)
-        model.zero_grad()
-        model.backward()
-    L = cfg.num_hidden_layers
-    assert n_forward == 6 * L + 4
-    assert len(calls) - n_forward == 12 * L + 8
-
-
-# -- (b) the float16 numerics -----------------------------------------------------------------
-
-def test_fp16_matmul_rounds_operands_and_result_to_float16_and_sums_in_float32():
-    rng = np.random.default_rng(0)
-    for sa, sb in [((13, 37), (37, 11)), ((2, 3, 7, 5), (2, 3, 5, 7))]:            # dense and attention shapes
-        a, b = rng.normal(size=sa).astype(np.float32), rng.normal(size=sb).astype(np.float32)
-        with mixed_precision():
-            c = matmul(a, b)
-        assert c.dtype == np.float32
-        assert np.array_equal(c, fp16(fp16(a) @ fp16(b)))                          # the emulation, exactly
-        # against the exact product of the rounded operands: only the final rounding to float16 (float32 sums)
-        exact = fp16(a).astype(np.float64) @ fp16(b).astype(np.float64)
-        assert np.all(np.abs(c - exact) <= F16_EPS * np.abs(exact) + 1e-6)
-        # against float32: ~1e-3 relative, the price of 11-bit significands
-        err = np.abs(c - a @ b).max() / np.abs(a @ b).max()
-        assert 1e-4 < err < 5e-3, err
-
-
-def test_fp16_matmul_range_overflow_and_underflow():
-    with mixed_precision():
-        big = matmul(np.array([[70000.0]], np.float32), np.array([[1.0]], np.float32))
-        product = matmul(np.array([[300.0]], np.float32), np.array([[300.0]], np.float32))
-        tiny = matmul(np.array([[1e-8]], np.float32), np.array([[1.0]], np.float32))
-        subnormal = matmul(np.array([[1e-6]], np.float32), np.array([[1.0]], np.float32))
-    assert np.isinf(big[0, 0])                      # operand above 65504
-    assert np.isinf(product[0, 0])                  # 90000 does not fit the float16 result
-    assert tiny[0, 0] == 0.0                        # below half the smallest subnormal (2**-24 = 6e-8): flushed
-    assert subnormal[0, 0] != 0 and abs(subnormal[0, 0] - 1e-6) <= 2.0 ** -25   # subnormal: absolute step 6e-8
-
-
-def test_fp16_needs_float32_arrays():
-    a = np.ones((2, 2))
-    with mixed_precision(), pytest.raises(TypeError, match="float32 master weights.*got float64"):
-        matmul(a, a)
-
-
-# -- (c) an underflowing gradient rescued by loss scaling ------------------------------------
+# -- (a) an underflowing gradient rescued by loss scaling ------------------------------------
 
 def test_linear_weight_gradient_underflow_is_rescued_by_loss_scaling():
     """dy of order 5e-9 is below half float16's smallest subnormal (2**-24 = 6e-8): rounded to float16
@@ -165,7 +56,7 @@ def test_model_gradients_underflow_without_scaling_and_match_float32_with_it():
     below, as in a deep network): in float16 three quarters of the gradient entries flush to zero;
     with the loss scale 2**16 the unscaled gradients match float32's to ~5e-4."""
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     w = 2.0 ** -16
     g32 = model_grads(cfg, batch, w)
     g16 = model_grads(cfg, batch, w, fp16_mode=True)
@@ -183,11 +74,11 @@ def test_model_gradients_underflow_without_scaling_and_match_float32_with_it():
         assert np.linalg.norm(g16_scaled[k] - g32[k]) <= 0.03 * np.linalg.norm(g32[k]), k
 
 
-# -- (d) an overflow step is skipped ------------------------------------------------------------
+# -- (b) an overflow step is skipped ------------------------------------------------------------
 
 def test_overflowing_step_is_skipped_and_the_scale_halved():
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     model = BertForPreTraining(cfg, seed=0).eval()          # no dropout: the retried step sees the same network
     opt = AdamW(model.params, lr=1e-3)
     before = {k: v.copy() for k, v in model.params.items()}
@@ -223,7 +114,7 @@ def test_overflow_in_a_frozen_parameter_does_not_skip():
     assert apply_gradients(model, opt, 1e-3, scaler=scaler)["skipped"] and scaler.scale == 2.0
 
 
-# -- (e) growth, and torch's GradScaler as the reference for the rule ----------------------------
+# -- (c) growth, and torch's GradScaler as the reference for the rule ----------------------------
 
 def test_scale_grows_after_growth_interval_good_steps():
     cfg = gradcheck.odd_config()
@@ -232,7 +123,7 @@ def test_scale_grows_after_growth_interval_good_steps():
     scaler = LossScaler(init_scale=2.0 ** 8, growth_interval=3)
     used = []
     for step in range(7):
-        m = pretraining_step(model, opt, [random_batch(cfg, np.random.default_rng(step))], 1e-4, scaler=scaler)
+        m = pretraining_step(model, opt, [pretraining_batch(cfg, np.random.default_rng(step))], 1e-4, scaler=scaler)
         assert not m["skipped"]
         used.append(m["loss_scale"])
     assert used == [2.0 ** 8] * 3 + [2.0 ** 9] * 3 + [2.0 ** 10]
@@ -266,7 +157,7 @@ def test_scaling_rule_matches_torch_grad_scaler():
     assert scaler.skipped_steps == skipped == sum(pattern)
 
 
-# -- (f) checkpoints ---------------------------------------------------------------------------
+# -- (d) checkpoints ---------------------------------------------------------------------------
 
 def test_scaler_state_round_trips_through_json_and_resumes_exactly():
     pattern = [False, False, True, False, False, False, True, False, False, False, False]
@@ -308,7 +199,7 @@ def test_autocast_without_a_scaler_changes_nothing():
     assert not fp16_enabled()
 
 
-# -- (g) on the device: the strict CuPy stand-in, and real CuPy ----------------------------------
+# -- (e) on the device: the strict CuPy stand-in, and real CuPy ----------------------------------
 
 def fp16_step(cfg, batch, init_scale=2.0 ** 16):
     model = BertForPreTraining(cfg, seed=0)
@@ -317,14 +208,14 @@ def fp16_step(cfg, batch, init_scale=2.0 ** 16):
     return model, scaler, m
 
 
-def test_fp16_step_stays_on_device_under_strict_backend(strict_backend):
-    """The float16 step (matmuls, overflow check, unscaling, skipping) under the stand-in that refuses
-    host/device mixing; the numbers agree with the NumPy emulation (float16 products summed in
-    float32 in another order: rare one-ulp differences)."""
+def test_fp16_step_stays_on_device_under_strict_backend(xp):
+    """The float16 step (matmuls, overflow check, unscaling, skipping) under each backend, the strict
+    one refusing host/device mixing; the numbers agree with the NumPy emulation (float16 products
+    summed in float32 in another order: rare one-ulp differences)."""
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     model, scaler, m = fp16_step(cfg, batch)
-    assert isinstance(model.params["bert.pooler.dense.weight"], StrictArray)
+    assert isinstance(model.params["bert.pooler.dense.weight"], xp.ndarray)
     assert not m["skipped"] and scaler.growth_tracker == 1
     _, scaler_big, m_big = fp16_step(cfg, batch, init_scale=2.0 ** 40)
     assert m_big["skipped"] and scaler_big.skipped_steps == 1
@@ -338,7 +229,7 @@ def test_fp16_step_stays_on_device_under_strict_backend(strict_backend):
 @pytest.mark.gpu
 def test_fp16_on_cupy_matches_the_numpy_emulation():
     cfg = gradcheck.odd_config()
-    batch = random_batch(cfg, np.random.default_rng(1))
+    batch = pretraining_batch(cfg, np.random.default_rng(1))
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 3, 64, 48)).astype(np.float32), rng.normal(size=(2, 3, 48, 64)).astype(np.float32)
     with mixed_precision():

@@ -1,4 +1,6 @@
-"""The pretraining loop end to end: a short run, exact resume after SIGKILL, plots, fill-mask, errors."""
+"""minibert/train/pretrain.py: one pretraining step against transformers' BertForPreTraining + torch.optim.AdamW
+for 20 steps, gradient accumulation, a NaN loss; then the run end to end: a short run, exact resume after
+SIGKILL, plots, fill-mask, errors."""
 import json
 import os
 import signal
@@ -9,11 +11,15 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from helpers import data_path, pretraining_batch, write
+from minibert import BertConfig, gradcheck
+from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.model.io import load_arrays
-from minibert.data.batches import step_rows as batch_rows
-from minibert.train.pretrain import PretrainArgs, PretrainError, run
+from minibert.train.optim import AdamW, decays, linear_warmup_decay
+from minibert.train.pretrain import PretrainArgs, PretrainError, pretraining_step, run
+from minibert.train.step import NonFiniteLossError
 from minibert.viz import plot_run
+from reference import hf_model
 
 SMALL_CONFIG = dict(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                     intermediate_size=64, max_position_embeddings=64)
@@ -22,19 +28,13 @@ SMALL_CONFIG = dict(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_att
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, request):
     """A plain-text corpus: the first chapters of Alice in Wonderland, a blank line between documents."""
-    data = REPO.parent / "shared" / "data" / "gutenberg"
-    if not data.is_dir():
-        pytest.skip(f"shared data not found at {data}")
     from minibert.data.pretraining import read_gutenberg
-    docs = read_gutenberg(data, books=["carroll-alice_in_wonderland.txt"])[:6]
-    path = tmp_path_factory.mktemp("corpus") / "alice.txt"
-    path.write_text("\n\n".join(" ".join(d) for d in docs) + "\n", encoding="utf-8")
-    return path
+    docs = read_gutenberg(data_path("gutenberg"), books=["carroll-alice_in_wonderland.txt"])[:6]
+    return write(tmp_path_factory.mktemp("corpus") / "alice.txt", "\n\n".join(" ".join(d) for d in docs) + "\n")
 
 
 def small_args(corpus, out, **kw):
-    cfg_path = out.parent / f"{out.name}-config.json"
-    cfg_path.write_text(json.dumps(SMALL_CONFIG))
+    cfg_path = write(out.parent / f"{out.name}-config.json", SMALL_CONFIG)
     base = dict(corpus=str(corpus), config=str(cfg_path), vocab_size=600, steps=12, batch_size=8, seq_len=64,
                 eval_every=6, eval_batches=2, checkpoint_every=4, heldout_fraction=0.2, out=str(out),
                 progress=False, lr=1e-3)
@@ -50,12 +50,76 @@ def cli(args: PretrainArgs, *extra):
     return cmd + list(extra)
 
 
-def test_batches_are_a_pure_function_of_seed_and_step():
-    a = [batch_rows(s, 8, 20, 3) for s in range(6)]
-    assert all(np.array_equal(x, batch_rows(s, 8, 20, 3)) for s, x in enumerate(a))
-    rows = np.concatenate(a[:5])[:40]
-    assert sorted(rows[:20].tolist()) == list(range(20)) and sorted(rows[20:40].tolist()) == list(range(20))
+# -- one step: against transformers for 20 steps, accumulation, a NaN loss -------------------------
 
+def reference_optimizer(ref, lr, warmup, total):
+    import torch
+    import transformers
+    decay = [p for n, p in ref.named_parameters() if decays(n)]
+    no_decay = [p for n, p in ref.named_parameters() if not decays(n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr)
+    return opt, transformers.get_linear_schedule_with_warmup(opt, warmup, total)
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-8), ("float32", 1e-3)])
+def test_loss_curve_matches_transformers_for_20_steps(dtype, tol):
+    """Same weights, same batches, dropout off: 20 AdamW steps with warm-up and clipping give
+    the same loss at every step as BertForPreTraining + torch.optim.AdamW + the same schedule."""
+    import torch
+    cfg = BertConfig.preset("tiny", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = BertForPreTraining(cfg, seed=0, dtype=dtype)
+    ref = hf_model(model)
+    model.eval(), ref.eval()
+    rng = np.random.default_rng(0)
+    batches = [pretraining_batch(cfg, rng, B=4, T=24) for _ in range(20)]
+    lr, warmup, total = 1e-3, 4, 20
+    opt = AdamW(model.params, lr=lr, weight_decay=0.01)
+    topt, tsched = reference_optimizer(ref, lr, warmup, total)
+    clipped = 0
+    for step, batch in enumerate(batches):
+        m = pretraining_step(model, opt, [batch], linear_warmup_decay(step, lr, warmup, total), max_grad_norm=1.0)
+        topt.zero_grad()
+        r = ref(**{k: torch.tensor(v) for k, v in batch.items()})
+        r.loss.backward()
+        tnorm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 1.0)
+        topt.step()
+        tsched.step()
+        clipped += float(tnorm) > 1.0
+        assert abs(m["loss"] - r.loss.item()) <= tol * abs(r.loss.item()), (step, m["loss"], r.loss.item())
+        assert abs(m["grad_norm"] - float(tnorm)) <= tol * float(tnorm), step
+    assert clipped >= 10        # clipping really was exercised
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    cfg = gradcheck.odd_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(0)
+    big = pretraining_batch(cfg, rng, B=32, T=12)
+    big["labels"][5, 1:6] = big["input_ids"][5, 1:6]         # micro-batches with unequal prediction counts
+    micro = [{k: v[i * 8:(i + 1) * 8] for k, v in big.items()} for i in range(4)]
+    results = []
+    for batches in ([big], micro):
+        model = BertForPreTraining(cfg, seed=0, dtype="float64").eval()
+        opt = AdamW(model.params, lr=1e-3)
+        metrics = pretraining_step(model, opt, batches, lr=1e-3)
+        results.append((metrics, {k: v.copy() for k, v in model.params.items()}))
+    (m1, p1), (m2, p2) = results
+    assert abs(m1["loss"] - m2["loss"]) < 1e-10 and abs(m1["grad_norm"] - m2["grad_norm"]) < 1e-10
+    for k in p1:
+        assert np.max(np.abs(p1[k] - p2[k])) < 1e-10, k
+
+
+def test_nan_loss_names_the_step():
+    cfg = gradcheck.odd_config()
+    model = BertForPreTraining(cfg, seed=0, dtype="float64").eval()
+    model.params["cls.predictions.bias"][:] = np.nan
+    before = model.params["cls.seq_relationship.weight"].copy()
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 17"):
+        pretraining_step(model, AdamW(model.params), [pretraining_batch(cfg, np.random.default_rng(0))], 1e-3, step=17)
+    assert np.array_equal(before, model.params["cls.seq_relationship.weight"])
+
+
+# -- the run end to end ---------------------------------------------------------------------------
 
 def test_short_run_writes_log_plot_checkpoints_and_model(corpus, tmp_path):
     out = tmp_path / "run"
@@ -125,7 +189,6 @@ def test_clear_errors(corpus, tmp_path):
 
 def test_nan_loss_stops_with_the_step_and_the_checkpoint(corpus, tmp_path, monkeypatch):
     import minibert.train.loop as loop
-    from minibert.train.step import NonFiniteLossError
     real = loop.train_step
 
     def poisoned(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=None):
@@ -146,13 +209,3 @@ def test_a_stale_unfinished_run_folder_is_not_reused_silently(corpus, tmp_path):
     (out / "run.json").write_text(json.dumps(old))
     with pytest.raises(PretrainError, match=r"unfinished run with other settings \(seq_len\)"):
         run(small_args(corpus, out))
-
-
-def test_a_torn_last_log_line_is_skipped(tmp_path):
-    from minibert.train.loop import read_jsonl
-    path = tmp_path / "log.jsonl"
-    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
-    assert read_jsonl(path) == [{"step": 1, "loss": 2.0}]
-    path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 2.0}\n')
-    with pytest.raises(ValueError, match="line 1 is not valid JSON"):
-        read_jsonl(path)
