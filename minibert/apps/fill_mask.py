@@ -22,8 +22,8 @@ from minibert.tokenization import BertTokenizer
 from minibert.train.checkpoint import list_checkpoints
 
 
-def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
-    """For each [MASK] in `text`, the top_k (token, probability) predictions."""
+def mask_probabilities(model, tokenizer, text: str) -> numpy.ndarray:
+    """The model's probability of every vocabulary token at each [MASK] of `text`: (n_masks, V), host."""
     enc = tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings)
     ids = numpy.asarray(enc["input_ids"])[None]
     where = numpy.flatnonzero(ids[0] == tokenizer.mask_token_id)
@@ -38,31 +38,51 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[st
         out = model.forward(ids, numpy.asarray(enc["token_type_ids"])[None],
                             numpy.asarray(enc["attention_mask"])[None], labels=labels)
     logits = backend.to_host(out["mlm_logits"]).astype(numpy.float64)          # (n_masks, V)
-    probs = numpy.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs = numpy.exp(logits - logits.max(axis=1, keepdims=True))              # softmax, stable
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `text`, the top_k (token, probability) predictions."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
     result = []
-    for row in probs:
+    for row in mask_probabilities(model, tokenizer, text):
         best = numpy.argsort(-row)[:top_k]
         result.append([(tokenizer.convert_ids_to_tokens(int(i)), float(row[i])) for i in best])
     return result
 
 
-def fill_mask_examples(model, tokenizer, documents, seed: int, n: int = 5) -> list[str]:
-    """Mask one word in a few held-out sentences and show the model's guesses."""
+def fill_mask_examples(model, tokenizer, documents, seed: int, n: int = 5, baseline=None) -> list[str]:
+    """Mask one word in a few held-out sentences: the model's top 3 guesses, and the probability it gives
+    the right word next to what a model of word frequencies alone would give it.
+
+    The masked word is one the vocabulary holds whole (so one [MASK] can be right).
+    baseline: the training targets' frequencies [(token, frequency), ...] (train/pretrain.py:
+    unigram_top); without it only the model's guesses are shown.
+    """
     rng = random.Random(seed)
+    frequency = dict(baseline or [])
     sentences = [s for d in documents for s in d if 6 <= len(s.split()) <= 25]
     lines = ["fill in the blank (held-out sentences):"]
+    if baseline:
+        lines.append("  a model of word frequencies alone says " +
+                     ", ".join(f"{t} ({p:.2f})" for t, p in baseline[:3]) + " every time")
     for s in rng.sample(sentences, min(n, len(sentences))):
         words = s.split()
-        candidates = [i for i, w in enumerate(words) if w.isalpha() and len(w) > 2]
+        candidates = [i for i, w in enumerate(words) if w.isalpha() and w.lower() in tokenizer.vocab]
         if not candidates:
             continue
         i = rng.choice(candidates)
-        answer, words[i] = words[i], tokenizer.mask_token
+        answer, words[i] = words[i].lower(), tokenizer.mask_token
         masked = " ".join(words)
-        guesses = fill_mask(model, tokenizer, masked, top_k=3)[0]
-        lines.append(f"  {masked}\n    answer: {answer.lower()}   model: " +
-                     ", ".join(f"{t} ({p:.2f})" for t, p in guesses))
+        probs = mask_probabilities(model, tokenizer, masked)[0]
+        best = numpy.argsort(-probs)[:3]
+        guesses = ", ".join(f"{tokenizer.convert_ids_to_tokens(int(k))} ({probs[k]:.2f})" for k in best)
+        line = f"  {masked}\n    answer: {answer}   model: {guesses}   p(answer): model {probs[tokenizer.vocab[answer]]:.3f}"
+        if baseline:
+            line += f", word frequency {frequency.get(answer, 0.0):.3f}"
+        lines.append(line)
     return lines
 
 

@@ -35,7 +35,9 @@ def _fill_mask_examples(args: PretrainArgs, resume: bool) -> None:
     print(f"curves: {plot_run(run_dir)[0]}")
     _, eval_docs = load_documents(args)
     model, tokenizer = load_pretraining_model(run_dir)
-    for line in fill_mask_examples(model, tokenizer, eval_docs, args.seed):
+    baselines = run_dir / "baselines.json"
+    baseline = read_json(baselines)["unigram_top"] if baselines.is_file() else None
+    for line in fill_mask_examples(model, tokenizer, eval_docs, args.seed, baseline=baseline):
         print(line)
 
 

@@ -28,6 +28,8 @@ import random
 from dataclasses import field
 from pathlib import Path
 
+import numpy
+
 from minibert import backend
 from minibert.data.batches import step_rows
 from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
@@ -222,11 +224,16 @@ def pretraining_step(model, optimizer, micro_batches, lr, max_grad_norm=1.0, ste
 
 # -- evaluation ---------------------------------------------------------------------------
 
-def evaluate(model, features, batch_size: int, max_batches: int) -> dict:
-    """Held-out MLM loss / accuracy / perplexity and NSP loss / accuracy (dropout off)."""
+def evaluate(model, features, batch_size: int, max_batches: int, mask_token_id: int | None = None) -> dict:
+    """Held-out MLM loss / accuracy / perplexity and NSP loss / accuracy (dropout off).
+
+    With `mask_token_id`, also the MLM accuracy at the positions whose input is [MASK]
+    (eval_mlm_accuracy_at_mask): of the predicted positions, 10% keep their token and a
+    model soon learns to copy it, so the accuracy over all of them mixes guessing and copying.
+    """
     n = len(features["input_ids"])
     mlm_nll = nsp_nll = 0.0
-    mlm_correct = mlm_count = nsp_correct = nsp_count = 0
+    mlm_correct = mlm_count = nsp_correct = nsp_count = at_mask_correct = at_mask_count = 0
     with model.inference():
         for i in range(0, min(n, batch_size * max_batches), batch_size):
             b = {k: features[k][i:i + batch_size] for k in MODEL_INPUTS}
@@ -238,10 +245,58 @@ def evaluate(model, features, batch_size: int, max_batches: int) -> dict:
             mlm_count += out["mlm_count"]
             nsp_correct += out["nsp_correct"]
             nsp_count += out["nsp_count"]
+            if mask_token_id is not None:
+                positions = backend.to_host(out["positions"])                           # (M,) into B*T
+                at_mask = b["input_ids"].reshape(-1)[positions] == mask_token_id        # (M,) input was [MASK]
+                guess = backend.to_host(out["mlm_logits"].argmax(axis=1))               # (M,)
+                at_mask_correct += int((guess == b["labels"].reshape(-1)[positions])[at_mask].sum())
+                at_mask_count += int(at_mask.sum())
     mlm_loss = mlm_nll / max(mlm_count, 1)
-    return {"eval_mlm_loss": mlm_loss, "eval_mlm_accuracy": mlm_correct / max(mlm_count, 1),
-            "eval_perplexity": math.exp(min(mlm_loss, 50.0)), "eval_nsp_loss": nsp_nll / max(nsp_count, 1),
-            "eval_nsp_accuracy": nsp_correct / max(nsp_count, 1), "eval_loss": mlm_loss + nsp_nll / max(nsp_count, 1)}
+    result = {"eval_mlm_loss": mlm_loss, "eval_mlm_accuracy": mlm_correct / max(mlm_count, 1),
+              "eval_perplexity": math.exp(min(mlm_loss, 50.0)), "eval_nsp_loss": nsp_nll / max(nsp_count, 1),
+              "eval_nsp_accuracy": nsp_correct / max(nsp_count, 1),
+              "eval_loss": mlm_loss + nsp_nll / max(nsp_count, 1)}
+    if mask_token_id is not None:
+        result["eval_mlm_accuracy_at_mask"] = at_mask_correct / max(at_mask_count, 1)
+    return result
+
+
+# -- baselines: what ignoring the context scores --------------------------------------------
+
+def context_free_baselines(train: dict, held: dict, vocab_size: int, rows: int, mask_token_id: int) -> dict:
+    """What a model that never looks at the context scores on the held-out rows `evaluate` reads.
+
+    A masked-LM that only learned which words are frequent predicts the most frequent target
+    every time; one that guesses a word drawn from the training targets' frequencies (a
+    unigram guess) is right with probability p(target). Its loss is the unigram model's
+    cross-entropy, exp of it the unigram perplexity (add-one smoothing, so a held-out word never
+    seen in training costs a finite loss). For next-sentence prediction the baseline is the
+    majority class of the training pairs. A model that learned something from the context
+    beats all of these; one at them learned word frequencies only.
+    """
+    targets = train["labels"][train["labels"] != IGNORE_INDEX]                       # training targets
+    counts = numpy.bincount(targets, minlength=vocab_size).astype(numpy.float64)     # (V,)
+    frequency = counts / counts.sum()
+    smoothed = (counts + 1.0) / (counts.sum() + vocab_size)
+    labels, inputs = held["labels"][:rows], held["input_ids"][:rows]
+    predicted = labels != IGNORE_INDEX                                                # the evaluated positions
+    held_targets, at_mask = labels[predicted], labels[predicted & (inputs == mask_token_id)]
+    majority = int(numpy.bincount(train["next_sentence_label"], minlength=2).argmax())
+    return {
+        "eval_mlm_accuracy_most_frequent": float((held_targets == counts.argmax()).mean()),
+        "eval_mlm_accuracy_unigram": float(frequency[held_targets].mean()),
+        "eval_mlm_accuracy_at_mask_most_frequent": float((at_mask == counts.argmax()).mean()),
+        "eval_perplexity_unigram": float(numpy.exp(-numpy.log(smoothed[held_targets]).mean())),
+        "eval_nsp_accuracy_majority": float((held["next_sentence_label"][:rows] == majority).mean()),
+    }
+
+
+def unigram_top(train: dict, tokenizer) -> list[tuple[str, float]]:
+    """Every training target with its frequency, most frequent first: what the unigram baseline knows."""
+    targets = train["labels"][train["labels"] != IGNORE_INDEX]
+    counts = numpy.bincount(targets, minlength=len(tokenizer))
+    order = [int(i) for i in numpy.argsort(-counts, kind="stable") if counts[i]]
+    return [(tokenizer.convert_ids_to_tokens(i), float(counts[i] / counts.sum())) for i in order]
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -265,8 +320,17 @@ def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> Pretra
 
 
 def describe_evaluation(result: dict) -> str:
-    return (f"held-out MLM accuracy {result['eval_mlm_accuracy']:.3f}, NSP accuracy {result['eval_nsp_accuracy']:.3f}, "
-            f"perplexity {result['eval_perplexity']:.1f}")
+    """Each held-out figure beside its context-free baseline (in parentheses), one line per head."""
+    r = result
+    lines = [f"masked LM: accuracy {r['eval_mlm_accuracy']:.3f} (most frequent word "
+             f"{r['eval_mlm_accuracy_most_frequent']:.3f}, unigram guess {r['eval_mlm_accuracy_unigram']:.3f}), "
+             f"perplexity {r['eval_perplexity']:.1f} (unigram {r['eval_perplexity_unigram']:.1f})"]
+    if "eval_mlm_accuracy_at_mask" in r:
+        lines.append(f"  at the [MASK] inputs alone: accuracy {r['eval_mlm_accuracy_at_mask']:.3f} (most frequent "
+                     f"word {r['eval_mlm_accuracy_at_mask_most_frequent']:.3f})")
+    lines.append(f"next sentence: accuracy {r['eval_nsp_accuracy']:.3f} (majority class "
+                 f"{r['eval_nsp_accuracy_majority']:.3f})")
+    return "held-out\n  " + "\n  ".join(lines)
 
 
 def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -> dict:
@@ -291,13 +355,18 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -
     held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, run_dir / "data" / "eval.npz")
     n_train = len(train["input_ids"])
 
+    baselines = context_free_baselines(train, held, config.vocab_size, args.batch_size * args.eval_batches,
+                                       tokenizer.mask_token_id)
+    write_json(run_dir / "baselines.json", {**baselines, "unigram_top": unigram_top(train, tokenizer)})
     model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, variant=args.optimizer)
     warmup_steps = int(args.warmup * args.steps)
     loop = TrainingLoop(
         model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm,
         lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, args.steps),
-        evaluate=lambda: evaluate(model, held, args.batch_size, args.eval_batches), describe=describe_evaluation,
+        evaluate=lambda: {**evaluate(model, held, args.batch_size, args.eval_batches, tokenizer.mask_token_id),
+                          **baselines},
+        describe=describe_evaluation,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, keep=args.keep,
         checkpoint_state=lambda: {"config": config.to_dict()}, step_metrics=PRETRAINING.step_metrics,
         progress=args.progress, desc="pretrain", callback=callback, write=stream)

@@ -33,6 +33,12 @@ def _smooth(values, window):
     return numpy.convolve(values, kernel, mode="valid")
 
 
+# the context-free baselines an evaluation row may carry (train/pretrain.py: context_free_baselines)
+BASELINES = {"mlm_accuracy": (("eval_mlm_accuracy_most_frequent", "most frequent word"),
+                              ("eval_mlm_accuracy_unigram", "unigram guess")),
+             "nsp_accuracy": (("eval_nsp_accuracy_majority", "majority class"),)}
+
+
 def plot_pretraining(run_dir, out=None) -> Path:
     """Loss (train and held-out), MLM and NSP accuracy, and learning rate against step -> curves.png."""
     train, evals = read_log(run_dir)
@@ -48,6 +54,10 @@ def plot_pretraining(run_dir, out=None) -> Path:
         ax.plot(sm_steps, _smooth([r[key] for r in train], window), label=label, color=ax.lines[-1].get_color())
     if evals:
         ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="held-out loss")
+        ax.plot([r["step"] for r in evals], [r["eval_mlm_loss"] for r in evals], "o-", label="held-out MLM loss")
+        if "eval_perplexity_unigram" in evals[-1]:
+            ax.axhline(numpy.log(evals[-1]["eval_perplexity_unigram"]), color="gray", linestyle=":",
+                       label="MLM loss of the unigram model")
     ax.set(title="loss", xlabel="step", ylabel="cross-entropy")
     ax.legend()
 
@@ -56,8 +66,13 @@ def plot_pretraining(run_dir, out=None) -> Path:
         ax.plot(sm_steps, _smooth([r[key] for r in train], window), label="train")
         if evals:
             ax.plot([r["step"] for r in evals], [r["eval_" + key] for r in evals], "o-", label="held-out")
-        if key == "nsp_accuracy":
-            ax.axhline(0.5, color="gray", linestyle=":", label="chance")
+        if key == "mlm_accuracy" and evals and "eval_mlm_accuracy_at_mask" in evals[-1]:
+            ax.plot([r["step"] for r in evals], [r["eval_mlm_accuracy_at_mask"] for r in evals], "s--",
+                    label="held-out, at [MASK] inputs")
+        for baseline, label in BASELINES[key]:                 # what ignoring the context scores
+            if evals and baseline in evals[-1]:
+                ax.axhline(evals[-1][baseline], color="gray", linestyle=("--" if "most" in baseline else ":"),
+                           label=label)
         ax.set(title=title, xlabel="step", ylabel="accuracy")
         ax.legend()
 
