@@ -52,9 +52,9 @@ SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[PAD]")
 # the keys).
 ROW = 22                     # height of one token's row
 TOP = 34                     # room for the two column headings
-NUMBERS = 100                # room beside a column for a weight (0.412) and its bar
+NUMBERS = 88                 # room beside a column for a weight (0.412) and its bar
 BAR = 40                     # length of the bar of a weight of 1
-GAP = 240                    # horizontal room for the lines
+GAP = 200                    # horizontal room for the lines
 CHAR = 8                     # width of one character of the 13 px monospace token font (about)
 TOKEN_CHARS = 18             # longer tokens are shortened (the full token shows on hover)
 
@@ -164,7 +164,7 @@ def attention_frame(tokens, probs, segment_ids=None, title="attention", height=N
     (default: enough for the tokens, the controls and the legend).
     """
     page = attention_page(tokens, probs, segment_ids, title)
-    height = height or 330 + len(tokens) * ROW
+    height = height or 200 + max(TOP + len(tokens) * ROW + 8, 520)   # controls + the drawing or the legend
     return (f'<iframe srcdoc="{html.escape(page, quote=True)}" style="width: 100%; height: {int(height)}px; '
             f'border: 1px solid #ddd" title="{html.escape(title, quote=True)}"></iframe>')
 
@@ -195,7 +195,7 @@ line.weight { stroke-width: 2; }
 #view.has-focus line.weight { stroke-width: 3; }
 .weight-bar { fill: #555; }
 .weight-label text { font: 11px monospace; fill: #333; }
-.legend { max-width: 420px; font-size: 13px; line-height: 1.4; }
+.legend { flex: 1 1 260px; max-width: 420px; font-size: 13px; line-height: 1.4; }
 .legend ul { padding-left: 18px; margin: 6px 0; }
 .swatch { display: inline-block; width: 26px; height: 14px; border: 1px solid; border-radius: 3px;
           vertical-align: middle; margin-right: 4px; }

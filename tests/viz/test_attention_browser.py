@@ -25,7 +25,7 @@ import pytest
 
 from helpers import minilm_path
 from minibert.apps.embed import attention_data, load_encoder
-from minibert.viz.attention_html import DECIMALS, write_attention_page
+from minibert.viz.attention_html import DECIMALS, attention_frame, write_attention_page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed "
                                                              "(pip install -r requirements-dev.txt)")
@@ -210,3 +210,22 @@ def test_screenshot(page, tmp_path):
     assert data.startswith(b"\x89PNG") and len(data) > 20_000
     if os.environ.get("MINIBERT_ATTENTION_SCREENSHOT"):          # a manual run refreshes the docs' copy
         shutil.copyfile(shot, os.environ["MINIBERT_ATTENTION_SCREENSHOT"])
+
+
+def test_the_notebook_frame_runs_its_page(browser, maps):
+    """attention_frame (what notebook 04 shows with IPython.display.HTML): the page runs inside its iframe."""
+    context = browser.new_context()
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_content("<h1>a notebook</h1>" + attention_frame(maps.tokens, maps.probs, maps.segment_ids))
+    frame = page.frame_locator("iframe")
+    T = len(maps.tokens)
+    assert frame.locator("line.weight").count() == T * T
+    frame.locator(f".token.query[data-index='{QUERY}']").click()
+    assert frame.locator("line.weight").count() == T
+    assert frame.locator(".weight-label").count() == T
+    box = page.locator("iframe").bounding_box()
+    assert box["height"] >= 22 * T                             # tall enough for the tokens
+    assert errors == []
+    context.close()
