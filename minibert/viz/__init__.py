@@ -1,5 +1,5 @@
 """Plots: every function builds a matplotlib Figure (object API, no pyplot state) and returns it,
-or saves it into a run folder and returns the path.
+or saves it into a run folder and returns the path; attention_html.py builds an HTML page instead.
 
     curves.py      training curves (pretraining, fine-tuning), confusion matrix, span logits
     vectors.py     similarity heatmap, clusters in 2-D, word senses, analogies

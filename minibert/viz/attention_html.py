@@ -40,7 +40,7 @@ import numpy
 from minibert.errors import InputError
 from minibert.viz.figure import shorten
 
-__all__ = ["attention_page", "write_attention_page", "attention_frame", "DECIMALS", "MAX_TOKENS",
+__all__ = ["attention_page", "write_attention_page", "attention_frame", "page_data", "DECIMALS", "MAX_TOKENS",
            "SPECIAL_TOKENS"]
 
 DECIMALS = 3                 # weights are stored and shown to 3 decimals: 0.0005 is below what a line shows
