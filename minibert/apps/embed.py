@@ -34,6 +34,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy
 
@@ -198,13 +199,18 @@ def _progress(total, progress, n_texts, desc):
 
 
 def _tokenize(encoder: Encoder, texts, max_length):
+    return encoder.tokenizer(texts, truncation=True, max_length=_max_length(encoder, max_length))["input_ids"]
+
+
+def _max_length(encoder: Encoder, max_length) -> int:
+    """max_length, or the encoder's when None, checked against what the model can take."""
     max_length = encoder.max_length if max_length is None else int(max_length)
     if max_length < 2:
         raise InputError(f"max_length={max_length}: at least 2 tokens are needed for [CLS] and [SEP]")
     if max_length > encoder.model.config.max_position_embeddings:
         raise InputError(f"max_length={max_length} is longer than the model's max_position_embeddings="
                          f"{encoder.model.config.max_position_embeddings}")
-    return encoder.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return max_length
 
 
 def _padded(ids_list, pad_id):
@@ -317,17 +323,62 @@ def word_vector(text: str, word: str, model=None, occurrence: int = 0) -> numpy.
     return word_vectors([text], word, model, occurrence)[0]
 
 
-def attention_maps(text: str, model=None, max_length=None):
+class AttentionMaps(NamedTuple):
+    """One text (or pair) and its attention: what `attention_data` returns.
+
+    tokens: the T word pieces, [CLS] and [SEP] included.
+    segment_ids: the T token type ids, 0 for [CLS] A [SEP], 1 for B [SEP] (all 0 for one text).
+    probs: (L, A, T, T) host array; probs[l, a, i, j] is how much token i (the query) attends to
+        token j (the key) in layer l, head a. Each row sums to 1.
+    """
+    tokens: list
+    segment_ids: list
+    probs: numpy.ndarray
+
+
+def attention_data(text: str, text_pair: str | None = None, model=None, max_length=None,
+                   truncation: bool = True) -> AttentionMaps:
+    """Every layer's and head's attention on one text, or on a pair [CLS] A [SEP] B [SEP].
+
+    The pair is encoded as BERT reads one: the tokens of `text` and its [CLS]/[SEP] are
+    segment 0, those of `text_pair` and the last [SEP] segment 1, and the model gets
+    these token type ids. max_length counts the special tokens (default: the model's).
+    truncation=True cuts a longer input as the tokenizer does (the longer text first);
+    truncation=False raises InputError instead, saying how many tokens there are.
+    A text with no tokens at all raises InputError.
+    """
+    encoder = load_encoder(model)
+    max_length = _max_length(encoder, max_length)
+    for name, t in (("text", text), ("second text", text_pair)):
+        if t is not None and not isinstance(t, str):
+            raise TypeError(f"the {name} must be a str, got {type(t).__name__}")
+        if t is not None and not encoder.tokenizer.tokenize(t):
+            raise InputError(f"the {name} is empty: it gives no tokens ({t!r})")
+    if text_pair is not None and encoder.model.config.type_vocab_size < 2:
+        raise InputError(f"this model has type_vocab_size={encoder.model.config.type_vocab_size}: "
+                         f"it has no second segment, so it cannot take a sentence pair")
+    enc = encoder.tokenizer(text, text_pair, truncation=False)
+    if len(enc["input_ids"]) > max_length:
+        if not truncation:
+            raise InputError(f"the input has {len(enc['input_ids'])} tokens with [CLS] and [SEP], more than "
+                             f"max_length={max_length}: shorten it")
+        enc = encoder.tokenizer(text, text_pair, truncation=True, max_length=max_length)
+    ids = numpy.asarray([enc["input_ids"]])                                     # (1, T)
+    types = numpy.asarray([enc["token_type_ids"]])                              # (1, T)
+    bert = encoder.model
+    with bert.inference():
+        bert.forward(ids, types)
+        probs = numpy.stack([backend.to_host(p[0]) for p in bert.attention_probs()])   # (L, A, T, T)
+    return AttentionMaps(encoder.tokenizer.convert_ids_to_tokens(enc["input_ids"]),
+                         list(enc["token_type_ids"]), probs)
+
+
+def attention_maps(text: str, model=None, max_length=None, text_pair: str | None = None):
     """(tokens, probabilities (L, A, T, T) host array): every layer's and head's attention on one text.
 
     probs[l, a, i, j] is how much token i attends to token j in layer l, head a
-    (each row sums to 1).
+    (each row sums to 1). With `text_pair`, the pair [CLS] A [SEP] B [SEP];
+    `attention_data` also returns the segment ids.
     """
-    encoder = load_encoder(model)
-    enc = encoder.tokenizer(text, truncation=True,
-                            max_length=encoder.max_length if max_length is None else max_length)
-    bert = encoder.model
-    with bert.inference():
-        bert.forward(numpy.asarray([enc["input_ids"]]))
-        probs = numpy.stack([backend.to_host(p[0]) for p in bert.attention_probs()])   # (L, A, T, T)
-    return encoder.tokenizer.convert_ids_to_tokens(enc["input_ids"]), probs
+    tokens, _, probs = attention_data(text, text_pair, model, max_length)
+    return tokens, probs

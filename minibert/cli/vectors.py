@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy
 
-from minibert.apps.embed import POOLINGS, Encoder, attention_maps, embed, load_encoder
+from minibert.apps.embed import POOLINGS, Encoder, attention_data, embed, load_encoder
 from minibert.apps.vectors import analogy, cosine_similarity, kmeans, pca, polysemy, search
 from minibert.cli.command import FILE_ERRORS, Command
 from minibert.errors import InputError, MinibertError
-from minibert.viz import plot_attention_grid, plot_clusters, plot_polysemy, plot_similarity
+from minibert.viz import (plot_attention_grid, plot_clusters, plot_polysemy, plot_similarity,
+                          write_attention_page)
 
 __all__ = ["COMMANDS", "ModelArgs", "encoder_from_args", "read_lines"]
 
@@ -250,17 +251,34 @@ def run_analogy(args: AnalogyArgs) -> int:
 @dataclass(kw_only=True)
 class AttentionArgs(ModelArgs):
     text: str = field(metadata={"positional": True, "help": "the text whose attention is drawn"})
-    plot: str = field(default="attention.png", metadata={"help": "the grid PNG"})
+    text_pair: str | None = field(default=None, metadata={
+        "positional": True, "nargs": "?", "metavar": "second_text",
+        "help": "a second text: the model reads the pair [CLS] A [SEP] B [SEP], segments 0 and 1"})
+    html: str | None = field(default=None, metadata={
+        "metavar": "OUT.html", "help": "write the interactive page (pick layer and head, hover a token) to this HTML file"})
+    plot: str | None = field(default=None, metadata={
+        "metavar": "OUT.png", "help": "write the grid of every layer and head to this PNG (default: attention.png when "
+                "--html is not given)"})
     dpi: int = field(default=80, metadata={"help": "resolution of the PNG"})
 
 
 def run_attention(args: AttentionArgs) -> int:
-    """Draw every layer's and head's attention over the text's tokens in one grid."""
-    tokens, probs = attention_maps(args.text, encoder_from_args(args))
-    title = f"attention of every layer (rows) and head (columns): {args.text}"
-    fig = plot_attention_grid(probs, tokens, title=title)
-    fig.savefig(_out_path(args.plot), dpi=args.dpi)
-    print(f"{probs.shape[0]} layers x {probs.shape[1]} heads over {len(tokens)} tokens -> {args.plot}")
+    """Every layer's and head's attention over the text (or pair): an HTML page, a grid PNG, or both."""
+    maps = attention_data(args.text, args.text_pair, encoder_from_args(args), max_length=args.max_length,
+                          truncation=False)
+    L, A = maps.probs.shape[:2]
+    texts = args.text if args.text_pair is None else f"{args.text} | {args.text_pair}"
+    size = f"{L} layers x {A} heads over {len(maps.tokens)} tokens"
+    plot = args.plot or (None if args.html else "attention.png")
+    if args.html:
+        write_attention_page(_out_path(args.html), maps.tokens, maps.probs, maps.segment_ids,
+                             title=f"attention: {texts}")
+        print(f"{size} -> {args.html} (open it in a browser)")
+    if plot:
+        fig = plot_attention_grid(maps.probs, maps.tokens,
+                                  title=f"attention of every layer (rows) and head (columns): {texts}")
+        fig.savefig(_out_path(plot), dpi=args.dpi)
+        print(f"{size} -> {plot}")
     return 0
 
 
@@ -273,6 +291,9 @@ COMMANDS = (
     Command("cluster", "k-means (k-means++ starts) of texts, with a PCA scatter", ClusterArgs, run_cluster),
     Command("polysemy", "one word's contextual vectors in different senses", PolysemyArgs, run_polysemy),
     Command("analogy", "king - man + woman on the input word embeddings", AnalogyArgs, run_analogy),
-    Command("attention", "attention maps of every layer and head for one text (grid PNG)", AttentionArgs,
-            run_attention),
+    Command("attention", "attention of every layer and head for a text or a pair (HTML page, grid PNG)",
+            AttentionArgs, run_attention,
+            description="Every layer's and head's attention over a text, or a pair [CLS] A [SEP] B [SEP]:\n"
+                        "--html OUT.html writes an interactive page (no network needed to view it),\n"
+                        "--plot OUT.png a grid of every layer and head; with neither, attention.png."),
 )

@@ -10,7 +10,8 @@ import numpy
 import pytest
 
 import minibert
-from minibert.apps.embed import attention_maps, load_encoder, pool, token_states, word_vectors
+from minibert.apps.embed import attention_data, attention_maps, load_encoder, pool, token_states, word_vectors
+from minibert.errors import InputError
 
 TEXTS = ["A man is eating food.", "Stocks fell sharply on Monday after the report.", "ok",
          "The cat sat on the mat while the dog slept by the warm fire in the kitchen.", "",
@@ -141,6 +142,62 @@ def test_word_vectors_and_attention_maps(encoder):
     assert tokens == ["[CLS]", "the", "cat", "sat", ".", "[SEP]"]
     assert probs.shape == (6, 12, 6, 6)
     numpy.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_attention_data_of_a_pair_gives_the_model_its_segments(encoder):
+    """[CLS] A [SEP] B [SEP] with token types 0 then 1, and the model runs on those types: the maps are
+    transformers' own attentions for the same input (eager attention, output_attentions=True)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    maps = attention_data("The cat sat.", "It was warm.", encoder)
+    assert maps.tokens == ["[CLS]", "the", "cat", "sat", ".", "[SEP]", "it", "was", "warm", ".", "[SEP]"]
+    assert maps.segment_ids == [0] * 6 + [1] * 5
+    assert maps.probs.shape == (6, 12, 11, 11) and isinstance(maps.probs, numpy.ndarray)
+    numpy.testing.assert_allclose(maps.probs.sum(axis=-1), 1.0, atol=1e-5)
+    hf = transformers.BertModel.from_pretrained(encoder.name, attn_implementation="eager").eval()
+    ids = torch.tensor([encoder.tokenizer.convert_tokens_to_ids(maps.tokens)])
+    with torch.no_grad():
+        ref = hf(input_ids=ids, token_type_ids=torch.tensor([maps.segment_ids]), output_attentions=True)
+        zeros = hf(input_ids=ids, output_attentions=True)          # the same ids, every token in segment A
+    ref = numpy.stack([a[0].numpy() for a in ref.attentions])      # (L, A, T, T)
+    assert numpy.abs(maps.probs - ref).max() < 2e-5
+    assert numpy.abs(numpy.stack([a[0].numpy() for a in zeros.attentions]) - ref).max() > 1e-3   # types matter
+    tokens, probs = attention_maps("The cat sat.", encoder, text_pair="It was warm.")
+    assert tokens == maps.tokens and numpy.array_equal(probs, maps.probs)
+    one = attention_data("The cat sat.", model=encoder)
+    assert one.segment_ids == [0] * 6 and numpy.array_equal(one.probs, attention_maps("The cat sat.", encoder)[1])
+
+
+def test_attention_data_errors_and_truncation(encoder):
+    with pytest.raises(InputError, match=r"the text is empty: it gives no tokens \(' '\)"):
+        attention_data(" ", model=encoder)
+    with pytest.raises(InputError, match="the second text is empty"):
+        attention_data("a cat", "", model=encoder)
+    long = "word " * 300
+    with pytest.raises(InputError, match="the input has 302 tokens with \\[CLS\\] and \\[SEP\\], more than "
+                                         "max_length=256: shorten it"):
+        attention_data(long, model=encoder, truncation=False)
+    with pytest.raises(InputError, match="the input has 9 tokens .* max_length=8"):
+        attention_data("one two three", "four five six", model=encoder, max_length=8, truncation=False)
+    assert len(attention_data(long, model=encoder).tokens) == 256                 # truncation=True: cut
+    cut = attention_data("one two three", "four five six", model=encoder, max_length=8)
+    assert cut.tokens == ["[CLS]", "one", "two", "three", "[SEP]", "four", "five", "[SEP]"]   # longest first
+    assert cut.segment_ids == [0] * 5 + [1] * 3 and cut.probs.shape[-1] == 8
+    with pytest.raises(InputError, match="max_length=600 is longer than the model's max_position_embeddings=512"):
+        attention_data("a cat", model=encoder, max_length=600)
+
+
+def test_attention_data_needs_a_second_segment_for_a_pair(tmp_path):
+    from minibert import BertModel
+    from minibert.gradcheck import odd_config
+    from minibert.tokenization import BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat"] + [f"w{i}" for i in range(91)]
+    model = BertModel(odd_config(type_vocab_size=1), seed=0)
+    encoder = load_encoder((model, BertTokenizer(vocab)))
+    assert attention_data("the cat", model=encoder).probs.shape == (2, 3, 4, 4)
+    with pytest.raises(InputError, match="type_vocab_size=1: it has no second segment"):
+        attention_data("the cat", "sat", model=encoder)
 
 
 # -- the commands --------------------------------------------------------------------------------
