@@ -22,8 +22,10 @@ class PretrainCommandArgs(PretrainArgs):
 def run_pretrain(args: PretrainCommandArgs) -> int:
     """Pretrain, then show the model filling in blanks in held-out sentences."""
     settings = PretrainArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainArgs)})
-    pretrain.run(settings, resume=args.resume)
+    last = pretrain.run(settings, resume=args.resume)
     _fill_mask_examples(settings, resume=args.resume)
+    if last:
+        print("\n".join(pretrain.verdict(last)))
     return 0
 
 

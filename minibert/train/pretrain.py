@@ -64,17 +64,21 @@ class PretrainArgs:
         "choices": ["frequency", "likelihood"],
         "help": "merge rule of the learned vocabulary: the most frequent pair (default; frequent words "
                 "become whole tokens) or WordPiece's likelihood score (see vocab_trainer)"})
-    steps: int = field(default=300, metadata={"help": "optimizer steps"})
+    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=32, metadata={"help": "sequences per step"})
-    seq_len: int = field(default=128, metadata={"help": "max_seq_length of the instances"})
-    max_predictions: int = field(default=20, metadata={"help": "max masked positions per sequence"})
+    seq_len: int = field(default=64, metadata={
+        "help": "max_seq_length of the instances (64: docstring paragraphs are short, and a step is half as long "
+                "as at 128)"})
+    max_predictions: int | None = field(default=None, metadata={
+        "help": "max masked positions per sequence (default: 15% of --seq-len, rounded up: 10 for 64, "
+                "20 for 128 as in Google's recipe)"})
     dupe_factor: int = field(default=2, metadata={"help": "masked copies of the corpus"})
     eval_dupe_factor: int = field(default=1, metadata={
         "help": "masked versions of the held-out documents (more: a steadier estimate)"})
     short_seq_prob: float = field(default=0.1, metadata={
         "help": "share of instances with a shorter target length"})
     whole_word_mask: bool = field(default=False, metadata={"help": "mask whole words"})
-    lr: float = field(default=5e-4, metadata={"help": "peak learning rate"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
     warmup: float = field(default=0.1, metadata={"help": "warm-up fraction of the steps"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "clip the global gradient norm (0: off)"})
@@ -83,9 +87,9 @@ class PretrainArgs:
     accumulate: int = field(default=1, metadata={
         "help": "micro-batches per step (gradient accumulation; --batch-size must divide by it)"})
     heldout_fraction: float = field(default=0.05, metadata={"help": "share of documents held out for evaluation"})
-    eval_every: int = field(default=100, metadata={"help": "steps between held-out evaluations"})
+    eval_every: int = field(default=250, metadata={"help": "steps between held-out evaluations"})
     eval_batches: int = field(default=20, metadata={"help": "batches per evaluation"})
-    checkpoint_every: int = field(default=100, metadata={"help": "steps between checkpoints"})
+    checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
     keep: int = field(default=3, metadata={"help": "checkpoints kept"})
     seed: int = field(default=12345, metadata={"help": "seed of data, init and dropout"})
     dtype: str = field(default="float32", metadata={
@@ -154,6 +158,11 @@ def build_config(args: PretrainArgs, vocab_size: int) -> BertConfig:
     return cfg
 
 
+def max_predictions(args: PretrainArgs) -> int:
+    """Masked positions per sequence at most: --max-predictions, or 15% of --seq-len rounded up."""
+    return args.max_predictions or math.ceil(0.15 * args.seq_len)
+
+
 def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, path: Path):
     """Instances as arrays, cached in the run folder (a resumed run reads them back)."""
 
@@ -161,11 +170,11 @@ def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, 
         return load_features(path)
     instances = create_training_instances(
         documents, tokenizer, max_seq_length=args.seq_len, dupe_factor=dupe_factor,
-        short_seq_prob=args.short_seq_prob, max_predictions_per_seq=args.max_predictions, seed=seed,
+        short_seq_prob=args.short_seq_prob, max_predictions_per_seq=max_predictions(args), seed=seed,
         whole_word_mask=args.whole_word_mask, progress=args.progress)
     if not instances:
         raise PretrainError("the corpus gave no training instance (documents too short?)")
-    features = instances_to_features(instances, tokenizer.vocab, args.seq_len, args.max_predictions)
+    features = instances_to_features(instances, tokenizer.vocab, args.seq_len, max_predictions(args))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_features(path, features)
     return features
@@ -331,6 +340,28 @@ def describe_evaluation(result: dict) -> str:
     lines.append(f"next sentence: accuracy {r['eval_nsp_accuracy']:.3f} (majority class "
                  f"{r['eval_nsp_accuracy_majority']:.3f})")
     return "held-out\n  " + "\n  ".join(lines)
+
+
+def verdict(result: dict) -> list[str]:
+    """What the last evaluation says, in words: how far above its context-free baselines the model is."""
+    r = result
+    mlm, most = r["eval_mlm_accuracy"], r["eval_mlm_accuracy_most_frequent"]
+    lines = [f"masked LM: held-out accuracy {mlm:.3f}, {mlm / max(most, 1e-9):.1f}x always guessing the most frequent "
+             f"word ({most:.3f}); perplexity {r['eval_perplexity']:.0f} against the unigram model's "
+             f"{r['eval_perplexity_unigram']:.0f}."]
+    if "eval_mlm_accuracy_at_mask" in r:
+        at, at_most = r["eval_mlm_accuracy_at_mask"], r["eval_mlm_accuracy_at_mask_most_frequent"]
+        lines.append(f"  At the [MASK] inputs alone (no token to copy) {at:.3f}, {at / max(at_most, 1e-9):.1f}x the "
+                     f"most frequent word ({at_most:.3f}): "
+                     + ("the context is starting to help." if at > 1.2 * at_most else
+                        "still hardly more than word frequencies: train longer."))
+    nsp, majority = r["eval_nsp_accuracy"], r["eval_nsp_accuracy_majority"]
+    if nsp > majority + 0.02:
+        lines.append(f"next sentence: {nsp:.3f}, above always answering the majority class ({majority:.3f}).")
+    else:
+        lines.append(f"next sentence: {nsp:.3f}, no better than always answering the majority class ({majority:.3f}) "
+                     f"yet; it takes longer runs (docs/pretraining.md: BERT-mini on 16 books, 1 hour: 63%).")
+    return lines
 
 
 def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -> dict:
