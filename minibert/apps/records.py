@@ -1,7 +1,7 @@
 """Records with text fields: embed the rows of a CSV, cluster them, learn their labels, check them.
 
     python -m minibert records --csv examples/xquad_records.csv --text-columns question,answer \\
-        --label-column article --out report.csv --plot records.png
+        --label-column article --plot runs/records/records.png      # report: runs/records/report.csv
 
 Each row's text columns are joined into one text and embedded (mean-pooled,
 unit-length vectors of the bundled all-MiniLM-L6-v2 unless --model says

@@ -38,7 +38,12 @@ class BackendError(MinibertError, RuntimeError):
 # name -> array module. "numpy" is always there; "cupy" is imported on demand;
 # tests register a strict stand-in for CuPy (see tests/strict_xp.py).
 _modules: dict[str, object] = {"numpy": numpy}
-_current: str = "numpy"
+
+# The selected backend. The environment variable picks it, so scripts and notebooks run on a GPU with
+# no code change (MINIBERT_BACKEND=cupy). It is only read here: CuPy is imported when the first array
+# is made (`_selected`), so `import minibert` never fails, and the command line checks it before a
+# command runs, so a missing CuPy or GPU is one error line there rather than a traceback.
+_current: str = os.environ.get("MINIBERT_BACKEND") or "numpy"
 
 
 def register(backend_name: str, module) -> None:
@@ -90,12 +95,24 @@ def use(backend_name: str) -> None:
 @contextlib.contextmanager
 def using(backend_name: str):
     """`with backend.using("cupy"): ...` selects a backend for a block, then restores the old one."""
+    global _current
     previous = _current
     use(backend_name)
     try:
         yield _modules[backend_name]
     finally:
-        use(previous)
+        _current = previous           # as it was (MINIBERT_BACKEND's, perhaps not imported yet)
+
+
+def _selected():
+    """The selected backend's array module. MINIBERT_BACKEND's backend is made usable at the first call
+    (CuPy imported, the device checked), with a BackendError that says what is missing."""
+    if _current not in _modules:
+        try:
+            use(_current)
+        except BackendError as err:
+            raise BackendError(f"MINIBERT_BACKEND={_current}: {err}") from None
+    return _modules[_current]
 
 
 def name() -> str:
@@ -117,12 +134,12 @@ def get_xp(*arrays):
                 return module
     if arrays and any(isinstance(a, numpy.ndarray) for a in arrays):
         return numpy
-    return _modules[_current]
+    return _selected()
 
 
 def to_device(array, dtype=None):
     """Copy a host array (or list) to the selected backend's device, optionally casting."""
-    xp = _modules[_current]
+    xp = _selected()
     return xp.asarray(array, dtype=dtype)
 
 
@@ -174,9 +191,3 @@ def resolve_dtype(dtype) -> numpy.dtype:
     if dt.kind != "f":
         raise ValueError(f"minibert computes in floating point; got dtype {dt}")
     return dt
-
-
-# The environment variable picks the backend at import time, so scripts and
-# notebooks run on a GPU with no code change: MINIBERT_BACKEND=cupy.
-if os.environ.get("MINIBERT_BACKEND", "numpy") != "numpy":
-    use(os.environ["MINIBERT_BACKEND"])

@@ -80,4 +80,5 @@ def main(argv=None) -> int:
         settings = from_namespace(MainArgs, namespace)
         if settings.backend is not None:
             backend.use(settings.backend)
+        backend.get_xp()            # MINIBERT_BACKEND's backend made usable now: without CuPy, one error line
         return run_command(namespace)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from minibert.cli.command import Command, add_commands, errors_as_messages, run_command
 from minibert.errors import InputError
@@ -32,13 +33,18 @@ def run_list(args: ListArgs) -> int:
         total += ex.minutes
         print(f"{ex.number:02d} {ex.name:<22}{ex.minutes:>5} min  {ex.title}")
     print(f"\n{len(EXERCISES)} exercises, about {total / 60:.1f} hours in all. "
-          f"Start with: python -m minibert.exercises start DIR")
+          f"Start with: python -m minibert.exercises start (a workspace in {DEFAULT_WORKSPACE}/)")
     return 0
+
+
+# Where a workspace goes unless told: under runs/ (which git ignores), not in the repository's root
+DEFAULT_WORKSPACE = "runs/exercises"
 
 
 @dataclass(kw_only=True)
 class StartArgs:
-    dir: str = field(metadata={"positional": True, "help": "the workspace folder (created)"})
+    dir: str = field(default=DEFAULT_WORKSPACE, metadata={
+        "positional": True, "nargs": "?", "help": f"the workspace folder, created (default: {DEFAULT_WORKSPACE})"})
     force: bool = field(default=False, metadata={"help": "overwrite existing files (a learner's work!)"})
 
 
@@ -57,7 +63,8 @@ def run_start(args: StartArgs) -> int:
 @dataclass(kw_only=True)
 class CheckArgs:
     dir: str | None = field(default=None, metadata={"positional": True, "nargs": "?",
-                                                     "help": "the workspace folder"})
+                                                     "help": f"the workspace folder (default: {DEFAULT_WORKSPACE}); "
+                                                             f"give it to name exercises"})
     names: list[str] = field(metadata={"positional": True, "nargs": "*",
                                        "help": "exercises to grade (name or number); all by default"})
     reference: bool = field(default=False, metadata={
@@ -71,14 +78,16 @@ def run_check(args: CheckArgs) -> int:
     # `check --reference layer_norm`: there is no workspace, the first name sits in the dir slot
     names = [args.dir, *args.names] if args.reference and args.dir is not None else args.names
     names = [get(n).name for n in names]                          # an unknown name is an error here
-    if not args.reference and args.dir is None:
-        raise InputError("check needs the workspace folder (or --reference)")
+    workspace = args.dir if args.dir is not None else DEFAULT_WORKSPACE
+    if not args.reference and not Path(workspace).is_dir():
+        raise InputError(f"no workspace at {workspace}: create one with "
+                         f"`python -m minibert.exercises start {workspace}`")
     timeout = args.timeout if args.timeout > 0 else None
     start_time = time.perf_counter()
     if args.reference:
         results = grade_reference(names, timeout_s=timeout)
     else:
-        results = check_workspace(args.dir, names, timeout_s=timeout)
+        results = check_workspace(workspace, names, timeout_s=timeout)
     for r in results:
         print(r.format())
         print()

@@ -23,7 +23,8 @@ class RecordsArgs(ModelArgs):
     seed: int = field(default=0, metadata={"help": "seed of k-means, the folds and the classifier"})
     delimiter: str | None = field(default=None, metadata={
         "help": "field separator (default: tab for .tsv, else comma)"})
-    out: str = field(default="records_report.csv", metadata={"help": "the report CSV"})
+    out: str = field(default="runs/records/report.csv", metadata={
+        "help": "the report CSV (its folder is created; runs/ is ignored by git)"})
     plot: str | None = field(default=None, metadata={
         "help": "write a PCA scatter of the rows (colour = cluster, marker = label)"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})

@@ -1,6 +1,6 @@
 """`python -m minibert tokenize` and `python -m minibert train-vocab`.
 
-    $ echo "Hello world!" | python -m minibert tokenize --vocab path/to/model_folder
+    $ echo "Hello world!" | python -m minibert tokenize           # the bundled all-MiniLM-L6-v2's vocabulary
     101 7592 2088 999 102
     $ echo "Hello world!" | python -m minibert tokenize --vocab path/to/vocab.txt --tokens
     [CLS] hello world ! [SEP]
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from minibert.cli.command import Command
 from minibert.errors import InputError
+from minibert.model.pretrained import default_model_dir
 from minibert.tokenization.tokenizer import BertTokenizer
 from minibert.tokenization.vocab_trainer import read_lines, train_vocab
 
@@ -30,8 +31,10 @@ class BadLineError(InputError):
 
 @dataclass(kw_only=True)
 class TokenizeArgs:
-    vocab: str = field(metadata={"metavar": "DIR_OR_VOCAB_TXT",
-                                 "help": "a folder with vocab.txt (and tokenizer_config.json), or a vocab.txt"})
+    vocab: str | None = field(default=None, metadata={
+        "metavar": "DIR_OR_VOCAB_TXT",
+        "help": "a folder with vocab.txt (and tokenizer_config.json), or a vocab.txt (default: the bundled "
+                "all-MiniLM-L6-v2's, bert-base-uncased's 30,522 pieces)"})
     cased: bool = field(default=False, metadata={"help": "keep case and accents (for cased vocabularies)"})
     pair: bool = field(default=False, metadata={
         "help": "each line is two texts separated by a TAB: [CLS] A [SEP] B [SEP]"})
@@ -43,7 +46,7 @@ class TokenizeArgs:
 def run_tokenize(args: TokenizeArgs) -> int:
     """Print each line of stdin as ids (or tokens), with [CLS]/[SEP]."""
     overrides = {"do_lower_case": False} if args.cased else {}
-    tokenizer = BertTokenizer.from_pretrained(args.vocab, **overrides)
+    tokenizer = BertTokenizer.from_pretrained(args.vocab or default_model_dir(), **overrides)
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
     for line_number, raw in enumerate(sys.stdin.buffer, start=1):
         # Undecodable bytes become U+FFFD, which cleaning deletes: the same

@@ -7,8 +7,8 @@ signature and docstring (`starters.py`), and the function itself is the referenc
 compares with, so exercises and library cannot drift apart.
 
     python -m minibert.exercises list                  # the exercises, in learning-path order
-    python -m minibert.exercises start DIR             # a student workspace: starters + notebooks
-    python -m minibert.exercises check DIR [NAME ...]  # grade it (exit code 1 if anything fails)
+    python -m minibert.exercises start [DIR]           # a student workspace (default runs/exercises)
+    python -m minibert.exercises check [DIR [NAME ...]] # grade it (exit code 1 if anything fails)
     python -m minibert.exercises check --reference     # grade minibert's own functions (self-test)
 
 From Python or a notebook:

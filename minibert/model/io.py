@@ -25,7 +25,9 @@ up as NaN or inf), config.json must agree with the shapes of the weights
 Files on disk: safetensors for arrays, JSON for everything else. No pickle, ever: a pickle
 file can run arbitrary code when loaded, so minibert never writes or reads one. Every write is
 atomic: the file is written under a temporary name and renamed into place, so a crash or a
-kill leaves either the old version or the new one, never half a file.
+kill leaves either the old version or the new one, never half a file. Every file gets the
+permissions of any new file (0644 under the usual umask 022): safetensors writes its own
+temporary file, which is private (0600), so `save_arrays` gives it the usual mode back.
 """
 from __future__ import annotations
 
@@ -53,8 +55,16 @@ def save_arrays(path, arrays: dict, metadata: dict | None = None) -> Path:
     host = {k: numpy.ascontiguousarray(backend.to_host(v)) for k, v in arrays.items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(host, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    os.chmod(tmp, new_file_mode())    # safetensors' file is 0600; readable like the run's other files
     os.replace(tmp, path)
     return path
+
+
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file: 0o666 less the process's umask (0o644 under umask 022)."""
+    umask = os.umask(0o022)           # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def load_arrays(path) -> dict:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy
-from tqdm import tqdm
 
 from minibert import backend
 from minibert.data.batches import consecutive_batches, epoch_batches
@@ -117,13 +116,15 @@ def finetune_step(model, task, optimizer, micro_batches, lr, max_grad_norm=1.0, 
             "loss_scale": m["loss_scale"]}
 
 
-def evaluate(model, task, data, batch_size: int, progress: bool = False) -> dict:
-    """Dev loss and the task's metrics, in inference mode (dropout off, no caches); the model's mode is restored."""
+def evaluate(model, task, data, batch_size: int) -> dict:
+    """Dev loss and the task's metrics, in inference mode (dropout off, no caches); the model's mode is restored.
+
+    No progress bar of its own: during a run the training loop's bar says "evaluating" (a second bar
+    nested in it leaves stray lines wherever the output is not a terminal: a notebook, a log file)."""
     loss_sum = count = 0.0
     outputs = []
     with model.inference():
-        for rows in tqdm(consecutive_batches(len(data.encoded), batch_size), desc="evaluate", leave=False,
-                         disable=not progress):
+        for rows in consecutive_batches(len(data.encoded), batch_size):
             b = data.encoded.batch(rows)
             out = task.forward(model, b)
             n = task.loss_count(b)
@@ -209,13 +210,14 @@ def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
     micro = args.batch_size // args.accumulate
     trainable = sum(int(numpy.prod(v.shape)) for k, v in model.params.items() if k not in optimizer.frozen)
     stream(f"fine-tuning {type(model).__name__} ({model.num_parameters():,} parameters, {trainable:,} trained) "
-           f"for {total_steps} steps ({args.epochs} epochs of {total_steps // args.epochs}), warm-up {warmup_steps}, "
-           f"backend {backend.name()}{', fp16 with loss scaling' if scaler else ''}")
+           f"for {total_steps} steps ({args.epochs} {'epoch' if args.epochs == 1 else 'epochs'} of "
+           f"{total_steps // args.epochs}), warm-up {warmup_steps}, backend {backend.name()}"
+           f"{', fp16 with loss scaling' if scaler else ''}")
 
     loop = TrainingLoop(
         model, task, optimizer, run_dir, max_grad_norm=args.max_grad_norm, scaler=scaler,
         lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, total_steps),
-        evaluate=lambda: evaluate(model, task, dev, args.batch_size, progress=args.progress),
+        evaluate=lambda: evaluate(model, task, dev, args.batch_size),
         describe=lambda r: f"dev loss {r['dev_loss']:.4f}, {task.describe_metrics(r)}",
         eval_every=args.eval_every, metric=task.metric, patience=args.patience,
         save_best=lambda folder: save_model(model, tokenizer, task, folder),

@@ -75,7 +75,8 @@ class TrainingLoop:
 
     objective        how the model is called and what its losses are (train/step.py)
     lr_at(i)         the learning rate of step i (0-based)
-    evaluate()       the held-out metrics, a dict (called in the loop's cadence); None: never
+    evaluate()       the held-out metrics, a dict (called in the loop's cadence); None: never. It shows no
+                     progress bar of its own: the loop's bar says "evaluating" meanwhile
     describe(r)      one line about an evaluation result, for the user
     metric, save_best(folder), patience
                      keep the model with the best evaluation[metric] in RUN_DIR/best, stop after
@@ -185,7 +186,9 @@ class TrainingLoop:
                 last = number == total
                 end_of_epoch = epoch is not None and (last or plan[number][0] != epoch)
                 if self.evaluate and ((self.eval_every and number % self.eval_every == 0) or end_of_epoch or last):
+                    bar.set_postfix_str("evaluating", refresh=True)     # in this bar: no second bar nested in it
                     last_eval = self._evaluation(number, epoch, since_eval)
+                    bar.set_postfix(self._postfix(row), refresh=False)
                     since_eval = []
                     self._log(log, {k: v for k, v in last_eval.items() if not k.startswith("_")})
                     improved = self.metric is not None and last_eval[self.metric] > best_value

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy
+from matplotlib.ticker import MaxNLocator
 
 from minibert.train.loop import read_jsonl
 from minibert.viz.figure import figure
@@ -31,6 +32,11 @@ def _smooth(values, window):
         return numpy.asarray(values, dtype=float)
     kernel = numpy.ones(window) / window
     return numpy.convolve(values, kernel, mode="valid")
+
+
+def _whole_steps(ax) -> None:
+    """Ticks on whole steps only: a run with one evaluation would otherwise get ticks at 1.8, 1.9, 2.0, ..."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
 
 
 # the context-free baselines an evaluation row may carry (train/pretrain.py: context_free_baselines)
@@ -79,6 +85,8 @@ def plot_pretraining(run_dir, out=None) -> Path:
     ax = axes[1, 1]
     ax.plot(steps, [r["lr"] for r in train])
     ax.set(title="learning rate (warm-up, then linear decay)", xlabel="step", ylabel="lr")
+    for ax in axes.flat:
+        _whole_steps(ax)
 
     out = Path(out) if out else Path(run_dir) / "curves.png"
     fig.savefig(out, dpi=100)
@@ -98,7 +106,7 @@ def finetuning_figure(train: list[dict], evals: list[dict], title: str = "", tot
     the step axis, so a plot redrawn during a run does not rescale.
     """
     fig = figure((11, 4))
-    ax_loss, ax_metric = fig.subplots(1, 2)
+    ax_loss, ax_metric = fig.subplots(1, 2, sharex=True)     # the same steps: an evaluation lines up with its loss
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], alpha=0.25, label="train loss (per step)")
     if evals:
         e_steps = [r["step"] for r in evals]
@@ -110,8 +118,9 @@ def finetuning_figure(train: list[dict], evals: list[dict], title: str = "", tot
     ax_loss.set(title=f"{title}: loss" if title else "loss", xlabel="step", ylabel="loss")
     ax_loss.legend()
     ax_metric.set(title="dev metric per evaluation", xlabel="step")
-    if total_steps:
-        for ax in (ax_loss, ax_metric):
+    for ax in (ax_loss, ax_metric):
+        _whole_steps(ax)
+        if total_steps:
             ax.set_xlim(0, total_steps * 1.03)
     return fig
 

@@ -186,12 +186,14 @@ def test_records_command_writes_the_report(tmp_path, capsys):
     assert missing["predicted"] == "" and missing["cluster"] != "" and "missing_label" in missing["flags"]
 
 
-def test_records_without_labels_and_input_errors(tmp_path, capsys):
+def test_records_without_labels_and_input_errors(tmp_path, capsys, monkeypatch):
     main = minibert.__main__.main
     small = write(tmp_path / "data.csv", "name,notes\nalpha,the cat sat on the mat\nbeta,\ngamma,stocks fell\n"
                                          "delta,a kitten on a rug\n")
-    out = tmp_path / "r.csv"
-    assert main(["records", "--csv", str(small), "--text-columns", "notes", "--clusters", "2", "--out", str(out)]) == 0
+    monkeypatch.chdir(tmp_path)                 # the default --out: runs/records/report.csv, not the current folder
+    assert main(["records", "--csv", str(small), "--text-columns", "notes", "--clusters", "2"]) == 0
+    out = tmp_path / "runs" / "records" / "report.csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "runs"]
     report = list(csv.DictReader(out.open(encoding="utf-8")))
     assert report[1]["flags"] == "empty:notes" and report[1]["cluster"] == ""
     assert "held-out accuracy" not in capsys.readouterr().out

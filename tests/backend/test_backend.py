@@ -1,11 +1,17 @@
 """The backend (minibert/backend/xp.py): device-cleanliness without a GPU (the strict CuPy stand-in, through the
 `xp` fixture), CuPy errors, dtypes, and real-GPU checks."""
+import functools
+import os
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from minibert import BertModel, backend, gradcheck
 from minibert.backend import BackendError
-from helpers import padded_batch, perturbed
+from helpers import REPO, padded_batch, perturbed
 from reference import hf_model, rel_diff
 from strict_xp import StrictArray, strict_xp
 
@@ -85,15 +91,31 @@ def test_cupy_installed_without_device_says_why(monkeypatch):
     assert not backend.gpu_available()
 
 
-def test_unknown_backend_and_env_variable():
-    import subprocess
-    import sys
+def test_unknown_backend():
     with pytest.raises(BackendError, match="unknown backend 'tpu'"):
         backend.use("tpu")
-    r = subprocess.run([sys.executable, "-c", "import minibert"], env={"MINIBERT_BACKEND": "cupy", "PATH": ""},
-                       capture_output=True, text=True)
-    if not backend.gpu_available():
-        assert r.returncode != 0 and "cupy" in r.stderr.lower()
+
+
+@pytest.mark.parametrize("value,says", [("cupy", "CuPy is not installed|no CUDA device|CUDA failed"),
+                                        ("tpu", "unknown backend 'tpu'")])
+def test_an_unusable_env_backend_is_one_error_line(value, says):
+    """MINIBERT_BACKEND names the backend; `import minibert` never fails on it. The command line says in one
+    line (no traceback) that it cannot be used, and library code raises BackendError on the first array."""
+    if value == "cupy" and backend.gpu_available():
+        pytest.skip("CuPy and a GPU are here: MINIBERT_BACKEND=cupy works")
+    env = {**os.environ, "MINIBERT_BACKEND": value}
+    run = functools.partial(subprocess.run, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = run([sys.executable, "-c", "import minibert, minibert.cli; print(minibert.backend.name())"])
+    assert r.returncode == 0 and r.stdout.strip() == value, r.stderr
+    r = run([sys.executable, "-m", "minibert", "gradcheck", "--config", "odd"])
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert re.fullmatch(rf"error: MINIBERT_BACKEND={value}: .*({says}).*\n", r.stderr), r.stderr
+    r = run([sys.executable, "-c", "import minibert\nfrom minibert.gradcheck import odd_config\n"
+                                   "try:\n    minibert.BertModel(odd_config())\n"
+                                   "except minibert.backend.BackendError as err:\n    print('raised:', err)"])
+    assert r.returncode == 0 and r.stdout.startswith(f"raised: MINIBERT_BACKEND={value}: "), r.stdout + r.stderr
+    r = run([sys.executable, "-m", "minibert", "--backend", "numpy", "gradcheck", "--config", "odd"])
+    assert r.returncode == 0, r.stderr                                     # --backend wins over the variable
 
 
 def test_dtype_selection():

@@ -25,6 +25,8 @@ def test_tokenize_ids_and_tokens():
     out = done.stdout.decode("utf-8").splitlines()
     assert out[0] == "[CLS] hello world ! [SEP]" and out[1] == "[CLS] [SEP]"
     assert out[3] == "[CLS] [MASK] me [SEP]"
+    done = run("tokenize", "--tokens", stdin=stdin)                   # no --vocab: the bundled model's
+    assert done.returncode == 0 and done.stdout.decode("utf-8").splitlines() == out, done.stderr
 
 
 def test_tokenize_pairs_cased_and_max_length():

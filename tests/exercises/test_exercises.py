@@ -393,6 +393,19 @@ def test_start_then_check_from_the_command_line(tmp_path):
     assert r.returncode == 2 and "no exercise 'no_such_exercise'" in r.stderr
 
 
+def test_the_workspace_defaults_to_runs_exercises(tmp_path):
+    """Without a folder, `start` writes runs/exercises/ (git ignores runs/), not into the repository's root,
+    and `check` grades it; with no workspace there, `check` says how to make one (one line)."""
+    r = run_cli("check", cwd=tmp_path)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.strip() == (
+        "error: no workspace at runs/exercises: create one with `python -m minibert.exercises start runs/exercises`")
+    r = run_cli("start", cwd=tmp_path)
+    assert r.returncode == 0 and [p.name for p in tmp_path.iterdir()] == ["runs"], r.stderr
+    assert (tmp_path / "runs" / "exercises" / "07_attention.py").is_file() and "runs/exercises" in r.stdout
+    r = run_cli("check", cwd=tmp_path)
+    assert r.returncode == 1 and "0 of 12 exercises pass" in r.stdout, r.stdout + r.stderr
+
+
 def run_notebook_in_process(path: Path, capsys) -> str:
     """Run a notebook's code cells in this process, from the notebook's folder (as Jupyter does)."""
     nb = json.loads(path.read_text())

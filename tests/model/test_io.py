@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import stat
 
 import numpy
 import pytest
 
 from minibert import BertModel
-from minibert.model.io import CheckpointError, load_arrays, read_json, save_arrays
+from minibert.model.io import CheckpointError, load_arrays, new_file_mode, read_json, save_arrays, write_json
 from minibert.model.config import ConfigError
 from minibert.gradcheck import odd_config
 from minibert.model.io import find_model_folder, load_bert_weights
@@ -59,6 +61,23 @@ def test_arrays_round_trip(tmp_path):
     back = load_arrays(path)
     assert set(back) == {"a", "b"} and numpy.array_equal(back["a"], arrays["a"]) and back["b"].dtype == numpy.float64
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_mode_of_any_new_file(tmp_path, umask):
+    """safetensors writes a private (0600) temporary file; minibert's files are readable like the rest
+    (0644 under umask 022, 0664 under 002; 0600 only when the umask asks for it)."""
+    old = os.umask(umask)
+    try:
+        arrays = save_arrays(tmp_path / "w.safetensors", {"a": numpy.zeros(3, dtype=numpy.float32)})
+        config = write_json(tmp_path / "c.json", {"a": 1})
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(arrays.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(config.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
+    assert new_file_mode() == 0o666 & ~old and os.umask(old) == old       # the umask is left as it was
 
 
 def test_broken_files_raise_clear_errors(tmp_path):

@@ -120,6 +120,17 @@ def test_run_folder_best_model_early_stopping_and_predict(sst2, tmp_path):
     assert label in ("negative", "positive") and "negative" in probs and "positive" in probs
 
 
+def test_one_progress_bar_and_the_plan_in_words(sst2, tmp_path, capsys):
+    """One bar: an evaluation says "evaluating" in the run's bar, with no bar nested in it (a nested bar
+    moves the cursor up, which a notebook or a log file cannot do: stray 100% lines); "1 epoch of 4"."""
+    messages = []
+    run(args(tmp_path, small_model_dir(tmp_path / "model"), epochs=1, progress=True), stream=messages.append)
+    err = capsys.readouterr().err
+    assert "finetune sst2" in err and "evaluating" in err
+    assert "\x1b[A" not in err and "evaluate:" not in err
+    assert any("for 4 steps (1 epoch of 4)" in m for m in messages), messages
+
+
 def test_frozen_layers_do_not_move_and_fp16_logs_the_loss_scale(sst2, tmp_path):
     from minibert.model.io import load_arrays
     model_dir = small_model_dir(tmp_path / "model")

@@ -150,8 +150,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(corpus, tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cli(small_args(corpus, killed)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = killed / "log.jsonl"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:      # kill between the checkpoints at 4 and 8
+    while proc.poll() is None:             # kill between the checkpoints at 4 and 8 (the run ends by itself anyway)
         if log.is_file() and sum(1 for line in log.read_text().splitlines() if '"loss"' in line) >= 6:
             os.kill(proc.pid, signal.SIGKILL)
             break

@@ -46,6 +46,16 @@ def test_finetuning_figure_before_the_first_evaluation():
     assert sorted(_lines(fig.axes[1])) == ["dev accuracy", "dev f1", "dev precision", "dev recall"]
 
 
+@pytest.mark.parametrize("total_steps", [None, 2])
+def test_a_run_with_one_evaluation_gets_whole_step_ticks(total_steps):
+    """Two steps and one evaluation (a 1-epoch SST-2 smoke run): the step axes tick at whole steps, not 1.8, 1.9, ..."""
+    fig = finetuning_figure(TRAIN[:2], [dict(EVALS[1], step=2)], total_steps=total_steps)
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_plot_finetuning_reads_a_run_folder(tmp_path):
     with open(tmp_path / "log.jsonl", "w") as log:
         for row in TRAIN[:3] + EVALS[:1] + TRAIN[3:] + EVALS[1:]:
