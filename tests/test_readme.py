@@ -55,24 +55,35 @@ def test_the_use_it_snippet_prints_what_its_comment_says(tmp_path):
 
 
 def test_main_job_runs(tmp_path):
-    """The main job, `python -m minibert pretrain`, shortened: from nothing but the standard library's
-    docstrings it learns a vocabulary, trains, evaluates, plots and fills in blanks."""
+    """The main job as the README states it (`python -m minibert pretrain`), shortened by the flag the README
+    documents for a first taste (`--steps 250`): from nothing but the standard library's docstrings it learns
+    a vocabulary, trains, evaluates, plots and fills in blanks, prints every held-out figure beside its
+    context-free baseline, and beats the most-frequent-word baseline."""
     import json
+    import shlex
     import sys
+    job = shlex.split(readme_command("main-command").rpartition(" && ")[2])
+    assert job == [".venv/bin/python", "-m", "minibert", "pretrain"]
+    taste = re.search(r"`(python -m minibert pretrain --steps \d+)`", (REPO / "README.md").read_text()).group(1)
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "minibert", "pretrain", "--steps", "4", "--eval-every", "2",
-                        "--eval-batches", "2", "--vocab-size", "3000", "--no-progress", "--out", str(out)],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable] + shlex.split(taste)[1:] + ["--no-progress", "--out", str(out)],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in rows if "loss" in row] == [1, 2, 3, 4]
-    assert any("eval_mlm_accuracy" in row for row in rows)
-    for name in ("curves.png", "model.safetensors", "config.json", "vocab.txt"):
+    steps = int(taste.split()[-1])
+    assert [row["step"] for row in rows if "loss" in row] == list(range(1, steps + 1))
+    last = [row for row in rows if "eval_mlm_accuracy" in row][-1]
+    assert last["eval_mlm_accuracy"] > last["eval_mlm_accuracy_most_frequent"] > last["eval_mlm_accuracy_unigram"]
+    assert last["eval_perplexity"] < last["eval_perplexity_unigram"]
+    for baseline in ("most frequent word", "unigram guess", "unigram", "majority class", "at the [MASK] inputs"):
+        assert baseline in r.stdout, baseline                      # every figure printed beside its baseline
+    assert "x always guessing the most frequent word" in r.stdout  # the verdict at the end
+    for name in ("curves.png", "model.safetensors", "config.json", "vocab.txt", "baselines.json"):
         assert (out / name).is_file(), name
     written = [p for p in out.rglob("*") if p.is_file()]
     modes = {p.relative_to(out).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in written}
     assert set(modes.values()) == {oct(new_file_mode())}, modes     # the weights too: 0644 under umask 022
-    assert "[MASK]" in r.stdout            # the fill-in-the-blank examples at the end
+    assert "[MASK]" in r.stdout and "word frequency" in r.stdout    # fill-in-the-blank, beside the baseline
 
 
 def test_gradcheck_command_runs(tmp_path):

@@ -3,7 +3,7 @@
 The loop itself (log, progress, evaluation cadence, checkpoints, resume) is train/loop.py; one step is
 train/step.py; this module says what pretraining plugs into them.
 
-    python -m minibert pretrain                                   # stdlib docstrings, tiny BERT, a few minutes
+    python -m minibert pretrain                                   # stdlib docstrings, tiny BERT, about 2 minutes
     python -m minibert pretrain --corpus ../shared/data/gutenberg --config mini \\
         --vocab-size 16000 --steps 800 --batch-size 32 --seq-len 128 --out runs/mini
     python -m minibert pretrain --out runs/mini --resume          # continue from the newest checkpoint

@@ -208,3 +208,23 @@ def test_a_stale_unfinished_run_folder_is_not_reused_silently(corpus, tmp_path):
     (out / "run.json").write_text(json.dumps(old))
     with pytest.raises(PretrainError, match=r"unfinished run with other settings \(seq_len\)"):
         run(small_args(corpus, out))
+
+
+def test_context_free_baselines_by_hand():
+    """Targets 5, 5, 5, 7 in training (frequencies 3/4, 1/4); held out: a [MASK] (id 1) at a 5 and a kept 7."""
+    from minibert.train.pretrain import context_free_baselines, verdict
+    ignore = -100
+    train = {"labels": np.array([[5, 5, ignore], [5, 7, ignore]]), "next_sentence_label": np.array([1, 1, 0])}
+    held = {"labels": np.array([[5, 7, ignore]]), "input_ids": np.array([[1, 7, 9]]),
+            "next_sentence_label": np.array([0])}
+    b = context_free_baselines(train, held, vocab_size=10, rows=1, mask_token_id=1)
+    assert b["eval_mlm_accuracy_most_frequent"] == 0.5                   # 5 right, 7 wrong
+    assert b["eval_mlm_accuracy_at_mask_most_frequent"] == 1.0           # only the 5 was a [MASK]
+    assert b["eval_mlm_accuracy_unigram"] == pytest.approx((3 / 4 + 1 / 4) / 2)
+    smoothed = {5: 4 / 14, 7: 2 / 14}                                    # add-one over 10 ids
+    assert b["eval_perplexity_unigram"] == pytest.approx(np.exp(-(np.log(smoothed[5]) + np.log(smoothed[7])) / 2))
+    assert b["eval_nsp_accuracy_majority"] == 0.0                        # majority 1, the held-out pair is 0
+    lines = verdict({**b, "eval_mlm_accuracy": 0.75, "eval_perplexity": 2.0, "eval_mlm_accuracy_at_mask": 1.0,
+                     "eval_nsp_accuracy": 0.0})
+    assert lines[0].startswith("masked LM: held-out accuracy 0.750, 1.5x always guessing the most frequent word")
+    assert "hardly more than word frequencies" in lines[1] and "no better than" in lines[2]
