@@ -26,6 +26,19 @@ def test_benchmark_script_runs(script, args):
     assert "ratio" in r.stdout or "x " in r.stdout
 
 
+def test_bench_main_job_prints_time_figures_and_baselines():
+    """benchmarks/bench_main_job.py on a 4-step main job: the times, every figure beside its baseline."""
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_main_job.py"), "--steps", "4",
+                        "--eval-batches", "2", "--vocab-size", "3000"], capture_output=True, text=True,
+                       timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"wall-clock [\d.]+ s, CPU [\d.]+ s", r.stdout) and "4 steps" in r.stdout
+    for label in ("the most frequent word", "a unigram guess", "at [MASK] inputs", "the unigram model",
+                  "the majority class"):
+        assert label in r.stdout, label
+    assert "the run's own verdict:\nmasked LM: held-out accuracy" in r.stdout
+
+
 def test_finetune_compare_runs_both_sides_and_plots(tmp_path):
     """benchmarks/finetune_compare.py end to end on 8 SST-2 sentences: the minibert side, the
     transformers side from its run.json, then the report with the per-evaluation plot."""
