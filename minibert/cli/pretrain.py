@@ -15,14 +15,18 @@ from minibert.viz import plot_run
 
 @dataclass
 class PretrainCommandArgs(PretrainArgs):
-    """PretrainArgs and --resume, which says how to start the run and is not one of its settings (run.json)."""
+    """PretrainArgs, --resume and --overwrite, which say how to start the run and are not among its
+    settings (run.json)."""
     resume: bool = field(default=False, metadata={"help": "continue the run in --out from its newest checkpoint"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the earlier pretraining run in --out (it says what it deletes); without it, such a "
+                "folder is refused"})
 
 
 def run_pretrain(args: PretrainCommandArgs) -> int:
     """Pretrain, then show the model filling in blanks in held-out sentences."""
     settings = PretrainArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainArgs)})
-    last = pretrain.run(settings, resume=args.resume)
+    last = pretrain.run(settings, resume=args.resume, overwrite=args.overwrite)
     _fill_mask_examples(settings, resume=args.resume)
     if last:
         print("\n".join(pretrain.verdict(last)))

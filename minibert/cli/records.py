@@ -8,6 +8,7 @@ from minibert.apps.records import RecordsError, analyse, parse_columns, read_csv
 from minibert.apps.vectors import pca
 from minibert.cli.command import Command
 from minibert.cli.vectors import ModelArgs, encoder_from_args
+from minibert.files import check_out_files, figure_path, save_figure
 from minibert.viz import plot_clusters
 
 
@@ -32,6 +33,8 @@ class RecordsArgs(ModelArgs):
 
 def run_records(args: RecordsArgs) -> int:
     """Analyse the CSV, write the report, print the summary (and draw the scatter with --plot)."""
+    check_out_files([("--out", args.out), ("--plot", figure_path(args.plot) if args.plot else None)],
+                    inputs=[("--csv", args.csv), ("--model", args.model)])
     table = read_csv(args.csv, args.delimiter)
     text_columns = parse_columns(args.text_columns, table)
     if args.label_column:
@@ -60,8 +63,7 @@ def _plot(args: RecordsArgs, table, result) -> None:
                         title=f"{Path(args.csv).name}: k-means clusters (colour)"
                               + (", labels (marker)" if truth else ""))
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.plot, dpi=110)
-    print(f"PCA scatter -> {args.plot}")
+    print(f"PCA scatter -> {save_figure(fig, args.plot, dpi=110)}")
 
 
 COMMANDS = (

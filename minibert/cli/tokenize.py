@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from minibert.cli.command import Command
 from minibert.errors import InputError
+from minibert.files import VOCABULARY, check_out_folder
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization.tokenizer import BertTokenizer
 from minibert.tokenization.vocab_trainer import read_lines, train_vocab
@@ -74,19 +75,26 @@ def run_tokenize(args: TokenizeArgs) -> int:
 class TrainVocabArgs:
     corpus: list[str] = field(metadata={"nargs": "+", "metavar": "FILE", "help": "one or more UTF-8 text files"})
     vocab_size: int = field(metadata={"metavar": "N", "help": "tokens in the vocabulary, special tokens included"})
-    out: str = field(metadata={"metavar": "DIR", "help": "output folder (created)"})
+    out: str = field(metadata={"metavar": "DIR", "help": "output folder (created; a folder of anything but a "
+                                                         "vocabulary is refused)"})
     cased: bool = field(default=False, metadata={"help": "learn a cased vocabulary"})
     score: str = field(default="likelihood", metadata={
         "choices": ["likelihood", "frequency"],
         "help": "merge rule: WordPiece's likelihood score (default) or the most frequent pair "
                 "(BPE-style; better for small corpora, see docs/tokenization.md)"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the vocabulary already in --out (it says so); without it, such a folder is refused"})
 
 
 def run_train_vocab(args: TrainVocabArgs) -> int:
     """Learn the vocabulary, write vocab.txt and tokenizer_config.json, say how it went on stderr."""
     if args.vocab_size <= 0:
         raise InputError("--vocab-size must be positive")
+    found = check_out_folder(args.out, VOCABULARY, inputs=[("--corpus", c) for c in args.corpus],
+                             overwrite=args.overwrite)
+    if args.overwrite and found.kind == VOCABULARY:
+        print(f"--overwrite: replacing {found.words} in {args.out}", file=sys.stderr)
     start = time.perf_counter()
     result = train_vocab(read_lines(args.corpus), args.vocab_size, do_lower_case=not args.cased,
                          show_progress=not args.quiet, score=args.score)

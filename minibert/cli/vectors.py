@@ -11,6 +11,7 @@ from minibert.apps.embed import POOLINGS, Encoder, attention_data, embed, load_e
 from minibert.apps.vectors import analogy, cosine_similarity, kmeans, pca, polysemy, search
 from minibert.cli.command import FILE_ERRORS, Command
 from minibert.errors import InputError, MinibertError
+from minibert.files import atomic_open, check_out_files, figure_path, npy_path, save_figure, save_npy
 from minibert.viz import (plot_attention_grid, plot_clusters, plot_polysemy, plot_similarity,
                           write_attention_page)
 
@@ -60,6 +61,16 @@ def _out_path(path) -> Path:
     return path
 
 
+def _check_outputs(args: ModelArgs, outputs, inputs=()) -> None:
+    """Before anything is read or written: no output file is an input (the --model folder included),
+    a folder, a file of a run or model, or another output (minibert/files.py: check_out_files)."""
+    check_out_files(outputs, inputs=[*inputs, ("--model", args.model)])
+
+
+def _plot_path(path):
+    return None if path is None else figure_path(path)
+
+
 # -- embed ---------------------------------------------------------------------------------------
 
 @dataclass(kw_only=True)
@@ -74,6 +85,7 @@ class EmbedArgs(ModelArgs):
 
 def run_embed(args: EmbedArgs) -> int:
     """Embed every line, save the (N, H) array, say what was written on stderr."""
+    _check_outputs(args, [("--out", npy_path(args.out))], [("--input", args.input)])
     texts = read_lines(args.input)
     empty = sum(1 for t in texts if not t.strip())
     if empty:
@@ -82,8 +94,7 @@ def run_embed(args: EmbedArgs) -> int:
     vectors = embed(texts, encoder, pooling=args.pooling, normalize=args.normalize,
                     batch_size=args.batch_size, max_length=args.max_length,
                     progress=None if args.progress else False)
-    out = _out_path(args.out)
-    numpy.save(out, vectors)
+    out = save_npy(_out_path(args.out), vectors)                  # atomic
     print(f"{vectors.shape[0]} texts -> {out} (shape {vectors.shape}, {vectors.dtype}, pooling {args.pooling}"
           f"{', unit length' if args.normalize else ''})", file=sys.stderr)
     return 0
@@ -141,6 +152,7 @@ class SimilarityArgs(ModelArgs):
 
 def run_similarity(args: SimilarityArgs) -> int:
     """The matrix of cosine similarities between the texts (and its heatmap with --plot)."""
+    _check_outputs(args, [("--plot", _plot_path(args.plot))], [("--input", args.input)])
     texts = args.texts or read_lines(args.input)
     if len(texts) < 2:
         raise InputError("give at least two texts to compare")
@@ -151,8 +163,8 @@ def run_similarity(args: SimilarityArgs) -> int:
     for i, row in enumerate(sim):
         print(f"{i:>{width}d}" + "".join(f"{v:7.3f}" for v in row) + f"   {texts[i][:60]}")
     if args.plot:
-        plot_similarity(sim, texts).savefig(_out_path(args.plot), dpi=110)
-        print(f"heatmap -> {args.plot}", file=sys.stderr)
+        path = save_figure(plot_similarity(sim, texts), _out_path(args.plot), dpi=110)
+        print(f"heatmap -> {path}", file=sys.stderr)
     return 0
 
 
@@ -167,6 +179,7 @@ class ClusterArgs(ModelArgs):
 
 def run_cluster(args: ClusterArgs) -> int:
     """k-means of the texts' vectors: each cluster's size and the texts nearest its centre."""
+    _check_outputs(args, [("--out", args.out), ("--plot", _plot_path(args.plot))], [("--corpus", args.corpus)])
     texts = read_lines(args.corpus, what="corpus")
     if args.k > len(texts):
         raise InputError(f"-k {args.k} is more than the {len(texts)} texts")
@@ -179,12 +192,13 @@ def run_cluster(args: ClusterArgs) -> int:
         for i in closest:
             print(f"    {texts[i][:100]}")
     if args.out:
-        numpy.savetxt(_out_path(args.out), result["labels"], fmt="%d")
+        with atomic_open(_out_path(args.out), "w") as f:
+            numpy.savetxt(f, result["labels"], fmt="%d")
         print(f"labels -> {args.out}", file=sys.stderr)
     if args.plot:
         coords, ratio = pca(vectors, 2)
-        plot_clusters(coords, result["labels"], ratio=ratio).savefig(_out_path(args.plot), dpi=110)
-        print(f"PCA scatter -> {args.plot}", file=sys.stderr)
+        path = save_figure(plot_clusters(coords, result["labels"], ratio=ratio), _out_path(args.plot), dpi=110)
+        print(f"PCA scatter -> {path}", file=sys.stderr)
     return 0
 
 
@@ -214,12 +228,14 @@ def _sense_groups(specs) -> dict[str, list[str]] | None:
 
 def run_polysemy(args: PolysemyArgs) -> int:
     """Mean cosine of the word's vectors within a sense and across senses."""
+    _check_outputs(args, [("--plot", _plot_path(args.plot))],
+                   [("--sense", spec.partition("=")[2] or None) for spec in args.sense or ()])
     result = polysemy(args.word, _sense_groups(args.sense), encoder_from_args(args))
     print(f"'{result['word']}' in {len(result['senses'])} sentences: mean cosine within a sense "
           f"{result['within']:.3f}, across senses {result['across']:.3f}")
     if args.plot:
-        plot_polysemy(result).savefig(_out_path(args.plot), dpi=110)
-        print(f"plot -> {args.plot}", file=sys.stderr)
+        path = save_figure(plot_polysemy(result), _out_path(args.plot), dpi=110)
+        print(f"plot -> {path}", file=sys.stderr)
     return 0
 
 
@@ -264,12 +280,13 @@ class AttentionArgs(ModelArgs):
 
 def run_attention(args: AttentionArgs) -> int:
     """Every layer's and head's attention over the text (or pair): an HTML page, a grid PNG, or both."""
+    plot = args.plot or (None if args.html else "attention.png")
+    _check_outputs(args, [("--html", args.html), ("--plot", _plot_path(plot))])
     maps = attention_data(args.text, args.text_pair, encoder_from_args(args), max_length=args.max_length,
                           truncation=False)
     L, A = maps.probs.shape[:2]
     texts = args.text if args.text_pair is None else f"{args.text} | {args.text_pair}"
     size = f"{L} layers x {A} heads over {len(maps.tokens)} tokens"
-    plot = args.plot or (None if args.html else "attention.png")
     if args.html:
         write_attention_page(_out_path(args.html), maps.tokens, maps.probs, maps.segment_ids,
                              title=f"attention: {texts}")
@@ -277,8 +294,7 @@ def run_attention(args: AttentionArgs) -> int:
     if plot:
         fig = plot_attention_grid(maps.probs, maps.tokens,
                                   title=f"attention of every layer (rows) and head (columns): {texts}")
-        fig.savefig(_out_path(plot), dpi=args.dpi)
-        print(f"{size} -> {plot}")
+        print(f"{size} -> {save_figure(fig, _out_path(plot), dpi=args.dpi)}")
     return 0
 
 

@@ -34,6 +34,7 @@ import re
 from pathlib import Path
 
 from minibert.errors import InputError
+from minibert.files import write_text
 from minibert.tokenization.basic import BasicTokenizer, CleanTable
 from minibert.tokenization.encoding import TRUNCATION_STRATEGIES, build_model_input, pad_to, truncate
 from minibert.tokenization.vocab import VOCAB_FILE, VocabularyError, check_special_tokens, load_vocab, save_vocab
@@ -148,7 +149,7 @@ class BertTokenizer:
         }
         paths = [folder / VOCAB_FILE, folder / CONFIG_FILE, folder / SPECIAL_TOKENS_MAP_FILE]
         for file, content in zip(paths[1:], (config, specials)):
-            file.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_text(file, json.dumps(content, indent=2, ensure_ascii=False) + "\n")      # atomic
         return [str(p) for p in paths]
 
     # -- the vocabulary ----------------------------------------------------

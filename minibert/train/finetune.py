@@ -34,6 +34,7 @@ import numpy
 from minibert import backend
 from minibert.data.batches import consecutive_batches, epoch_batches
 from minibert.errors import MinibertError
+from minibert.files import FINETUNING_RUN, claim_run_folder
 from minibert.model.io import read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
@@ -172,22 +173,34 @@ def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
     return model
 
 
-def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
+def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False) -> dict:
     """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
 
     Writes into args.out: run.json, log.jsonl, best/ (the best model so far: weights, config, vocabulary,
     task.json) and metrics.json (curves and confusion matrix: minibert.viz.plot_finetuning, plot_confusion).
     callback(row): called with every log row as it is written (a step's row has "loss", an
     evaluation's has "dev_loss"), e.g. to redraw a live plot in a notebook.
+
+    args.out is claimed first (minibert/files.py): a folder holding anything but a fine-tuning run, or
+    one of the inputs (--model, --train, --dev), is refused; so is an earlier fine-tuning run (its best
+    model, metrics or log) unless overwrite (it says so, then empties the folder). The folder stays
+    locked (RUN/.lock) until the run ends.
     """
     _check_args(args)
     task = get_task(args.task, max_seq_len=args.max_seq_len,
                     doc_stride=args.doc_stride if args.task == "squad" else None)
-    run_dir = Path(args.out)
     model_dir = _model_dir(args)
     if not (model_dir / "config.json").is_file():
         raise FinetuneError(f"--model {model_dir}: no config.json there (a folder with config.json, vocab.txt "
                             f"and model.safetensors, e.g. a pretraining run folder)")
+    inputs = [("--model", model_dir), ("--train", args.train), ("--dev", args.dev)]
+    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
+        return _run(args, task, model_dir, stream, callback)
+
+
+def _run(args: FinetuneArgs, task, model_dir: Path, stream, callback) -> dict:
+    """The run itself, in a folder this process has claimed."""
+    run_dir = Path(args.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "run.json", dataclasses.asdict(args))
 

@@ -36,13 +36,13 @@ from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_insta
                                        load_features, read_corpus, read_gutenberg, save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
 from minibert.errors import MinibertError
+from minibert.files import PRETRAINING_RUN, claim_run_folder
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.model.io import read_json, save_arrays, write_json
 from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.tokenization.vocab_trainer import train_vocab
-from minibert.train.checkpoint import list_checkpoints
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
@@ -317,14 +317,12 @@ def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> Pretra
             raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
         saved = read_json(run_dir / "run.json")
         return PretrainArgs(**{**saved, "progress": args.progress})
-    if (run_dir / "run.json").is_file():
-        if list_checkpoints(run_dir):
-            raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
+    if (run_dir / "run.json").is_file():       # a run that never checkpointed (files.check_out_folder refuses others)
         old = read_json(run_dir / "run.json")
         changed = sorted(k for k, v in dataclasses.asdict(args).items() if k != "progress" and old.get(k) != v)
         if changed:   # its vocab.txt and data/ were made with other settings: never reuse them silently
             raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
-                                f"use another --out, or delete that folder")
+                                f"use another --out, or --overwrite to replace it")
     return args
 
 
@@ -364,13 +362,31 @@ def verdict(result: dict) -> list[str]:
     return lines
 
 
-def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -> dict:
+def run_inputs(args: PretrainArgs) -> list[tuple[str, str | None]]:
+    """(flag, path) of every file a run reads: its --out may not be, contain or lie inside any of them."""
+    return [("--corpus", args.corpus), ("--eval-corpus", args.eval_corpus), ("--vocab", args.vocab),
+            ("--config", None if args.config in PRESETS else args.config)]
+
+
+def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, overwrite: bool = False) -> dict:
     """Pretrain (or continue the run in args.out with resume=True); return the last evaluation's metrics.
 
     Writes into args.out: run.json, vocab.txt, config.json, data/, log.jsonl, checkpoints/ and
     model.safetensors (the curves are drawn from log.jsonl by minibert.viz.plot_pretraining).
     callback(row): called with every log row as it is written.
+
+    args.out is claimed first (minibert/files.py): a folder holding anything but a pretraining run, or
+    one of the run's inputs, is refused; so is a run that has checkpoints or a model, unless resume
+    (continue it) or overwrite (replace it: it says so, then empties the folder). The folder stays
+    locked (RUN/.lock) until the run ends: a second process writing there is refused.
     """
+    with claim_run_folder(args.out, PRETRAINING_RUN, inputs=run_inputs(args), resume=resume, overwrite=overwrite,
+                          say=stream):
+        return _run(args, resume, stream, callback)
+
+
+def _run(args: PretrainArgs, resume: bool, stream, callback) -> dict:
+    """The run itself, in a folder this process has claimed."""
     run_dir = Path(args.out)
     args = _check_run_folder(args, run_dir, resume)
     if args.batch_size % args.accumulate:
