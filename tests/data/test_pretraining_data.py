@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minibert.data.pretraining import (GUTENBERG_BOOKS, GUTENBERG_HELD_OUT, IGNORE_INDEX, EmptyCorpusError,
                                        SkippedDocumentsWarning, TrainingInstance, candidate_groups,
@@ -28,6 +30,7 @@ from minibert.data.pretraining import (GUTENBERG_BOOKS, GUTENBERG_HELD_OUT, IGNO
                                        read_plain_text, read_wikitext, save_features, split_sentences,
                                        tokenize_documents, truncate_seq_pair, vocab_words_of)
 
+import minibert.data.pretraining.instances as instances_module
 from minibert.errors import InputError
 from helpers import ORACLE, data_path, minilm_tokenizer  # noqa: E402
 from tokenization_data import with_special_string  # noqa: E402
@@ -435,6 +438,69 @@ def test_truncate_trims_the_longer_segment():
     a, b = list("abc"), list("xyz")
     truncate_seq_pair(a, b, 5, random.Random(0))        # a tie trims B
     assert a == list("abc") and len(b) == 2
+
+
+def straightforward_truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+    """Google's loop, one deletion per step: quadratic on a long segment, the reference for the linear one."""
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 150), st.integers(0, 150), st.integers(0, 320), st.integers(0, 2**32 - 1))
+def test_truncate_seq_pair_equals_the_straightforward_loop(len_a, len_b, max_num_tokens, seed):
+    """The linear truncate_seq_pair: the same lists and the same random draws as Google's loop."""
+    a, b = [f"a{i}" for i in range(len_a)], [f"b{i}" for i in range(len_b)]
+    expected_a, expected_b = list(a), list(b)
+    rng, reference_rng = random.Random(seed), random.Random(seed)
+    assert truncate_seq_pair(a, b, max_num_tokens, rng) is None                    # in place
+    straightforward_truncate_seq_pair(expected_a, expected_b, max_num_tokens, reference_rng)
+    assert (a, b) == (expected_a, expected_b)
+    assert rng.getstate() == reference_rng.getstate()                             # as many draws
+
+
+def test_truncate_seq_pair_refuses_a_negative_limit():
+    with pytest.raises(InputError, match="max_num_tokens must be >= 0"):
+        truncate_seq_pair(["a"], ["b"], -1, random.Random(0))
+
+
+def test_a_long_line_without_sentence_ends_goes_through_the_pipeline(books, tokenizer, tmp_path, monkeypatch):
+    """A 280 KB line with no `.`, `!` or `?` (57,000 tokens, one sentence), beside real chapters: read,
+    split, tokenize, instances and features give what Google's one-token-at-a-time truncation gives.
+    (Times and memory for lines up to 5 MB: benchmarks/bench_long_line.py.)"""
+    jekyll = books["stevenson-jekyll_and_hyde.txt"]
+    line = re.sub(r"[.!?…]", "", " ".join(s for d in jekyll for s in d))
+    line = " ".join([line, line])
+    corpus = tmp_path / "long.txt"
+    corpus.write_text(line + "\n\n" + "\n\n".join(" ".join(d) for d in jekyll[:3]) + "\n", encoding="utf-8")
+    assert 250_000 < len(line.encode("utf-8")) < 500_000
+
+    documents = read_plain_text(corpus)
+    assert documents[0] == [line] and len(documents) == 4                        # one sentence, as written
+    settings = dict(max_seq_length=128, dupe_factor=2, seed=3, progress=False)
+    ours = create_training_instances(documents, tokenizer, **settings)
+    monkeypatch.setattr(instances_module, "truncate_seq_pair", straightforward_truncate_seq_pair)
+    assert fields(create_training_instances(documents, tokenizer, **settings)) == fields(ours)
+
+    long_tokens = tokenizer.tokenize(line)
+    assert len(long_tokens) > 50_000
+    f = instances_to_features(ours, tokenizer.vocab, 128, 20)
+    assert f["input_ids"].shape == (len(ours), 128) and len(ours) > 100
+    # Each pass makes one instance of the long sentence (a one-sentence chunk): its A is a window of
+    # the sentence's tokens, cut to fit beside B.
+    text = f" {' '.join(long_tokens)} "
+    windows = 0
+    for inst in ours:
+        tokens = list(inst.tokens)
+        for position, label in zip(inst.masked_lm_positions, inst.masked_lm_labels):
+            tokens[position] = label                                              # undo the masking
+        a = tokens[1:inst.segment_ids.index(1) - 1]
+        windows += len(a) > 50 and f" {' '.join(a)} " in text
+    assert windows >= settings["dupe_factor"]
 
 
 class WordTokenizer:

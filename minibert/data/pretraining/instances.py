@@ -21,7 +21,7 @@ by one (tests/data/test_pretraining_data.py runs Google's code as the oracle).
                  sentence of another document; the chunk's unused sentences are
                  put back and start the next chunk
              truncate_seq_pair: trim the longer of A and B, one token at a time,
-               from its front or its back at random, until both fit
+               from its front or its back at random, until both fit (linear time)
              "[CLS] A [SEP] B [SEP]", segment ids 0 ... 0 1 ... 1
              mask ~15% of the tokens (masking.py)
       -> shuffle all instances                                    (rng.shuffle)
@@ -219,13 +219,28 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: 
     front or its back with equal probability, so that neither end of a segment
     is always the one that survives. (minibert.tokenization.encoding has the
     deterministic, fine-tuning kind of truncation; this is pretraining's.)
+
+    Speed: removing the first token of a Python list moves every other one, so
+    taking the steps one at a time costs O(n^2) on a segment of n tokens (a
+    corpus line with no sentence end can be one sentence of 100,000s of tokens).
+    This implementation is O(n) and gives the same lists, with the same draws.
     """
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del longer[0]
-        else:
-            longer.pop()
+    # Google's loop removes one token per step, `del longer[0]` (the front) or
+    # `longer.pop()` (the back). Here the steps are taken on the lengths alone,
+    # with the same draws in the same order, counting what leaves each end;
+    # then each list is cut once.
+    if max_num_tokens < 0:
+        raise InputError(f"max_num_tokens must be >= 0, got {max_num_tokens}")
+    lengths = [len(tokens_a), len(tokens_b)]            # [A, B] as the steps shorten them
+    cut = [[0, 0], [0, 0]]                              # cut[A or B] = [from the front, from the back]
+    while lengths[0] + lengths[1] > max_num_tokens:
+        longer = 0 if lengths[0] > lengths[1] else 1    # B on a tie
+        end = 0 if rng.random() < 0.5 else 1            # Google's `del longer[0]` or `longer.pop()`
+        cut[longer][end] += 1
+        lengths[longer] -= 1
+    for tokens, (front, back) in zip((tokens_a, tokens_b), cut):
+        del tokens[len(tokens) - back:]                 # the back first: `front` counts from the start
+        del tokens[:front]
 
 
 def _random_next_segment(all_documents, document_index: int, target_length: int,
