@@ -6,6 +6,8 @@
     [CLS] hello world ! [SEP]
     $ printf 'A question?\\tThe context.\\n' | python -m minibert tokenize --vocab DIR --pair
     101 1037 3160 1029 102 1996 6123 1012 102
+    $ echo "x [SEP] y" | python -m minibert tokenize --tokens --split-special-tokens
+    [CLS] x [ sep ] y [SEP]
     $ python -m minibert train-vocab --corpus books/*.txt --vocab-size 16000 --out my_vocab
 """
 from __future__ import annotations
@@ -42,6 +44,10 @@ class TokenizeArgs:
     tokens: bool = field(default=False, metadata={"help": "print tokens instead of ids"})
     max_length: int | None = field(default=None, metadata={
         "metavar": "N", "help": "truncate to N tokens, special tokens included (longest first for pairs)"})
+    split_special_tokens: bool = field(default=False, metadata={
+        "help": "read [CLS], [SEP], [MASK], [UNK], [PAD] written in the text as text ('[', 'sep', ']'), "
+                "as pretraining reads its corpus (default: the tokenizer_config.json's setting, off for BERT: "
+                "they are the special tokens)"})
 
 
 def run_tokenize(args: TokenizeArgs) -> int:
@@ -57,8 +63,8 @@ def run_tokenize(args: TokenizeArgs) -> int:
             raise BadLineError(f"line {line_number} has no TAB; with --pair each line must be 'text A<TAB>text B'")
         text, text_pair = line.split("\t", 1) if args.pair else (line, None)
         try:
-            ids = tokenizer(text, text_pair, max_length=args.max_length,
-                            truncation=args.max_length is not None)["input_ids"]
+            ids = tokenizer(text, text_pair, max_length=args.max_length, truncation=args.max_length is not None,
+                            split_special_tokens=args.split_special_tokens or None)["input_ids"]
         except InputError as error:
             raise BadLineError(f"line {line_number}: {error}") from None
         fields = tokenizer.convert_ids_to_tokens(ids) if args.tokens else map(str, ids)
