@@ -18,13 +18,22 @@ Face BertForPreTraining names).
 
 Exact resume: the batch for step s is a pure function of (seed, s), the
 dropout generator's state is checkpointed with the weights and the optimizer,
-so a run killed and resumed gives the same numbers as one never interrupted.
+so a run killed and resumed gives the same numbers as one never interrupted,
+log.jsonl included (train/loop.py cuts it back to the checkpoint's step).
+
+`--resume` keeps the settings in run.json. Four may change: --steps (a longer or
+shorter run: the schedule is recomputed for the new total), --lr (a new peak
+from the resumed step on), --checkpoint-every and --keep (they change no number).
+run.json then records the pieces of the learning-rate schedule ("schedule", see
+LearningRateSchedule). Any other setting given with another value than the run's
+is an error, not silently ignored.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import random
+import zipfile
 from dataclasses import field
 from pathlib import Path
 
@@ -32,17 +41,19 @@ import numpy
 
 from minibert import backend
 from minibert.data.batches import step_rows
-from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
-                                       load_features, read_corpus, read_gutenberg, save_features)
+from minibert.data.pretraining import (FEATURE_NAMES, GUTENBERG_HELD_OUT, create_training_instances,
+                                       instances_to_features, load_features, read_corpus, read_gutenberg,
+                                       save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
 from minibert.errors import MinibertError
 from minibert.files import PRETRAINING_RUN, claim_run_folder
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
-from minibert.model.io import read_json, save_arrays, write_json
+from minibert.model.io import CONFIG_NAME, read_json, save_arrays, write_json
 from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.tokenization.vocab_trainer import train_vocab
+from minibert.train.checkpoint import folder_step, list_checkpoints
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
@@ -130,10 +141,17 @@ def load_documents(args: PretrainArgs):
     return [d for i, d in enumerate(documents) if i not in held_set], [documents[i] for i in held]
 
 
-def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
-
-    if (run_dir / "vocab.txt").is_file():
-        return BertTokenizer.from_pretrained(run_dir)
+def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path, write=print) -> tuple[BertTokenizer, bool]:
+    """(the run's tokenizer, whether it is the one saved in the run folder): that one when it is complete,
+    else a new one (learned on the training documents, or read from --vocab), saved there."""
+    saved = saved_tokenizer(run_dir)
+    if isinstance(saved, BertTokenizer):
+        return saved, True
+    if saved is not None:                    # an interrupted or damaged set-up: made again, the same way
+        if list_checkpoints(run_dir):
+            raise PretrainError(f"{saved}; the checkpoints in {run_dir} were trained with the vocabulary that was "
+                                f"there: restore it, or start a new run with another --out")
+        write(f"warning: {saved}: making the vocabulary again")
     if args.vocab is not None:
         tok = BertTokenizer.from_pretrained(args.vocab)
     else:
@@ -141,7 +159,30 @@ def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
         result = train_vocab(text, vocab_size=args.vocab_size, show_progress=args.progress, score=args.vocab_score)
         tok = BertTokenizer(result.vocab, do_lower_case=True)
     tok.save_pretrained(run_dir)
-    return tok
+    return tok, False
+
+
+def saved_tokenizer(run_dir: Path):
+    """The tokenizer saved in a run folder (vocab.txt, tokenizer_config.json), if the run's set-up finished
+    writing it; None when there is none; a str saying why when there is one that cannot be trusted.
+
+    The set-up writes the tokenizer's files, then config.json with vocab_size = the vocabulary's size
+    (build_config). So a vocab.txt without config.json beside it, or of another size than it says, was
+    cut short (a kill while it was written) or changed since.
+    """
+    vocab, config = run_dir / "vocab.txt", run_dir / CONFIG_NAME
+    if not vocab.is_file():
+        return None
+    if not config.is_file():
+        return f"{vocab} was written by a set-up that did not finish (no {CONFIG_NAME} yet)"
+    try:
+        tokenizer = BertTokenizer.from_pretrained(run_dir)
+        expected = BertConfig.load(config).vocab_size
+    except (MinibertError, OSError, UnicodeDecodeError, ValueError) as err:
+        return f"{vocab} or {config} cannot be read ({err})"
+    if len(tokenizer) != expected:
+        return f"{vocab} has {len(tokenizer)} tokens but {config} says vocab_size={expected}"
+    return tokenizer
 
 
 def build_config(args: PretrainArgs, vocab_size: int) -> BertConfig:
@@ -163,11 +204,17 @@ def max_predictions(args: PretrainArgs) -> int:
     return args.max_predictions or math.ceil(0.15 * args.seq_len)
 
 
-def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, path: Path):
-    """Instances as arrays, cached in the run folder (a resumed run reads them back)."""
-
-    if path.is_file():
-        return load_features(path)
+def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, path: Path, write=print,
+                   reuse=True):
+    """Instances as arrays, cached in the run folder (a resumed run reads them back). A cached file that
+    cannot be read or does not fit the settings is made again from the documents: the same arrays, as
+    long as the corpus is the same (the instances are a function of the documents, vocabulary and seed).
+    reuse=False: always made again (the vocabulary was)."""
+    cached = cached_features(path, args.seq_len, len(tokenizer)) if reuse and path.is_file() else None
+    if isinstance(cached, dict):
+        return cached
+    if cached is not None:
+        write(f"warning: {cached}: making it again from the corpus")
     instances = create_training_instances(
         documents, tokenizer, max_seq_length=args.seq_len, dupe_factor=dupe_factor,
         short_seq_prob=args.short_seq_prob, max_predictions_per_seq=max_predictions(args), seed=seed,
@@ -177,6 +224,21 @@ def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, 
     features = instances_to_features(instances, tokenizer.vocab, args.seq_len, max_predictions(args))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_features(path, features)
+    return features
+
+
+def cached_features(path: Path, seq_len: int, vocab_size: int):
+    """The arrays of a data/*.npz of the run folder, or a str saying why they cannot be used: a file cut
+    short or damaged, arrays missing, of the wrong length, or token ids outside the vocabulary."""
+    try:
+        features = load_features(path)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        return f"{path} cannot be read ({type(err).__name__}: {err})"
+    n, ids = len(features["input_ids"]), features["input_ids"]
+    if any(len(features[k]) != n for k in FEATURE_NAMES) or ids.ndim != 2 or ids.shape[1] != seq_len:
+        return f"{path} does not hold {seq_len}-token instances of one length"
+    if n == 0 or ids.min() < 0 or ids.max() >= vocab_size:
+        return f"{path} holds token ids outside the vocabulary of {vocab_size}"
     return features
 
 
@@ -310,13 +372,52 @@ def unigram_top(train: dict, tokenizer) -> list[tuple[str, float]]:
 
 # -- the run ------------------------------------------------------------------------------
 
+RESUME_CHANGES = ("steps", "lr", "checkpoint_every", "keep")      # the settings --resume may change
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a PretrainArgs field: seq_len -> --seq-len."""
+    return "--" + name.replace("_", "-")
+
+
+def load_run_args(run_dir, progress: bool = True) -> PretrainArgs:
+    """The settings of the run in `run_dir`, from its run.json (`progress`: not a setting, the caller's)."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
+    saved = read_json(path)
+    names = {f.name for f in dataclasses.fields(PretrainArgs)}
+    unknown = sorted(set(saved) - names - {"schedule"}) if isinstance(saved, dict) else ["(not a JSON object)"]
+    if unknown:
+        raise PretrainError(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
+                            f"was it written by another program or version?")
+    return PretrainArgs(**{**{k: v for k, v in saved.items() if k in names}, "progress": progress})
+
+
+def _check_resume(args: PretrainArgs, run_dir: Path) -> PretrainArgs:
+    """`args` for resuming the run in `run_dir`, checked against its run.json: only the settings of
+    RESUME_CHANGES may differ (any other that differs is named in one error), and --steps cannot end the
+    run before its newest checkpoint."""
+    saved = load_run_args(run_dir, args.progress)
+    fixed = [f"{flag(k)} {v} (the run's: {getattr(saved, k)})" for k, v in dataclasses.asdict(args).items()
+             if k not in RESUME_CHANGES + ("progress", "out") and v != getattr(saved, k)]
+    if fixed:
+        raise PretrainError(f"--resume keeps the settings in {run_dir / 'run.json'}, but got {', '.join(fixed)}; "
+                            f"only {', '.join(map(flag, RESUME_CHANGES))} may change: drop the others, or start a "
+                            f"new run with another --out")
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoints and args.steps < folder_step(checkpoints[-1]):
+        raise PretrainError(f"--steps {args.steps} would end the run before its newest checkpoint "
+                            f"{checkpoints[-1]} (step {folder_step(checkpoints[-1])}); give --steps "
+                            f"{folder_step(checkpoints[-1])} or more")
+    return args
+
+
 def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> PretrainArgs:
-    """The arguments of the run in `run_dir`: those saved there when resuming; refuse to mix two runs."""
+    """The arguments of the run in `run_dir`: when resuming, `args` checked against those saved there
+    (see _check_resume); refuse to mix two runs."""
     if resume:
-        if not (run_dir / "run.json").is_file():
-            raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
-        saved = read_json(run_dir / "run.json")
-        return PretrainArgs(**{**saved, "progress": args.progress})
+        return _check_resume(args, run_dir)
     if (run_dir / "run.json").is_file():       # a run that never checkpointed (files.check_out_folder refuses others)
         old = read_json(run_dir / "run.json")
         changed = sorted(k for k, v in dataclasses.asdict(args).items() if k != "progress" and old.get(k) != v)
@@ -324,6 +425,103 @@ def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> Pretra
             raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
                                 f"use another --out, or --overwrite to replace it")
     return args
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulePiece:
+    """From step `from_step` on (0-based, the step with number from_step + 1), BERT's schedule for a run
+    of `steps` steps with peak `lr`."""
+    from_step: int
+    steps: int
+    lr: float
+
+
+class LearningRateSchedule:
+    """The learning rate of each step: BERT's warm-up then linear decay, in pieces when a resume changed
+    --steps or --lr.
+
+    Step i (0-based) uses the last piece with from_step <= i:
+
+        lr(i) = linear_warmup_decay(i, piece.lr, int(warmup * piece.steps), piece.steps)
+
+    A run never resumed with a change has one piece, (0, --steps, --lr): the usual schedule. Resumed at
+    step s with `--steps T` and/or `--lr P`, the pieces from s on are replaced by (s, T, P): from step
+    s + 1 the learning rate is what a run planned from the start for T steps with peak P would use
+    there (still warming up if s < int(warmup * T), else on the line down to 0 at step T). So the rate
+    can jump at s; what came before s is untouched. Each step's rate depends on the pieces and i
+    alone, so a later resume from any checkpoint, even one before s, repeats the same rates.
+    """
+
+    def __init__(self, warmup: float, pieces: list[SchedulePiece]):
+        self.warmup, self.pieces = warmup, list(pieces)
+
+    @classmethod
+    def of(cls, args: PretrainArgs, saved: dict | None = None) -> "LearningRateSchedule":
+        """The schedule of a run: run.json's "schedule" when it has one (`saved`), else one piece."""
+        pieces = [SchedulePiece(0, args.steps, args.lr)]
+        if saved and "schedule" in saved:
+            try:
+                pieces = [SchedulePiece(int(p["from_step"]), int(p["steps"]), float(p["lr"]))
+                          for p in saved["schedule"]]
+            except (KeyError, TypeError, ValueError) as err:
+                raise PretrainError(f"run.json's schedule is damaged ({type(err).__name__}: {err})") from None
+            if not pieces or pieces[0].from_step != 0 or (pieces[-1].steps, pieces[-1].lr) != (args.steps, args.lr):
+                raise PretrainError("run.json's schedule does not agree with its steps and lr; it was edited")
+        return cls(args.warmup, pieces)
+
+    def __call__(self, i: int) -> float:
+        piece = [p for p in self.pieces if p.from_step <= i][-1]
+        return linear_warmup_decay(i, piece.lr, int(self.warmup * piece.steps), piece.steps)
+
+    @property
+    def current(self) -> SchedulePiece:
+        return self.pieces[-1]
+
+    def change(self, start: int, steps: int, lr: float) -> bool:
+        """From step `start` on, a run of `steps` steps with peak `lr` (no change: pieces kept); whether it
+        changed."""
+        if (steps, lr) == (self.current.steps, self.current.lr):
+            return False
+        kept = [p for p in self.pieces if p.from_step < start]
+        if kept and (kept[-1].steps, kept[-1].lr) == (steps, lr):
+            self.pieces = kept                          # back to the piece in force before
+        else:
+            self.pieces = kept + [SchedulePiece(start, steps, lr)]
+        return True
+
+    def to_json(self) -> list[dict]:
+        return [dataclasses.asdict(p) for p in self.pieces]
+
+
+def run_json(args: PretrainArgs, schedule: LearningRateSchedule) -> dict:
+    """What run.json holds: the settings, and the schedule's pieces if a resume changed it."""
+    saved = dataclasses.asdict(args)
+    if len(schedule.pieces) > 1:
+        saved["schedule"] = schedule.to_json()
+    return saved
+
+
+def describe_resume(saved: PretrainArgs, args: PretrainArgs, start: int,
+                    schedule: LearningRateSchedule) -> list[str]:
+    """What a resume changed, one line per setting (nothing when it changed none)."""
+    lines = []
+    if args.steps != saved.steps:
+        lines.append(f"--steps {args.steps}: the schedule now decays to 0 at step {args.steps} (was {saved.steps})")
+    if args.lr != saved.lr:
+        lines.append(f"--lr {args.lr:g}: the peak learning rate from step {start + 1} on (was {saved.lr:g})")
+    if lines and start < args.steps:
+        lines[-1] += f"; step {start + 1} runs at lr {schedule(start):.3g}"
+    lines += [f"{flag(k)} {getattr(args, k)} (was {getattr(saved, k)})" for k in ("checkpoint_every", "keep")
+              if getattr(args, k) != getattr(saved, k)]
+    return lines
+
+
+def describe_settings(args: PretrainArgs) -> str:
+    """The settings that differ from the defaults, short: corpus=alice.txt, steps=12, ..."""
+    defaults = PretrainArgs()
+    shown = [f"{k}={v}" for k, v in dataclasses.asdict(args).items()
+             if k not in ("out", "progress") and v != getattr(defaults, k)]
+    return ", ".join(shown) + " (the rest at their defaults)" if shown else "all at their defaults"
 
 
 def describe_evaluation(result: dict) -> str:
@@ -392,14 +590,23 @@ def _run(args: PretrainArgs, resume: bool, stream, callback) -> dict:
     if args.batch_size % args.accumulate:
         raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "run.json", dataclasses.asdict(args))
+    if resume:        # run.json is rewritten once the checkpoint's step is known, with the schedule's new piece
+        saved = load_run_args(run_dir, args.progress)
+        schedule = LearningRateSchedule.of(saved, read_json(run_dir / "run.json"))
+        stream(f"resuming {run_dir}; settings from its run.json: {describe_settings(saved)}")
+    else:
+        schedule = LearningRateSchedule.of(args)
+        write_json(run_dir / "run.json", run_json(args, schedule))
 
     train_docs, eval_docs = load_documents(args)
-    tokenizer = build_tokenizer(args, train_docs, run_dir)
+    tokenizer, reused = build_tokenizer(args, train_docs, run_dir, write=stream)
     config = build_config(args, len(tokenizer))
     config.save(run_dir)
-    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, run_dir / "data" / "train.npz")
-    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, run_dir / "data" / "eval.npz")
+    data = run_dir / "data"              # the arrays of a vocabulary made again are made again too
+    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, data / "train.npz",
+                           write=stream, reuse=reused)
+    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, data / "eval.npz",
+                          write=stream, reuse=reused)
     n_train = len(train["input_ids"])
 
     baselines = context_free_baselines(train, held, config.vocab_size, args.batch_size * args.eval_batches,
@@ -407,10 +614,8 @@ def _run(args: PretrainArgs, resume: bool, stream, callback) -> dict:
     write_json(run_dir / "baselines.json", {**baselines, "unigram_top": unigram_top(train, tokenizer)})
     model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, variant=args.optimizer)
-    warmup_steps = int(args.warmup * args.steps)
     loop = TrainingLoop(
-        model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm,
-        lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, args.steps),
+        model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm, lr_at=schedule,
         evaluate=lambda: {**evaluate(model, held, args.batch_size, args.eval_batches, tokenizer.mask_token_id),
                           **baselines},
         describe=describe_evaluation,
@@ -418,6 +623,13 @@ def _run(args: PretrainArgs, resume: bool, stream, callback) -> dict:
         checkpoint_state=lambda: {"config": config.to_dict()}, step_metrics=PRETRAINING.step_metrics,
         progress=args.progress, desc="pretrain", callback=callback, write=stream)
     start = loop.resume() if resume else 0
+    if resume:
+        schedule.change(start, args.steps, args.lr)
+        for line in describe_resume(saved, args, start, schedule):
+            stream(line)
+        write_json(run_dir / "run.json", run_json(args, schedule))
+        if start == args.steps:
+            stream(f"the run is at its last step ({start}) already: no step to train")
     stream(f"pretraining BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
            f"{model.num_parameters():,} parameters, vocab {config.vocab_size}) on {n_train:,} instances, "
            f"{len(held['input_ids']):,} held out; backend {backend.name()}")
