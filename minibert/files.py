@@ -41,6 +41,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -68,6 +69,25 @@ def _temporary_name(path: Path) -> Path:
     runs/x/curves.png -> runs/x/.curves.png.1234-0.tmp.png (savefig reads the format off the suffix,
     numpy.savez adds .npz to a name without it)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{next(_counter)}.tmp{path.suffix}")
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-\d+\.tmp(\.[^.]*)?$")   # _temporary_name's names
+
+
+def remove_dead_temporaries(folder) -> list[Path]:
+    """Remove, anywhere under `folder`, the temporaries of atomic writes whose process is gone (killed
+    mid-write: its file was never renamed into place, so nothing is lost). Returns what was removed.
+    Call it only while holding the folder's lock: a live writer's temporary is never touched."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.rglob(".*.tmp*")):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def new_file_mode() -> int:
@@ -530,6 +550,8 @@ def claim_run_folder(out, kind: str, *, inputs: Iterable[tuple[str, object]] = (
     check_out_folder(out, kind, inputs=inputs, resume=resume, overwrite=overwrite)
     with RunLock(out, warn=say):
         found = check_out_folder(out, kind, inputs=inputs, resume=resume, overwrite=overwrite)
+        for leftover in remove_dead_temporaries(out):
+            say(f"removed {leftover}: a file a killed process was writing")
         if overwrite and found.kind == kind:
             say(f"--overwrite: replacing {found.words} in {out}")
             clear_folder(out)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
+from minibert.files import PRETRAINING_RUN, check_out_folder
 from minibert.model.io import read_json
 from minibert.train import pretrain
 from minibert.train.pretrain import RESUME_CHANGES, PretrainArgs, load_documents, load_run_args
@@ -57,6 +58,7 @@ def pretrain_settings(args: PretrainCommandArgs) -> PretrainArgs:
              if (v is not None if k in RESUME_CHANGES else v != getattr(defaults, k)) and k not in ("progress", "out")}
     if not args.resume:
         return dataclasses.replace(defaults, **given, out=args.out, progress=args.progress)
+    check_out_folder(args.out, PRETRAINING_RUN, resume=True, overwrite=args.overwrite)   # a pretraining run, free
     saved = load_run_args(args.out, args.progress)
     return dataclasses.replace(saved, **given, out=args.out)          # out: the folder as it is named now
 

@@ -19,6 +19,7 @@ If the process is never killed (fewer than N calls), it exits as minibert does.
 """
 from __future__ import annotations
 
+import minibert.files as files
 import importlib
 import os
 import signal
@@ -46,8 +47,8 @@ def half_write(real, args, kwargs, torn: bool) -> None:
 
 
 def temporary_name(path: Path) -> Path:
-    """The name minibert's atomic writers give a file while it is written (model/io.py, features.py)."""
-    return path.with_name(path.name + (".tmp.npz" if path.suffix == ".npz" else ".tmp"))
+    """The name minibert's atomic writers give a file while it is written (minibert/files.py)."""
+    return files._temporary_name(path)
 
 
 def install(spec: str, n: int, mode: str) -> None:
