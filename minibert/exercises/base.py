@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import linecache
+import os
 import signal
 import threading
 import time
@@ -505,6 +506,29 @@ def _rel_error(a, b) -> float:
 
 # -- exercises ---------------------------------------------------------------------------------
 
+GRADER_SEED_VARIABLE = "MINIBERT_GRADER_SEED"     # an instructor's seed: every random case changes with it
+
+
+def grader_seed(seed: int | None = None) -> int:
+    """The seed of the grader's random cases: `seed`, else $MINIBERT_GRADER_SEED, else 0."""
+    if seed is not None:
+        return int(seed)
+    text = os.environ.get(GRADER_SEED_VARIABLE, "").strip()
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        raise ValueError(f"${GRADER_SEED_VARIABLE} must be an integer, got {text!r}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A written question of an exercise: `prompt` (markdown) is in the learner's notebook, followed by
+    an answer cell; `answer` (markdown) is what a good answer says, for the solution page and the
+    instructor, never in the workspace."""
+    prompt: str
+    answer: str
+
+
 @dataclasses.dataclass(frozen=True)
 class Exercise:
     """One exercise: what to implement (minibert's own functions), how it is explained and checked.
@@ -512,8 +536,21 @@ class Exercise:
     functions: minibert's functions the learner rewrites; their signatures and docstrings become the
         starter (one source of truth), and they are the reference the grader compares with.
     imports: lines at the top of the starter (what the learner may use).
-    statement: markdown with the math to derive; hints: from gentle to specific.
+    statement: markdown: what the function computes (the forward's definition), never the result to derive.
+    hints: from a nudge to a pointer into the docs; they diagnose (which term, which axis, which symptom)
+        and never hold code or the formula.
     check: check(t: Tester) -> None, the checks, written with the Tester's helpers.
+    contracts: (function name, docstring) pairs: the docstring the learner's starter gets instead of
+        minibert's own (which, as library documentation, states the result): the contract (inputs,
+        outputs, shapes, what the cache holds) and the question to derive. A function without one
+        keeps minibert's docstring.
+    derivation: markdown: the derivation guided step by step (scalar case, then vectorised, then the
+        shapes), ending in questions the learner answers on paper; the result itself is only on the
+        solution page (docs/exercises/solutions/STEM.md).
+    questions: written questions (Question), each with an answer cell in the notebook and in the
+        `report` a learner hands in.
+    sanity: (markdown, code) pairs: sanity-check cells of the notebook (e.g. the loss at initialisation
+        against ln V, overfitting one batch) run on the learner's own functions.
     """
     number: int
     name: str
@@ -527,6 +564,17 @@ class Exercise:
     check: Callable
     docs: tuple[str, ...] = ()
     notebooks: tuple[str, ...] = ()
+    contracts: tuple[tuple[str, str], ...] = ()
+    derivation: str = ""
+    questions: tuple[Question, ...] = ()
+    sanity: tuple[tuple[str, str], ...] = ()
+
+    def contract(self, name: str) -> str:
+        """The docstring of the learner's starter for function `name` (see `contracts`)."""
+        own = dict(self.contracts)
+        if name in own:
+            return own[name]
+        return self.reference()[name].__doc__
 
     @property
     def stem(self) -> str:
@@ -541,8 +589,10 @@ class Exercise:
         return {f.__name__: f for f in self.functions}
 
     def grade(self, functions: dict[str, Callable] | None = None, *, timeout_s: float | None = DEFAULT_TIMEOUT_S,
-              seed: int = 0) -> ExerciseResult:
-        """Run every check on `functions` (name -> callable); names not given are minibert's own."""
+              seed: int | None = None) -> ExerciseResult:
+        """Run every check on `functions` (name -> callable); names not given are minibert's own.
+        seed: of every random case (default: $MINIBERT_GRADER_SEED, else 0)."""
+        seed = grader_seed(seed)
         reference = self.reference()
         given = dict(functions or {})
         unknown = set(given) - set(reference)

@@ -121,25 +121,26 @@ def _doc_literal(doc: str) -> str:
     return f'{prefix}"""{doc}"""'
 
 
-def function_starter(fn, exercise_number: int) -> str:
-    """The starter text of one function: minibert's def line and docstring, then `raise NotImplementedError`."""
-    doc = fn.__doc__
+def function_starter(fn, exercise_number: int, doc: str | None = None) -> str:
+    """The starter text of one function: minibert's def line, the docstring `doc` (the exercise's contract;
+    default minibert's own), then `raise NotImplementedError`."""
+    doc = fn.__doc__ if doc is None else doc
     if not doc:
         raise ValueError(f"{fn.__name__} has no docstring: an exercise's function must document its shapes")
     text = (f"{_def_line(fn)}\n"
             f"    {_doc_literal(doc)}\n"
             f"    # Your code here: replace the line below.\n"
             f"    raise NotImplementedError(\"{NOT_IMPLEMENTED}: {fn.__name__} (exercise {exercise_number:02d})\")\n")
-    _verify(fn, text)
+    _verify(fn, text, doc)
     return text
 
 
-def _verify(fn, text: str) -> None:
-    """Compile the starter text and check its signature and docstring equal the reference's."""
+def _verify(fn, text: str, doc: str) -> None:
+    """Compile the starter text and check its signature equals the reference's and its docstring is `doc`."""
     namespace: dict = {}
     exec(compile("from __future__ import annotations\n" + text, f"<starter {fn.__name__}>", "exec"), namespace)
     made = namespace[fn.__name__]
-    if inspect.signature(made) != inspect.signature(fn) or made.__doc__ != fn.__doc__:
+    if inspect.signature(made) != inspect.signature(fn) or made.__doc__ != doc:
         raise AssertionError(f"the starter of {fn.__name__} does not reproduce its signature and docstring")
 
 
@@ -154,6 +155,7 @@ def starter_source(exercise) -> str:
     header = (f'"""Exercise {exercise.number:02d}: {exercise.title}.\n\n' + textwrap.fill(intro, 100) + "\n\n"
               f"    python -m minibert.exercises check . {exercise.name}\n"
               '"""\n')
-    body = "\n\n".join(function_starter(f, exercise.number) for f in exercise.functions)
+    body = "\n\n".join(function_starter(f, exercise.number, exercise.contract(f.__name__))
+                       for f in exercise.functions)
     imports = f"{exercise.imports.strip()}\n\n\n" if exercise.imports.strip() else "\n"
     return f"{header}from __future__ import annotations\n\n{imports}{body}"
