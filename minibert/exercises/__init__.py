@@ -27,7 +27,7 @@ from __future__ import annotations
 from minibert.exercises.base import CheckResult, Exercise, ExerciseResult, Tester
 from minibert.exercises.catalog import EXERCISES, get
 from minibert.exercises.workspace import (StudentFileError, check_workspace, grade, grade_file, grade_reference,
-                                          load_student, start)
+                                          load_student, sanity, start)
 
 __all__ = ["EXERCISES", "Exercise", "ExerciseResult", "CheckResult", "Tester", "get", "start", "grade",
-           "grade_file", "check_workspace", "grade_reference", "load_student", "StudentFileError"]
+           "grade_file", "check_workspace", "grade_reference", "load_student", "StudentFileError", "sanity"]
