@@ -153,8 +153,9 @@ def _file_failure(ex, title: str, message: str, hint: str = "") -> ExerciseResul
     return ExerciseResult(ex.number, ex.name, ex.title, [CheckResult(title, "fail", message, hint)])
 
 
-def grade_file(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S) -> ExerciseResult:
-    """Grade the learner's file of one exercise; a missing or broken file is a failed check, not a crash."""
+def grade_file(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S, seed: int | None = None) -> ExerciseResult:
+    """Grade the learner's file of one exercise; a missing or broken file is a failed check, not a crash.
+    seed: of the grader's random cases (default $MINIBERT_GRADER_SEED, else 0)."""
     ex = _get(name)
     try:
         module = load_student(ex, workspace)
@@ -171,24 +172,27 @@ def grade_file(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S)
         return _file_failure(ex, "your file defines the functions",
                              f"{workspace_file(workspace, ex).name} has no function {', '.join(missing)}.",
                              "keep the names of the starter (the grader looks them up by name).")
-    return ex.grade(functions, timeout_s=timeout_s)
+    return ex.grade(functions, timeout_s=timeout_s, seed=seed)
 
 
-def grade(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S, quiet: bool = False) -> ExerciseResult:
+def grade(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S, quiet: bool = False,
+          seed: int | None = None) -> ExerciseResult:
     """Grade one exercise of a workspace and print the report (the notebooks' grading cell)."""
-    result = grade_file(name, workspace, timeout_s)
+    result = grade_file(name, workspace, timeout_s, seed)
     if not quiet:
         print(result.format())
     return result
 
 
-def check_workspace(workspace=".", names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
+def check_workspace(workspace=".", names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                    seed: int | None = None) -> list[ExerciseResult]:
     """Grade the chosen exercises (all by default) of a workspace."""
     chosen = [_get(n) for n in names] if names else list(_exercises())
-    return [grade_file(ex, workspace, timeout_s) for ex in chosen]
+    return [grade_file(ex, workspace, timeout_s, seed) for ex in chosen]
 
 
-def grade_reference(names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
+def grade_reference(names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                    seed: int | None = None) -> list[ExerciseResult]:
     """Grade minibert's own functions (every exercise must pass: the grader's self-test)."""
     chosen = [_get(n) for n in names] if names else list(_exercises())
-    return [ex.grade(timeout_s=timeout_s) for ex in chosen]
+    return [ex.grade(timeout_s=timeout_s, seed=seed) for ex in chosen]

@@ -88,3 +88,80 @@ def test_the_notebook_renders_contract_derivation_solution_hints_questions_sanit
         "def gelu_backward(dy, x):\n    return dy\n")
     with pytest.raises(AssertionError):
         run_cells(path, capsys)
+
+
+# -- check --format json|gradescope, report ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args, cwd, env=None):
+    import subprocess
+    import sys
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "minibert.exercises", *args], cwd=cwd, capture_output=True,
+                          text=True, env=environment, timeout=300)
+
+
+def solve(workspace, ex):
+    """Fill a starter with minibert's own functions (what a correct solution computes)."""
+    modules = sorted({f.__module__ for f in ex.functions})
+    lines = [f"from {m} import {', '.join(f.__name__ for f in ex.functions if f.__module__ == m)}" for m in modules]
+    (workspace / f"{ex.stem}.py").write_text("\n".join(lines) + "\n")
+
+
+def test_check_json_and_gradescope_formats(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).parent / "gradescope_results.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    exercises.start(tmp_path / "ws")
+    solve(tmp_path / "ws", get("heads"))
+    r = run_cli("check", "ws", "heads", "gelu", "--format", "json", "--seed", "5", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    assert data["seed"] == 5 and data["passed"] == 1 and data["total"] == 2
+    heads, gelu = data["exercises"]
+    assert heads["name"] == "heads" and heads["passed"] and heads["score"] == 1.0 and heads["verdict"] == "pass"
+    assert all(c["status"] == "pass" for c in heads["checks"]) and len(heads["checks"]) >= 2
+    assert gelu["score"] == 0.0 and {c["status"] for c in gelu["checks"]} == {"not implemented"}
+    assert "still raises NotImplementedError" in gelu["checks"][0]["message"]
+
+    out = tmp_path / "results" / "results.json"
+    out.parent.mkdir()
+    r = run_cli("check", "ws", "heads", "gelu", "--format", "gradescope", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 1 and "written to" in r.stdout, r.stdout + r.stderr
+    results = json.loads(out.read_text())
+    jsonschema.validate(results, schema)
+    assert [t["status"] for t in results["tests"]] == ["passed", "failed"]
+    assert results["score"] == 1.0 and sum(t["max_score"] for t in results["tests"]) == 2.0
+    assert "=> PASS" in results["tests"][0]["output"] and "not implemented yet" in results["tests"][1]["output"]
+    assert not list(out.parent.glob(".*"))                        # atomic: no temporary left behind
+    bad = dict(results, tests=[dict(results["tests"][0], status="ok")])
+    with pytest.raises(jsonschema.ValidationError):                # the schema can fail
+        jsonschema.validate(bad, schema)
+    r = run_cli("check", "ws", "heads", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 2 and "--out is for --format json or gradescope" in r.stderr
+
+
+def test_report_holds_results_and_answers(tmp_path):
+    from minibert.exercises.report import NOT_ANSWERED, write_report
+    ex = with_course_fields("gelu")
+    exercises.start(tmp_path)
+    nb = exercise_notebook(ex)
+    for cell in nb["cells"]:
+        if cell["metadata"].get("minibert", {}).get("answer") == "q1":
+            cell["source"] = "Because <the> Gaussian's CDF & density."
+    (tmp_path / "notebooks" / "exercises" / f"{ex.stem}.ipynb").write_text(json.dumps(nb))
+    solve(tmp_path, get("heads"))
+    done = write_report(tmp_path, exercises=(get("heads"), ex), timeout_s=10, seed=2)
+    assert done["passed"] == 1 and done["total"] == 2 and (done["answered"], done["questions"]) == (1, 2)
+    md = (tmp_path / "report.md").read_text()
+    assert "1 of 2 exercises pass (grader seed 2)" in md
+    assert "| 08 | `heads` | pass |" in md and "| 05 | `gelu` | not implemented yet |" in md
+    assert "Q-ONE: why?" in md and "> Because <the> Gaussian's CDF & density." in md
+    assert md.count(NOT_ANSWERED) == 1 and "still raises NotImplementedError" in md
+    page = (tmp_path / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Because &lt;the&gt; Gaussian&#x27;s CDF &amp; density." in page
+    assert "<script" not in page and "src=" not in page and "href=" not in page      # self-contained
+    r = run_cli("report", ".", cwd=tmp_path)
+    assert r.returncode == 0 and "wrote" in r.stdout and "report.html" in r.stdout, r.stdout + r.stderr
