@@ -2,9 +2,11 @@
 
     DIR/
       README.md                               how to work through the exercises
-      01_wordpiece.py ... 12_adamw.py         starters: minibert's signatures and docstrings, no bodies
+      01_wordpiece.py ... 12_adamw.py         starters: minibert's signatures, the contracts, no bodies
       notebooks/exercises/01_wordpiece.ipynb ...
-                                              statement, math, hints, and a cell that grades the file
+                                              contract, what is computed, the derivation, hints, written
+                                              questions (answer cells), sanity checks, the grading cell
+      report.md, report.html                  written by `report`: results and answers, to hand in
 
 A learner's file is imported by its path (importlib, a fresh module at every call, so an edit is
 seen without restarting anything); nothing is unpickled. The solution write-ups in minibert's
@@ -84,16 +86,20 @@ def _workspace_readme() -> str:
     rows = "\n".join(f"| {ex.number:02d} | `{ex.stem}.py` | {ex.title} | {ex.minutes} min |" for ex in _exercises())
     return f"""# minibert exercises
 
-Each exercise is one file here: minibert's real function with its signature and docstring (the
-shapes), and the body removed. Write the body; the grader runs your function against minibert's on
-odd shapes and edge cases, checks gradients with float64 finite differences, and tells you what is
-wrong and where, without showing the answer.
+Each exercise is one file here: minibert's real function with its signature, its contract as the
+docstring (inputs, outputs, shapes, what to derive), and the body removed. Derive, then write the
+body; the grader runs your function against minibert's on odd shapes and edge cases, checks
+gradients with float64 finite differences of your own forward, and tells you what is wrong, where,
+and what the symptom suggests, never a line of the solution.
 
     python -m minibert.exercises check .                    # grade everything
     python -m minibert.exercises check . layer_norm         # one exercise (name or number)
 
-Or open `notebooks/exercises/NN_name.ipynb` (statement, math to derive, hints) and run its last
-cell: it grades your file, reloaded at every run. Keep the signatures and docstrings as they are.
+Or open `notebooks/exercises/NN_name.ipynb` (the contract, what is computed, the derivation to do,
+hints, written questions with answer cells, sanity checks) and run its grading cell: it grades your
+file, reloaded at every run. Keep the signatures as they are. To hand in:
+
+    python -m minibert.exercises report .                   # report.md and report.html: results and answers
 
 | # | file | what you implement | time |
 |---|---|---|---|
