@@ -1,4 +1,4 @@
-"""`minibert exercises {list,start,check}`: the command line of the classroom exercises.
+"""`minibert exercises {list,start,check,report}`: the command line of the classroom exercises.
 
 `python -m minibert.exercises ...` runs the same commands (`main` below); docs/teaching.md is the
 teacher's guide.
@@ -6,6 +6,7 @@ teacher's guide.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,10 @@ from pathlib import Path
 from minibert.cli.command import Command, add_commands, errors_as_messages, run_command
 from minibert.errors import InputError
 from minibert.exercises import EXERCISES, check_workspace, get, grade_reference, start
-from minibert.exercises.base import DEFAULT_TIMEOUT_S
+from minibert.exercises.base import DEFAULT_TIMEOUT_S, GRADER_SEED_VARIABLE, grader_seed
+from minibert.exercises.formats import FORMATS, as_gradescope, as_json
+from minibert.exercises.report import write_report
+from minibert.files import write_text
 
 __all__ = ["COMMANDS", "main"]
 
@@ -71,10 +75,21 @@ class CheckArgs:
         "help": "grade minibert's own functions instead of a workspace (then every name is an exercise)"})
     timeout: float = field(default=DEFAULT_TIMEOUT_S, metadata={
         "help": f"seconds per check before a function counts as hanging (default {DEFAULT_TIMEOUT_S:g}; 0: none)"})
+    format: str = field(default="text", metadata={
+        "choices": FORMATS, "help": "text: the reports a learner reads; json: one object per exercise (checks, "
+                                    "statuses, messages, score); gradescope: Gradescope's autograder results.json"})
+    out: str | None = field(default=None, metadata={
+        "help": "write the json/gradescope output to this file (atomically) instead of standard output"})
+    seed: int | None = field(default=None, metadata={
+        "help": f"seed of every random case of the grader (default: ${GRADER_SEED_VARIABLE}, else 0): "
+                f"an instructor's seed makes a hard-coded answer fail"})
 
 
 def run_check(args: CheckArgs) -> int:
-    """Grade, print each report and a summary; exit code 1 if any exercise does not pass."""
+    """Grade, print each report and a summary (or write json/gradescope); exit code 1 if any exercise does
+    not pass."""
+    if args.out is not None and args.format == "text":
+        raise InputError("--out is for --format json or gradescope (the text report goes to standard output)")
     # `check --reference layer_norm`: there is no workspace, the first name sits in the dir slot
     names = [args.dir, *args.names] if args.reference and args.dir is not None else args.names
     names = [get(n).name for n in names]                          # an unknown name is an error here
@@ -83,30 +98,65 @@ def run_check(args: CheckArgs) -> int:
         raise InputError(f"no workspace at {workspace}: create one with "
                          f"`python -m minibert.exercises start {workspace}`")
     timeout = args.timeout if args.timeout > 0 else None
+    seed = grader_seed(args.seed)
     start_time = time.perf_counter()
     if args.reference:
-        results = grade_reference(names, timeout_s=timeout)
+        results = grade_reference(names, timeout_s=timeout, seed=seed)
     else:
-        results = check_workspace(workspace, names, timeout_s=timeout)
+        results = check_workspace(workspace, names, timeout_s=timeout, seed=seed)
+    passed = sum(r.passed for r in results)
+    if args.format != "text":
+        seconds = time.perf_counter() - start_time
+        data = (as_json(results, seed=seed, seconds=seconds) if args.format == "json"
+                else as_gradescope(results, seconds=seconds))
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        if args.out is None:
+            print(text, end="")
+        else:
+            write_text(args.out, text)
+            print(f"{passed} of {len(results)} exercises pass; {args.format} results written to {args.out}")
+        return 0 if passed == len(results) else 1
     for r in results:
         print(r.format())
         print()
     print("Summary" + (" (minibert's own functions)" if args.reference else ""))
     for r in results:
         print("  " + r.summary_line())
-    passed = sum(r.passed for r in results)
     print(f"{passed} of {len(results)} exercises pass ({time.perf_counter() - start_time:.1f} s).")
     return 0 if passed == len(results) else 1
+
+
+@dataclass(kw_only=True)
+class ReportArgs:
+    dir: str = field(default=DEFAULT_WORKSPACE, metadata={
+        "positional": True, "nargs": "?", "help": f"the workspace folder (default: {DEFAULT_WORKSPACE})"})
+    timeout: float = field(default=DEFAULT_TIMEOUT_S, metadata={
+        "help": f"seconds per check before a function counts as hanging (default {DEFAULT_TIMEOUT_S:g}; 0: none)"})
+    seed: int | None = field(default=None, metadata={
+        "help": f"seed of the grader's random cases (default: ${GRADER_SEED_VARIABLE}, else 0)"})
+
+
+def run_report(args: ReportArgs) -> int:
+    """Grade the workspace and write DIR/report.md and DIR/report.html (results and written answers)."""
+    if not Path(args.dir).is_dir():
+        raise InputError(f"no workspace at {args.dir}: create one with "
+                         f"`python -m minibert.exercises start {args.dir}`")
+    done = write_report(args.dir, timeout_s=args.timeout if args.timeout > 0 else None, seed=args.seed)
+    print(f"{done['passed']} of {done['total']} exercises pass, {done['answered']} of {done['questions']} "
+          f"questions answered.\nwrote {done['markdown']} and {done['html']}: hand them in.")
+    return 0
 
 
 SUBCOMMANDS = (
     Command("list", "the exercises in learning-path order, with time estimates", ListArgs, run_list),
     Command("start", "write a student workspace: starters and one notebook per exercise", StartArgs, run_start),
     Command("check", "grade a workspace; exit code 1 if any exercise does not pass", CheckArgs, run_check),
+    Command("report", "write DIR/report.md and report.html: the grader's results and your written answers",
+            ReportArgs, run_report),
 )
 
 COMMANDS = (
-    Command("exercises", "classroom exercises: list them, start a workspace, check it", description=DESCRIPTION,
+    Command("exercises", "classroom exercises: list them, start a workspace, check it, write a report", description=DESCRIPTION,
             subcommands=SUBCOMMANDS),
 )
 

@@ -1,12 +1,14 @@
-"""Starters generated from minibert's own functions: the signature and docstring kept exactly, the body removed.
+"""Starters generated from minibert's own functions: the signature kept exactly, the contract, the body removed.
 
 One source of truth: an exercise names minibert's real functions (`Exercise.functions`); the starter
 a learner edits is made from them with `inspect` at `start` time, so it can never drift from the
-library. The generated text is compiled and checked before it is written: the starter's signature
-and docstring must equal the reference's (`inspect.signature(...) ==`, `__doc__ ==`).
+library. The docstring is the exercise's contract (`Exercise.contract(name)`: inputs, outputs, shapes,
+the question to derive, never the result), or minibert's own where the exercise gives none. The
+generated text is compiled and checked before it is written: the starter's signature must equal the
+reference's and its docstring the contract (`inspect.signature(...) ==`, `__doc__ ==`).
 
     def layer_norm_backward(dy, cache):
-        \"\"\"Returns (dx, dgamma, dbeta). ... (minibert's docstring, verbatim)\"\"\"
+        \"\"\"The contract: inputs, outputs, shapes, what to derive (verbatim)\"\"\"
         raise NotImplementedError("not implemented yet: layer_norm_backward (exercise 03)")
 """
 from __future__ import annotations
@@ -148,10 +150,21 @@ def starter_source(exercise) -> str:
     """The whole starter file of an exercise: a header, the allowed imports, one blank function each."""
     names = ", ".join(exercise.function_names)
     modules = ", ".join(sorted({f.__module__.replace(".", "/") + ".py" for f in exercise.functions}))
+    own = {name for name, _ in exercise.contracts}
+    if own >= set(exercise.function_names):
+        whose = (f"The signatures are minibert's own ({modules}); the docstrings are the contract (inputs, "
+                 f"outputs, shapes, what the cache holds, the question to derive), not the result. Keep the "
+                 f"signatures as they are, the grader calls your functions that way. What is computed, the "
+                 f"derivation, hints and questions:")
+    elif own:
+        whose = (f"The signatures are minibert's own ({modules}); the docstrings are the contract, or "
+                 f"minibert's own where the exercise has none. Keep the signatures as they are, the grader "
+                 f"calls your functions that way. What is computed, the derivation, hints and questions:")
+    else:
+        whose = (f"The signatures and docstrings are minibert's own ({modules}): keep them as they are, the "
+                 f"grader calls your functions that way. Statement, math and hints:")
     intro = (f"Write the body of {'each function' if len(exercise.functions) > 1 else 'the function'} below "
-             f"({names}). The signatures and docstrings are minibert's own ({modules}): keep them as they "
-             f"are, the grader calls your functions that way. Statement, math and hints: "
-             f"notebooks/exercises/{exercise.stem}.ipynb. Grade your work with")
+             f"({names}). {whose} notebooks/exercises/{exercise.stem}.ipynb. Grade your work with")
     header = (f'"""Exercise {exercise.number:02d}: {exercise.title}.\n\n' + textwrap.fill(intro, 100) + "\n\n"
               f"    python -m minibert.exercises check . {exercise.name}\n"
               '"""\n')

@@ -2,9 +2,11 @@
 
     DIR/
       README.md                               how to work through the exercises
-      01_wordpiece.py ... 12_adamw.py         starters: minibert's signatures and docstrings, no bodies
+      01_wordpiece.py ... 12_adamw.py         starters: minibert's signatures, the contracts, no bodies
       notebooks/exercises/01_wordpiece.ipynb ...
-                                              statement, math, hints, and a cell that grades the file
+                                              contract, what is computed, the derivation, hints, written
+                                              questions (answer cells), sanity checks, the grading cell
+      report.md, report.html                  written by `report`: results and answers, to hand in
 
 A learner's file is imported by its path (importlib, a fresh module at every call, so an edit is
 seen without restarting anything); nothing is unpickled. The solution write-ups in minibert's
@@ -12,6 +14,7 @@ docs/exercises/solutions/ are never copied here: a teacher releases them after t
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -26,7 +29,7 @@ from minibert.exercises.notebook import exercise_notebook
 from minibert.exercises.starters import starter_source
 from minibert.files import ABSENT, EMPTY, OutPathError, contents, write_text
 
-__all__ = ["start", "load_student", "grade", "check_workspace", "grade_reference", "StudentFileError"]
+__all__ = ["start", "load_student", "grade", "check_workspace", "grade_reference", "StudentFileError", "sanity"]
 
 _counter = itertools.count()
 
@@ -83,16 +86,20 @@ def _workspace_readme() -> str:
     rows = "\n".join(f"| {ex.number:02d} | `{ex.stem}.py` | {ex.title} | {ex.minutes} min |" for ex in _exercises())
     return f"""# minibert exercises
 
-Each exercise is one file here: minibert's real function with its signature and docstring (the
-shapes), and the body removed. Write the body; the grader runs your function against minibert's on
-odd shapes and edge cases, checks gradients with float64 finite differences, and tells you what is
-wrong and where, without showing the answer.
+Each exercise is one file here: minibert's real function with its signature, its contract as the
+docstring (inputs, outputs, shapes, what to derive), and the body removed. Derive, then write the
+body; the grader runs your function against minibert's on odd shapes and edge cases, checks
+gradients with float64 finite differences of your own forward, and tells you what is wrong, where,
+and what the symptom suggests, never a line of the solution.
 
     python -m minibert.exercises check .                    # grade everything
     python -m minibert.exercises check . layer_norm         # one exercise (name or number)
 
-Or open `notebooks/exercises/NN_name.ipynb` (statement, math to derive, hints) and run its last
-cell: it grades your file, reloaded at every run. Keep the signatures and docstrings as they are.
+Or open `notebooks/exercises/NN_name.ipynb` (the contract, what is computed, the derivation to do,
+hints, written questions with answer cells, sanity checks) and run its grading cell: it grades your
+file, reloaded at every run. Keep the signatures as they are. To hand in:
+
+    python -m minibert.exercises report .                   # report.md and report.html: results and answers
 
 | # | file | what you implement | time |
 |---|---|---|---|
@@ -133,12 +140,28 @@ def load_student(name, workspace="."):
     return module
 
 
+@contextlib.contextmanager
+def sanity(name, workspace="."):
+    """A notebook's sanity-check cell: `with sanity("layer_norm", "../..") as mine:` runs the body on the
+    learner's file (reloaded), as `mine.layer_norm_forward(...)`. While a function is still the blank
+    starter the body stops with a note, not a traceback; an AssertionError (the check failing) is raised."""
+    ex = _get(name)
+    module = load_student(ex, workspace)
+    try:
+        yield module
+    except NotImplementedError as err:
+        print(f"not implemented yet ({err}): this sanity check runs once your functions do.")
+    else:
+        print("sanity check done")
+
+
 def _file_failure(ex, title: str, message: str, hint: str = "") -> ExerciseResult:
     return ExerciseResult(ex.number, ex.name, ex.title, [CheckResult(title, "fail", message, hint)])
 
 
-def grade_file(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S) -> ExerciseResult:
-    """Grade the learner's file of one exercise; a missing or broken file is a failed check, not a crash."""
+def grade_file(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S, seed: int | None = None) -> ExerciseResult:
+    """Grade the learner's file of one exercise; a missing or broken file is a failed check, not a crash.
+    seed: of the grader's random cases (default $MINIBERT_GRADER_SEED, else 0)."""
     ex = _get(name)
     try:
         module = load_student(ex, workspace)
@@ -155,24 +178,27 @@ def grade_file(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S)
         return _file_failure(ex, "your file defines the functions",
                              f"{workspace_file(workspace, ex).name} has no function {', '.join(missing)}.",
                              "keep the names of the starter (the grader looks them up by name).")
-    return ex.grade(functions, timeout_s=timeout_s)
+    return ex.grade(functions, timeout_s=timeout_s, seed=seed)
 
 
-def grade(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S, quiet: bool = False) -> ExerciseResult:
+def grade(name, workspace=".", timeout_s: float | None = DEFAULT_TIMEOUT_S, quiet: bool = False,
+          seed: int | None = None) -> ExerciseResult:
     """Grade one exercise of a workspace and print the report (the notebooks' grading cell)."""
-    result = grade_file(name, workspace, timeout_s)
+    result = grade_file(name, workspace, timeout_s, seed)
     if not quiet:
         print(result.format())
     return result
 
 
-def check_workspace(workspace=".", names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
+def check_workspace(workspace=".", names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                    seed: int | None = None) -> list[ExerciseResult]:
     """Grade the chosen exercises (all by default) of a workspace."""
     chosen = [_get(n) for n in names] if names else list(_exercises())
-    return [grade_file(ex, workspace, timeout_s) for ex in chosen]
+    return [grade_file(ex, workspace, timeout_s, seed) for ex in chosen]
 
 
-def grade_reference(names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S) -> list[ExerciseResult]:
+def grade_reference(names=(), timeout_s: float | None = DEFAULT_TIMEOUT_S,
+                    seed: int | None = None) -> list[ExerciseResult]:
     """Grade minibert's own functions (every exercise must pass: the grader's self-test)."""
     chosen = [_get(n) for n in names] if names else list(_exercises())
-    return [ex.grade(timeout_s=timeout_s) for ex in chosen]
+    return [ex.grade(timeout_s=timeout_s, seed=seed) for ex in chosen]
