@@ -5,11 +5,13 @@ from minibert.errors import InputError
 from minibert.exercises import (ex01_wordpiece, ex02_linear, ex03_embedding, ex04_layer_norm, ex05_gelu,
                                 ex06_softmax, ex07_attention, ex08_heads, ex09_cross_entropy, ex10_masking,
                                 ex11_nsp, ex12_adamw)
+from minibert.exercises import ex13_dropout, ex14_attention_backward, ex15_encoder_layer_backward, ex16_mlm_head
 from minibert.exercises.base import Exercise
 
 EXERCISES: tuple[Exercise, ...] = tuple(m.EXERCISE for m in (
     ex01_wordpiece, ex02_linear, ex03_embedding, ex04_layer_norm, ex05_gelu, ex06_softmax, ex07_attention,
-    ex08_heads, ex09_cross_entropy, ex10_masking, ex11_nsp, ex12_adamw))
+    ex08_heads, ex09_cross_entropy, ex10_masking, ex11_nsp, ex12_adamw,
+    ex13_dropout, ex14_attention_backward, ex15_encoder_layer_backward, ex16_mlm_head))
 
 
 class UnknownExerciseError(InputError, KeyError):

@@ -29,9 +29,8 @@ import numpy
 
 from minibert import backend
 from minibert.backend import get_xp
-from minibert.model.blocks import (AddNormCache, EmbeddingsCache, FeedForwardCache, MultiHeadAttentionCache,
-                                   add_norm_backward, add_norm_forward, bert_embeddings_backward,
-                                   bert_embeddings_forward, ffn_backward, ffn_forward,
+from minibert.model.blocks import (EmbeddingsCache, EncoderLayerCache, add_norm_backward, add_norm_forward,
+                                   bert_embeddings_backward, bert_embeddings_forward, ffn_backward, ffn_forward,
                                    multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
                                    pooler_forward)
 from minibert.model.config import BertConfig
@@ -39,14 +38,6 @@ from minibert.model.io import find_model_folder, load_bert_weights, save_bert_we
 from minibert.ops.attention import attention_mask_bias
 
 _QKV = ("query", "key", "value")
-
-
-class EncoderLayerCache(NamedTuple):
-    """One encoder layer's forward, for its backward: the caches of its four blocks."""
-    attention: MultiHeadAttentionCache       # attention.sdpa.probs: this layer's attention maps
-    attention_add_norm: AddNormCache         # h = LN(x + drop(attention))
-    ffn: FeedForwardCache
-    ffn_add_norm: AddNormCache               # out = LN(h + drop(ffn))
 
 
 class BertCache(NamedTuple):

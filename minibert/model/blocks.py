@@ -12,7 +12,8 @@ V vocabulary, P max positions. Weights are stored (out, in), as in PyTorch and H
     feed-forward          FFN(x) = GELU(x W_1^T + b_1) W_2^T + b_2      (B, T, H) -> (B, T, I) -> (B, T, H)
     pooler                pooled = tanh(x[:, 0] W_p^T + b_p)            (B, T, H) -> (B, H), the [CLS] vector
 
-An encoder layer is attention, Add & Norm, feed-forward, Add & Norm (minibert/model/bert.py).
+An encoder layer is attention, Add & Norm, feed-forward, Add & Norm (encoder_layer_forward below; BertModel
+runs the same steps on its named parameters, minibert/model/bert.py).
 
 Each block is a forward/backward pair like the ops. The forward returns (out, cache), the cache a
 NamedTuple of the caches of the ops it ran (`cache.sdpa.probs`); the backward takes the upstream
@@ -220,6 +221,66 @@ def ffn_backward(dout, cache):
     du = act_backward(df, cache.activation)
     dx, dw1, db1 = linear_backward(du, cache.intermediate)         # (B,T,I) -> (B,T,H)
     return dx, dw1, db1, dw2, db2
+
+
+# -- one encoder layer --------------------------------------------------------------------------
+# The four blocks above in BERT's order, post-LN:
+#
+#     h   = LayerNorm(x + dropout(MultiHeadAttention(x)))        (B, T, H)
+#     out = LayerNorm(h + dropout(FFN(h)))                       (B, T, H)
+#
+# x and h are each used twice (by a sub-layer and by the residual), so each gets the sum of two
+# gradients. The same numbers as BertModel's layer (tests/model/test_blocks.py); exercise 15's reference.
+
+ENCODER_LAYER_PARAMETERS = ("w_qkv", "b_qkv", "w_o", "b_o", "gamma1", "beta1",
+                            "w1", "b1", "w2", "b2", "gamma2", "beta2")
+
+
+class EncoderLayerCache(NamedTuple):
+    """One encoder layer's forward, for its backward: the caches of its four blocks."""
+    attention: MultiHeadAttentionCache       # attention.sdpa.probs: this layer's attention maps
+    attention_add_norm: AddNormCache         # h = LN(x + drop(attention))
+    ffn: FeedForwardCache
+    ffn_add_norm: AddNormCache               # out = LN(h + drop(ffn))
+
+
+def encoder_layer_forward(x, params, num_heads, eps, mask_bias=None, hidden_act="gelu", hidden_dropout_p=0.0,
+                          attention_dropout_p=0.0, rng=None, training=False):
+    """One post-LN encoder layer.   x: (B, T, H)   ->   out: (B, T, H), cache: EncoderLayerCache.
+
+    params: a dict with the keys of ENCODER_LAYER_PARAMETERS: w_qkv (3H, H), b_qkv (3H,), w_o (H, H),
+    b_o (H,), gamma1, beta1 (H,) (after attention), w1 (I, H), b1 (I,), w2 (H, I), b2 (H,), gamma2,
+    beta2 (H,) (after the FFN). Dropout masks are drawn from `rng` in the order attention
+    probabilities, attention output, FFN output (BertModel's order).
+    """
+    p = params
+    drop = dict(rng=rng, training=training)
+    a, c_att = multi_head_attention_forward(x, p["w_qkv"], p["b_qkv"], p["w_o"], p["b_o"], num_heads, mask_bias,
+                                            attention_dropout_p, **drop)                       # (B,T,H)
+    h, c_an1 = add_norm_forward(x, a, p["gamma1"], p["beta1"], eps, hidden_dropout_p, **drop)   # LN(x + drop(a))
+    f, c_ffn = ffn_forward(h, p["w1"], p["b1"], p["w2"], p["b2"], hidden_act)                 # (B,T,H)
+    out, c_an2 = add_norm_forward(h, f, p["gamma2"], p["beta2"], eps, hidden_dropout_p, **drop)  # LN(h + drop(f))
+    return out, EncoderLayerCache(c_att, c_an1, c_ffn, c_an2)
+
+
+def encoder_layer_backward(dout, cache):
+    """Returns (dx (B, T, H), grads): grads a dict with a gradient for each key of ENCODER_LAYER_PARAMETERS.
+
+    The forward's lines in reverse:
+        out = LN(h + drop(f)):   dh = ds2 (the residual),   df = drop backward of ds2
+        f = FFN(h):              dh += FFN backward of df   (h was used twice: the gradients add)
+        h = LN(x + drop(a)):     dx = ds1,                  da = drop backward of ds1
+        a = attention(x):        dx += attention backward of da
+    """
+    dh, df, dgamma2, dbeta2 = add_norm_backward(dout, cache.ffn_add_norm)
+    dh_ffn, dw1, db1, dw2, db2 = ffn_backward(df, cache.ffn)
+    dh += dh_ffn
+    dx, da, dgamma1, dbeta1 = add_norm_backward(dh, cache.attention_add_norm)
+    dx_att, dw_qkv, db_qkv, dw_o, db_o = multi_head_attention_backward(da, cache.attention)
+    dx += dx_att
+    grads = dict(w_qkv=dw_qkv, b_qkv=db_qkv, w_o=dw_o, b_o=db_o, gamma1=dgamma1, beta1=dbeta1,
+                 w1=dw1, b1=db1, w2=dw2, b2=db2, gamma2=dgamma2, beta2=dbeta2)
+    return dx, grads
 
 
 # -- pooler --------------------------------------------------------------------------------------

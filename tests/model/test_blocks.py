@@ -6,7 +6,8 @@ import pytest
 from helpers import is_named_cache, padded_batch, shared_memory_pairs
 from minibert import BertConfig, BertModel
 from minibert.model.blocks import (add_norm_backward, add_norm_forward, bert_embeddings_backward,
-                                   bert_embeddings_forward, ffn_backward, ffn_forward, multi_head_attention_backward,
+                                   bert_embeddings_forward, encoder_layer_backward, encoder_layer_forward, ffn_backward,
+                                   ffn_forward, multi_head_attention_backward,
                                    multi_head_attention_forward, pooler_backward, pooler_forward)
 from minibert.model.heads.pretraining import mlm_head_backward, mlm_head_forward
 from minibert.ops.attention import attention_mask_bias
@@ -78,3 +79,42 @@ def test_model_cache_is_read_by_name(training):
     for probs, layer in zip(model.attention_probs(), cache.layers):
         assert probs is layer.attention.sdpa.probs                # the attention maps: by name
         assert probs.shape == (3, cfg.num_attention_heads, 7, 7)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_encoder_layer_functions_equal_the_models_layer_bit_for_bit(training):
+    """encoder_layer_forward / _backward (exercise 15's reference) compute BertModel's layer exactly."""
+    cfg = BertConfig(vocab_size=V, hidden_size=H, num_hidden_layers=1, num_attention_heads=A,
+                     intermediate_size=I, max_position_embeddings=T, hidden_dropout_prob=0.2,
+                     attention_probs_dropout_prob=0.3)
+    model = BertModel(cfg, seed=3, dtype="float64")
+    model.train() if training else model.eval()
+    rng = np.random.default_rng(4)
+    x, dout = rng.normal(size=(B, T, H)), rng.normal(size=(B, T, H))
+    mask = np.ones((B, T), dtype=np.int64)
+    mask[1, 3:] = 0
+    bias = attention_mask_bias(mask, np.dtype(np.float64))
+    pre, p = "encoder.layer.0.", model.params
+    w_qkv, b_qkv = model._qkv(pre + "attention.self.")
+    params = {"w_qkv": w_qkv, "b_qkv": b_qkv, "w_o": p[pre + "attention.output.dense.weight"],
+              "b_o": p[pre + "attention.output.dense.bias"], "gamma1": p[pre + "attention.output.LayerNorm.weight"],
+              "beta1": p[pre + "attention.output.LayerNorm.bias"], "w1": p[pre + "intermediate.dense.weight"],
+              "b1": p[pre + "intermediate.dense.bias"], "w2": p[pre + "output.dense.weight"],
+              "b2": p[pre + "output.dense.bias"], "gamma2": p[pre + "output.LayerNorm.weight"],
+              "beta2": p[pre + "output.LayerNorm.bias"]}
+    model.rng = np.random.default_rng(5)
+    out_model, cache_model = model._layer_forward(0, x.copy(), bias)
+    out, cache = encoder_layer_forward(x.copy(), params, A, cfg.layer_norm_eps, bias, cfg.hidden_act,
+                                       cfg.hidden_dropout_prob, cfg.attention_probs_dropout_prob,
+                                       np.random.default_rng(5), training)
+    assert np.array_equal(out, out_model)
+    model.zero_grad()
+    dx_model = model._layer_backward(0, dout.copy(), cache_model)
+    dx, grads = encoder_layer_backward(dout.copy(), cache)
+    assert np.array_equal(dx, dx_model)
+    g = model.grads
+    assert np.array_equal(grads["w_qkv"], np.concatenate([g[pre + f"attention.self.{n}.weight"]
+                                                          for n in ("query", "key", "value")]))
+    assert np.array_equal(grads["gamma1"], g[pre + "attention.output.LayerNorm.weight"])
+    assert np.array_equal(grads["w1"], g[pre + "intermediate.dense.weight"])
+    assert np.array_equal(grads["beta2"], g[pre + "output.LayerNorm.bias"])

@@ -29,6 +29,7 @@ from minibert.model.bert import BertModel, init_parameters
 from minibert.model.config import BertConfig
 from minibert.model.heads.base import BertWithHeads
 from minibert.ops.activations import ACTIVATIONS
+from minibert.ops.embedding import EmbeddingCache, embedding_backward
 from minibert.ops.layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
 from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
@@ -73,6 +74,20 @@ def mlm_head_backward(dlogits, cache):
     dh = act_backward(dh, cache.activation)
     dx, dw_t, db_t = linear_backward(dh, cache.transform)               # (M,H) @ (H,H) -> (M,H)
     return dx, dw_t, db_t, dgamma, dbeta, dword, dbias
+
+
+def tied_word_embeddings_backward(ddecoder, dembedded, ids):
+    """The gradient of the word-embedding table E, used twice: as the input lookup and as the decoder.
+
+    ddecoder: (V, H), the decoder's gradient of E (mlm_head_backward's dword_embeddings)
+    dembedded: (..., H), the gradient of the looked-up vectors E[ids]   ids: (...) integers in [0, V)
+    ->  dE: (V, H), a new array = ddecoder + the lookup's scatter-add (a row looked up k times gets k rows).
+
+    BertForPreTraining gets the same sum by letting both backwards add into one gradient buffer
+    ("backward adds"); this function writes the rule out (exercise 16).
+    """
+    dword = ddecoder.copy()                                              # (V, H): the decoder's share
+    return embedding_backward(dembedded, EmbeddingCache(ids, ddecoder.shape), dweight=dword)   # + the lookup's
 
 
 def pretraining_head_shapes(config: BertConfig) -> dict:
