@@ -94,7 +94,7 @@ class ExerciseResult:
             mark = {"pass": "pass", "fail": "FAIL", "not implemented": "TODO"}[c.status]
             title = f"{c.title}: not implemented yet" if c.status == "not implemented" else c.title
             lines.append(f"  {mark:<4}  {title}" + (f"   [{c.detail}]" if c.detail else ""))
-            if (c.message, c.hint) in said:
+            if (c.message or c.hint) and (c.message, c.hint) in said:
                 lines.append(" " * 8 + "(the same as above)")
                 continue
             said.add((c.message, c.hint))

@@ -223,17 +223,6 @@ def test_attention_padding_mask_in_the_wrong_place(where, words):
     assert result.checks[0].status == "pass"
 
 
-def test_softmax_without_subtracting_the_max():
-    def naive(x, inplace=False):
-        e = np.exp(x)
-        p = e / e.sum(axis=-1, keepdims=True)
-        return p, p
-    result = grade("softmax", softmax_forward=naive)
-    text = failures(result)
-    assert "large logits" in text and "NaN/inf" in text and "subtract each row's max" in text
-    assert [c.status for c in result.checks][:1] == ["pass"]         # ordinary logits are fine
-
-
 def test_layer_norm_backward_without_the_mean_terms():
     def naive(dy, cache):
         xhat, rstd, gamma = cache
