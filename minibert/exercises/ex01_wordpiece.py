@@ -24,7 +24,7 @@ and then nothing matches `ffable`: the word is unknown although `un ##aff ##able
 
 ## Your function
 
-`greedy_longest_match(word, vocab, max_input_chars_per_word=100, longest_piece=None)` returns a list
+`greedy_longest_match(word, vocab, max_input_chars_per_word, longest_piece)` returns a list
 of `(piece, start, end)` with `word[start:end]` the characters the piece covers (without `##`), or
 `None` for an unknown word. `longest_piece` is a speed-up you may use or ignore: no entry covers more
 characters, so no longer candidate needs trying. The result must not depend on it.
