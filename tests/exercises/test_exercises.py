@@ -223,38 +223,6 @@ def test_attention_padding_mask_in_the_wrong_place(where, words):
     assert result.checks[0].status == "pass"
 
 
-def test_softmax_without_subtracting_the_max():
-    def naive(x, inplace=False):
-        e = np.exp(x)
-        p = e / e.sum(axis=-1, keepdims=True)
-        return p, p
-    result = grade("softmax", softmax_forward=naive)
-    text = failures(result)
-    assert "large logits" in text and "NaN/inf" in text and "subtract each row's max" in text
-    assert [c.status for c in result.checks][:1] == ["pass"]         # ordinary logits are fine
-
-
-def test_layer_norm_backward_without_the_mean_terms():
-    def naive(dy, cache):
-        xhat, rstd, gamma = cache
-        H = xhat.shape[-1]
-        return dy * gamma * rstd, (dy * xhat).reshape(-1, H).sum(0), dy.reshape(-1, H).sum(0)
-    result = grade("layer_norm", layer_norm_backward=naive)
-    assert "dx is missing the mean terms" in failures(result)
-    assert all(c.status == "pass" for c in result.checks if c.title.startswith("forward"))
-
-
-def test_embedding_backward_that_assigns_instead_of_accumulating():
-    def assigning(dout, cache, dweight=None, padding_idx=None):
-        ids, shape = cache
-        dw = np.zeros(shape) if dweight is None else dweight
-        dw[ids.reshape(-1)] += dout.reshape(-1, shape[1])      # looks like a sum, is an assignment
-        return dw
-    result = grade("embedding_backward", embedding_backward=assigning)
-    text = failures(result)
-    assert "occur more than once" in text and "np.add.at" in text
-
-
 def test_cross_entropy_that_averages_over_ignored_positions():
     def diluted(logits, labels, ignore_index=-100):
         valid = labels != ignore_index
@@ -337,15 +305,6 @@ def test_the_mutants_are_otherwise_correct():
     assert grade("adamw", adamw_step=adamw_mutant("none")).passed
     assert adamw_step is get("adamw").functions[0]
     assert softmax_backward is get("softmax").functions[1]
-
-
-def test_a_float32_or_integer_result_is_named():
-    def int_buffer(dout, cache, dweight=None, padding_idx=None):
-        ids, shape = cache
-        dw = np.zeros(shape, dtype=np.int64)
-        np.add.at(dw, ids.reshape(-1), dout.reshape(-1, shape[1]).astype(np.int64))
-        return dw
-    assert "dtype int64" in failures(grade("embedding_backward", embedding_backward=int_buffer))
 
 
 def test_the_grader_never_prints_a_whole_expected_array():
