@@ -5,13 +5,14 @@ from minibert.errors import InputError
 from minibert.exercises import (ex01_wordpiece, ex02_linear, ex03_embedding, ex04_layer_norm, ex05_gelu,
                                 ex06_softmax, ex07_attention, ex08_heads, ex09_cross_entropy, ex10_masking,
                                 ex11_nsp, ex12_adamw)
-from minibert.exercises import ex17_gradient_check, ex19_qa_head, ex20_schedule_clipping
+from minibert.exercises import ex17_gradient_check, ex18_wordpiece_training, ex19_qa_head, ex20_schedule_clipping
 from minibert.exercises.base import Exercise
 
 EXERCISES: tuple[Exercise, ...] = tuple(m.EXERCISE for m in (
     ex01_wordpiece, ex02_linear, ex03_embedding, ex04_layer_norm, ex05_gelu, ex06_softmax, ex07_attention,
     ex08_heads, ex09_cross_entropy, ex10_masking, ex11_nsp, ex12_adamw))
-EXERCISES += tuple(m.EXERCISE for m in (ex17_gradient_check, ex19_qa_head, ex20_schedule_clipping))           # new exercises 17-20
+EXERCISES += tuple(m.EXERCISE for m in (ex17_gradient_check, ex18_wordpiece_training, ex19_qa_head,
+                                        ex20_schedule_clipping))           # new exercises 17-20
 
 
 class UnknownExerciseError(InputError, KeyError):
