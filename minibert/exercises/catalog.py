@@ -6,12 +6,14 @@ from minibert.exercises import (ex01_wordpiece, ex02_linear, ex03_embedding, ex0
                                 ex06_softmax, ex07_attention, ex08_heads, ex09_cross_entropy, ex10_masking,
                                 ex11_nsp, ex12_adamw)
 from minibert.exercises import ex13_dropout, ex14_attention_backward, ex15_encoder_layer_backward, ex16_mlm_head
+from minibert.exercises import ex17_gradient_check, ex18_wordpiece_training, ex19_qa_head, ex20_schedule_clipping
 from minibert.exercises.base import Exercise
 
 EXERCISES: tuple[Exercise, ...] = tuple(m.EXERCISE for m in (
     ex01_wordpiece, ex02_linear, ex03_embedding, ex04_layer_norm, ex05_gelu, ex06_softmax, ex07_attention,
     ex08_heads, ex09_cross_entropy, ex10_masking, ex11_nsp, ex12_adamw,
-    ex13_dropout, ex14_attention_backward, ex15_encoder_layer_backward, ex16_mlm_head))
+    ex13_dropout, ex14_attention_backward, ex15_encoder_layer_backward, ex16_mlm_head,
+    ex17_gradient_check, ex18_wordpiece_training, ex19_qa_head, ex20_schedule_clipping))
 
 
 class UnknownExerciseError(InputError, KeyError):

@@ -51,8 +51,8 @@ from minibert.errors import InputError
 from minibert.tokenization.basic import BasicTokenizer, CleanTable
 from minibert.tokenization.wordpiece import CONTINUATION_PREFIX
 
-__all__ = ["SPECIAL_TOKENS", "Merge", "TrainingResult", "count_words", "initial_alphabet",
-           "learn_vocab", "learn_vocab_naive", "train_vocab", "read_lines"]
+__all__ = ["SPECIAL_TOKENS", "Merge", "TrainingResult", "best_merge", "count_pairs", "count_words",
+           "initial_alphabet", "learn_vocab", "learn_vocab_naive", "merge_pair", "train_vocab", "read_lines"]
 
 # BERT's special tokens, first in the vocabulary (ids 0-4, Hugging Face's order
 # for a new vocabulary; Google's released vocabularies have [PAD] at 0 and the
@@ -172,6 +172,45 @@ def _best(candidates):
     return min(candidates)
 
 
+# -- one merge step, readable (learn_vocab_naive's body; exercise 18) ---------
+
+def count_pairs(splits, word_counts):
+    """Count pieces and adjacent pairs over the corpus, each occurrence weighted by its word's count.
+
+        >>> count_pairs({"hug": ["h", "##u", "##g"]}, {"hug": 10})[1]
+        Counter({('h', '##u'): 10, ('##u', '##g'): 10})
+
+    splits: word -> its current pieces; word_counts: word -> count. Returns (piece_counts, pair_counts).
+    """
+    piece_counts, pair_counts = Counter(), Counter()
+    for word, split in splits.items():
+        n = word_counts[word]
+        for piece in split:
+            piece_counts[piece] += n
+        for pair in zip(split, split[1:]):      # adjacent pairs: (p0, p1), (p1, p2), ...
+            pair_counts[pair] += n
+    return piece_counts, pair_counts
+
+
+def best_merge(piece_counts, pair_counts, score="likelihood") -> Merge:
+    """The pair to merge next, as a Merge(left, right, token, score, count).
+
+    score "likelihood": count(a b) / (count(a) count(b)); "frequency": count(a b). Ties go to the more
+    frequent pair, then to the alphabetically first (left, then right). pair_counts must not be empty.
+    """
+    _check_score(score)
+    key, (left, right) = _best(
+        ((-_score(count, piece_counts[a], piece_counts[b], score), -count, a, b), (a, b))
+        for (a, b), count in pair_counts.items())
+    return Merge(left, right, _merged(left, right), -key[0], -key[1])
+
+
+def merge_pair(split, left, right) -> list[str]:
+    """A new list: every adjacent (left, right) of `split`, scanning left to right, replaced by the
+    merged token ("hu" + "##g" -> "hug")."""
+    return _apply_merge(split, left, right, _merged(left, right))
+
+
 # -- step 3, readable: recount everything before every merge ------------------
 
 def learn_vocab_naive(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKENS,
@@ -188,22 +227,14 @@ def learn_vocab_naive(word_counts, vocab_size: int, special_tokens=SPECIAL_TOKEN
     splits = {word: _split_into_chars(word) for word in words}
     merges = []
     while len(vocab) < vocab_size:
-        piece_counts, pair_counts = Counter(), Counter()
-        for word in words:
-            split, n = splits[word], word_counts[word]
-            for piece in split:
-                piece_counts[piece] += n
-            for pair in zip(split, split[1:]):
-                pair_counts[pair] += n
+        piece_counts, pair_counts = count_pairs(splits, word_counts)
         if not pair_counts:
             break  # every word is a single token: nothing left to merge
-        key, (left, right) = _best(
-            ((-_score(count, piece_counts[a], piece_counts[b], score), -count, a, b), (a, b))
-            for (a, b), count in pair_counts.items())
-        token = _merged(left, right)
-        merges.append(Merge(left, right, token, -key[0], -key[1]))
+        merge = best_merge(piece_counts, pair_counts, score)
+        merges.append(merge)
+        token = merge.token
         for word in words:
-            splits[word] = _apply_merge(splits[word], left, right, token)
+            splits[word] = merge_pair(splits[word], merge.left, merge.right)
         if token not in known:  # the same string can be reached by two merge paths
             vocab.append(token)
             known.add(token)

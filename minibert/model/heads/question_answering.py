@@ -32,6 +32,65 @@ class QuestionAnsweringCache(NamedTuple):
     shape: tuple                    # (B, T)
 
 
+class SpanHeadCache(NamedTuple):
+    """What span_head_backward needs (exercise 19 reads and writes this cache by its field order)."""
+    x: Any                          # (B, T, H) the hidden states
+    weight: Any                     # (2, H): row 0 scores starts, row 1 ends
+    start_probs: Any                # (B, T) softmax over the T tokens of the start logits
+    end_probs: Any                  # (B, T) softmax of the end logits
+    start: Any                      # (B,) start positions clamped to [0, T]; T = ignored
+    end: Any                        # (B,) end positions, likewise
+
+
+def span_head_forward(x, weight, bias, start_positions, end_positions):
+    """The span head and its loss in one readable function (BertForQuestionAnswering's math).
+
+    x: (B, T, H), weight: (2, H), bias: (2,), start_positions / end_positions: (B,) integers.
+        z = x W^T + b                  (B, T, 2);  s = z[..., 0], e = z[..., 1]   (B, T) each
+        positions clamped to [0, T]; T means "ignored" (past the sequence); negative -> 0
+        L = (CE(s, start) + CE(e, end)) / 2, each CE a mean over its own non-ignored rows (0 if none)
+    Returns (loss, SpanHeadCache). The model class computes the same loss with the library's
+    linear and cross-entropy ops (tests/model check that both agree).
+    """
+    xp = get_xp(x)
+    T = x.shape[1]
+    z = x @ weight.T + bias                                          # (B,T,H) @ (H,2) -> (B,T,2)
+    probs, loss = [], 0.0
+    clamped = [xp.clip(start_positions, 0, T), xp.clip(end_positions, 0, T)]
+    for side in (0, 1):
+        logits = z[..., side]                                        # (B, T)
+        shifted = logits - logits.max(axis=1, keepdims=True)         # the max trick
+        log_z = xp.log(xp.exp(shifted).sum(axis=1))                  # (B,) log-sum-exp
+        valid = clamped[side] != T                                   # (B,) rows with a target
+        picked = shifted[xp.arange(len(valid)), xp.where(valid, clamped[side], 0)]  # (B,)
+        n = int(valid.sum())
+        loss = loss + ((log_z - picked) * valid).sum() / max(n, 1)   # mean CE over valid rows
+        probs.append(xp.exp(shifted - log_z[:, None]))               # (B, T) softmax
+    return loss / 2, SpanHeadCache(x, weight, probs[0], probs[1], clamped[0], clamped[1])
+
+
+def span_head_backward(dloss, cache):
+    """Returns (dx, dweight, dbias) of the span loss.
+
+    In the forward L = (CE_s + CE_e) / 2 and CE = mean over the n valid rows of -log softmax, so
+    ds[r] = dloss / 2 * (p_s[r] - onehot(start[r])) / n_s on valid rows, 0 on ignored ones (de likewise);
+    then z = x W^T + b gives dx = dz W, dW = sum over (B, T) of dz^T x, db = sum of dz.
+    """
+    x, weight, start_probs, end_probs, start, end = cache
+    xp = get_xp(x)
+    B, T, _ = x.shape
+    dz = xp.zeros((B, T, 2), dtype=x.dtype)                          # (B, T, 2)
+    for side, (probs, target) in enumerate(((start_probs, start), (end_probs, end))):
+        valid = target != T                                          # (B,)
+        g = probs.copy()                                             # (B, T): softmax ...
+        g[xp.arange(B), xp.where(valid, target, 0)] -= 1.0           # ... minus onehot(target)
+        dz[..., side] = g * (valid * (dloss / 2 / max(int(valid.sum()), 1)))[:, None]
+    dx = dz @ weight                                                 # (B,T,2) @ (2,H) -> (B,T,H)
+    dweight = xp.einsum("btk,bth->kh", dz, x)                        # (2, H)
+    dbias = dz.sum(axis=(0, 1))                                      # (2,)
+    return dx, dweight, dbias
+
+
 class BertForQuestionAnswering(BertWithTaskHead):
     """Extractive question answering (SQuAD): a start and an end score for every token.
 
