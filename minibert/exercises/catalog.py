@@ -1,4 +1,4 @@
-"""The twelve exercises in learning-path order, and finding one by name or number."""
+"""The exercises in order (01-12 the learning path's, 13-20 added after; docs/index.md places each), and finding one by name or number."""
 from __future__ import annotations
 
 from minibert.errors import InputError
