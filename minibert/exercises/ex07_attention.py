@@ -365,7 +365,9 @@ def _own_forward_check(t, q, k, v, mask_bias, drop, forward_ok):
     for name, mine, ref, wrt in (("dv", dv, expected[2], v), ("dq", dq, expected[0], q), ("dk", dk, expected[1], k)):
         if forward_ok or not own:
             t.gradient(name, mine, ref, loss, wrt,
-                       candidates=_backward_candidates(dout, ref_cache, *expected, name))
+                       candidates=_backward_candidates(dout, ref_cache, *expected, name),
+                       hint=f"redo the derivation's steps that lead to {name} (notebook, 'Deriving the "
+                            f"backward'); docs/attention.md, 'Backward of one head, line by line'.")
             continue
         a = t.array(name, mine)                  # the forward is wrong: only consistency with it can be asked
         if a.shape != wrt.shape:
