@@ -252,43 +252,8 @@ def test_masking_cls_and_sep():
     assert "[CLS] and [SEP] must never be masked" in text
 
 
-def adamw_mutant(mistake):
-    def step(params, grads, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, variant="torch"):
-        b1, b2 = betas
-        for name in m:
-            p, g = params[name], grads[name]
-            wd = weight_decay if (mistake == "decay all" or not ("bias" in name or "LayerNorm" in name)) else 0.0
-            if mistake == "l2":
-                g = g + wd * p                     # weight decay inside the gradient: Adam + L2
-            m[name] *= b1
-            m[name] += (1 - b1) * g
-            v[name] *= b2
-            v[name] += (1 - b2) * g * g
-            if variant == "torch":
-                if mistake != "l2":
-                    p *= 1 - lr * wd
-                p -= lr / (1 - b1 ** t) * m[name] / (np.sqrt(v[name]) / math.sqrt(1 - b2 ** t) + eps)
-            else:
-                update = m[name] / (np.sqrt(v[name]) + eps)
-                if mistake != "l2":
-                    update += wd * p
-                p -= lr * update
-    return step
-
-
-def test_adamw_that_decays_layer_norm_and_bias():
-    text = failures(grade("adamw", adamw_step=adamw_mutant("decay all")))
-    assert "applied to LayerNorm and bias parameters" in text
-
-
-def test_adamw_with_weight_decay_inside_the_gradient():
-    text = failures(grade("adamw", adamw_step=adamw_mutant("l2")))
-    assert "weight decay is added to the gradient" in text
-
-
 def test_the_mutants_are_otherwise_correct():
     """The mutants differ from the reference only in their mistake: with it switched off they pass."""
-    assert grade("adamw", adamw_step=adamw_mutant("none")).passed
     assert adamw_step is get("adamw").functions[0]
     assert softmax_backward is get("softmax").functions[1]
 
