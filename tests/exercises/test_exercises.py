@@ -334,7 +334,7 @@ def test_an_exercise_notebook_runs_in_a_real_kernel(tmp_path):
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
                             resources={"metadata": {"path": str(path.parent)}}).execute()
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "=> PASS: all 8 checks" in out, out
+    assert re.search(r"=> PASS: all \d+ checks", out), out
 
 
 def test_masking_checks_use_their_own_rng():
