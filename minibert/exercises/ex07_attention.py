@@ -6,9 +6,19 @@ import math
 
 import numpy
 
-from minibert.exercises.base import FD_TOLERANCE, CheckFailed, Exercise, Question, _rel_error, describe
-from minibert.ops.attention import (attention_mask_bias, scaled_dot_product_attention_backward,
-                                    scaled_dot_product_attention_forward)
+from minibert.exercises.base import (
+    FD_TOLERANCE,
+    CheckFailed,
+    Exercise,
+    Question,
+    _rel_error,
+    describe,
+)
+from minibert.ops.attention import (
+    attention_mask_bias,
+    scaled_dot_product_attention_backward,
+    scaled_dot_product_attention_forward,
+)
 
 STATEMENT = r"""
 ## The forward

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import random
 import re
@@ -25,8 +24,7 @@ import pytest
 
 from minibert import exercises
 from minibert.exercises import EXERCISES, get
-from minibert.ops.softmax import softmax_backward, softmax_forward
-from minibert.data.pretraining.masking import MASK, NEVER_MASKED, num_to_predict
+from minibert.ops.softmax import softmax_backward
 from minibert.train.optim import adamw_step
 
 from helpers import REPO, write  # noqa: E402
