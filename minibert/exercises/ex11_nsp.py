@@ -35,7 +35,7 @@ the same pairs as Google's script.
 
 ## Your functions
 
-`truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)` (in place, returns None) and
+`truncate_seq_pair` (the pair, the limit and the rng; in place, returns None) and
 `create_sentence_pair(chunk, all_documents, document_index, target_seq_length, max_num_tokens, rng)`.
 """
 
