@@ -16,6 +16,10 @@ words the learner reads (messages and hints of the failed checks) match `diagnos
 expression: a grader that still fails the mistake, but for the wrong reason or with a generic
 message, fails the test. `forward_ok=True` says the mistake is in a backward only: then no check of
 the forward may fail (a backward mistake is never blamed on the forward).
+
+A module may also hold `CORRECT`: alternative *correct* forms (e.g. LayerNorm's textbook N-form),
+`Mistake(exercise, name, source, diagnosis="")`; tests/exercises/test_correct_forms.py grades each
+and asserts it passes.
 """
 from __future__ import annotations
 
@@ -43,6 +47,15 @@ class Mistake:
         code = "from __future__ import annotations\n" + imports + "\n\n" + textwrap.dedent(self.source)
         exec(compile(code, f"<mistake {self.id}>", "exec"), namespace)          # noqa: S102 - test code
         return namespace
+
+
+def all_correct() -> list[Mistake]:
+    """Every module's CORRECT: alternative correct forms (diagnosis ""), each must pass the grader."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found.extend(getattr(module, "CORRECT", []))
+    return found
 
 
 def all_mistakes() -> list[Mistake]:
