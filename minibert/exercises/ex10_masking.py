@@ -5,7 +5,7 @@ import math
 import random
 
 from minibert.data.pretraining.masking import MASK, create_masked_lm_predictions, num_to_predict
-from minibert.exercises.base import CheckFailed, Exercise, describe
+from minibert.exercises.base import CheckFailed, Exercise, Question, describe
 
 STATEMENT = r"""
 ## The rule (google-research/bert, `create_pretraining_data.py`)
@@ -29,12 +29,6 @@ Draw the random numbers in exactly this order, from the `rng` you are given (a `
 then the same seed gives the same masks as Google's script, which is how minibert's data are
 checked against the reference.
 
-## What to think through
-
-- Why not always `[MASK]`? (`[MASK]` never appears at fine-tuning time.) Why keep 10%? Why replace
-  10% by random words? (BERT paper, section 3.1 and appendix C.2.)
-- What fraction of all tokens ends up as a random word? ($0.15 \times 0.1 = 1.5\%$.)
-
 ## Your functions
 
 `num_to_predict(num_tokens, masked_lm_prob, max_predictions_per_seq)` and
@@ -45,13 +39,99 @@ for `whole_word_mask=True` if you skip it.
 """
 
 HINTS = (
-    "num_to_predict: `min(max_predictions_per_seq, max(1, int(round(num_tokens * masked_lm_prob))))`. "
-    "Do not modify `tokens`: work on `output = list(tokens)`.",
-    "Candidates: `[i for i, tok in enumerate(tokens) if tok not in NEVER_MASKED]`; `rng.shuffle(candidates)`; "
-    "take `candidates[:budget]`. Flipping a 15% coin per token is *not* the rule.",
-    "For each chosen i, in the shuffled order: `if rng.random() < 0.8: output[i] = MASK` / `elif rng.random() < 0.5: "
-    "pass` / `else: output[i] = vocab_words[rng.randint(0, len(vocab_words) - 1)]`. Return "
-    "`output, sorted(chosen), [tokens[i] for i in sorted(chosen)]`.",
+    "The budget first: the number of positions is fixed per instance, computed from its length (specials "
+    "included) with Python's rounding, and bounded on both sides. Then: never change the list you were "
+    "given.",
+    "Which positions: only ordinary tokens are candidates; their order is randomised once with the rng, and "
+    "the budget is taken from the front. A coin per token is a different rule (a different count each "
+    "time).",
+    "If the statistics pass but the exact check fails, the random numbers are drawn in another order or "
+    "number: one shuffle, then per chosen position (in shuffled order) one draw, a second draw only when the "
+    "first did not give [MASK], a third only for a random word. docs/pretraining_data.md, '4. Masking'.",
+)
+
+CONTRACTS = (
+    ("num_to_predict", """How many positions an instance of num_tokens tokens predicts.
+
+    num_tokens: int, the length with [CLS] and [SEP]; masked_lm_prob: float (0.15);
+    max_predictions_per_seq: int, the cap.  Returns an int (the statement's rule 1).
+    """),
+    ("create_masked_lm_predictions", """BERT's masked-LM corruption of one instance (the statement's rule).
+
+    tokens: list of str ([CLS] A [SEP] B [SEP]); not modified.
+    masked_lm_prob, max_predictions_per_seq: the budget's parameters (num_to_predict).
+    vocab_words: list of str, the whole vocabulary (for random replacements).
+    rng: a random.Random: draw every random number from it, in the statement's order.
+    whole_word_mask: optional part (raise NotImplementedError for True if you skip it).
+
+    Returns (output_tokens, masked_lm_positions, masked_lm_labels):
+        output_tokens: a new list of str, the corrupted copy;
+        masked_lm_positions: list of int, increasing, distinct;
+        masked_lm_labels: list of str, the original token at each position.
+
+    To think through: which positions may never be chosen, how many are chosen, and what each chosen
+    token becomes; why exactly this order of random draws.
+    """),
+)
+
+DERIVATION = r"""
+## Thinking it through
+
+**1. The budget.** Compute $k$ by hand for $n$ = 3, 10, 30, 50 and 150 tokens at 15% with a cap of 20.
+Which rounding gives 4 for $n = 30$ ($4.5$)? Which bound matters for $n = 3$, which for $n = 150$?
+
+**2. Candidates.** Which tokens can never be predicted, and why must the model always see them?
+
+**3. A fixed budget, not a coin.** With a 15% coin per token, how many positions does a 10-token
+instance get? What is the chance of 0? Why does BERT prefer exactly $k$?
+
+**4. 80/10/10 as draws.** With one uniform draw $u_1$ and (only when needed) a second $u_2$, write
+the conditions that give [MASK] with probability 0.8, keep with 0.1, random with 0.1. Why is
+"$u_1 < 0.8$, else $u_1 < 0.9$" not the same *sequence of draws*, although the same distribution?
+
+**5. Reproducibility.** The reference's masks for a seed depend on the number and order of draws:
+list them for one instance (the shuffle, then per position 1, 2 or 3 draws).
+
+**6. What is returned.** The positions in increasing order, the labels from the input (not the
+output), and the input list untouched.
+
+When you are done, open the solution page on purpose: `docs/exercises/solutions/10_masking.md`.
+"""
+
+QUESTIONS = (
+    Question(
+        "Why 80% [MASK], 10% kept, 10% random, and not 100% [MASK]?",
+        "[MASK] never appears at fine-tuning time: trained only on [MASK] positions, the model would learn "
+        "representations for a token it never sees again (a pretrain/fine-tune mismatch). Keeping 10% "
+        "makes it produce good representations of every observed token (any token may be a target); the "
+        "10% random words stop it from trusting the input blindly, so it uses the context everywhere. The "
+        "cost is small: 15% x 10% = 1.5% of all tokens are replaced."),
+    Question(
+        "Why choose exactly num_to_predict positions instead of masking each token with probability 0.15?",
+        "A fixed budget gives every instance the same number of predictions (a stable loss, a fixed-size "
+        "label array), and at least one: with a coin per token a short instance often gets none (a "
+        "10-token instance: 0.85^8 = 27% with no prediction among its 8 ordinary tokens)."),
+)
+
+SANITY = (
+    ("**Sanity: the 80/10/10 split, measured on your function.**",
+     "import random\n"
+     "from minibert.exercises import load_student\n\n"
+     "mine = load_student(\"masking\", \"../..\")\n"
+     "vocab = [f\"w{i}\" for i in range(500)]\n"
+     "counts = {\"[MASK]\": 0, \"kept\": 0, \"random\": 0}\n"
+     "try:\n"
+     "    for seed in range(300):\n"
+     "        tokens = [\"[CLS]\", *random.Random(seed).choices(vocab, k=30), \"[SEP]\"]\n"
+     "        out, positions, labels = mine.create_masked_lm_predictions(tokens, 0.15, 20, vocab, "
+     "random.Random(seed))\n"
+     "        for i in positions:\n"
+     "            kind = \"[MASK]\" if out[i] == \"[MASK]\" else \"kept\" if out[i] == tokens[i] else \"random\"\n"
+     "            counts[kind] += 1\n"
+     "    total = sum(counts.values())\n"
+     "    print({k: f\"{n / total:.1%}\" for k, n in counts.items()})\n"
+     "except NotImplementedError:\n"
+     "    print(\"not implemented yet\")"),
 )
 
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -66,13 +146,13 @@ def _tokens(rng: random.Random, n_a=20, n_b=10):
 def _budget_candidates(n, p, cap):
     x = n * p
     return [
-        (min(cap, max(1, math.ceil(x))), "round to the nearest integer with Python's round (half to even), "
-         "not up (ceil)."),
         (min(cap, max(1, math.floor(x + 0.5))), "use Python's round: it rounds halves to even "
          "(30 x 0.15 = 4.5 -> 4), as the reference does; floor(x + 0.5) rounds them up."),
+        (min(cap, max(1, math.ceil(x))), "round to the nearest integer with Python's round (half to even), "
+         "not up (ceil)."),
         (min(cap, max(1, int(x))), "round to the nearest integer (Python's round), do not truncate."),
-        (min(cap, int(round(x))), "at least one position: max(1, ...) (a very short instance still predicts one)."),
-        (max(1, int(round(x))), "at most max_predictions_per_seq: min(max_predictions_per_seq, ...)."),
+        (min(cap, int(round(x))), "at least one position: a very short instance still predicts one."),
+        (max(1, int(round(x))), "at most max_predictions_per_seq positions: the cap is missing."),
     ]
 
 
@@ -84,17 +164,17 @@ def _call(t, tokens, seed, cap=20, prob=0.15, wwm=False, vocab=VOCAB):
                                          "output_tokens, masked_lm_positions, masked_lm_labels")
     if given != tokens:
         raise CheckFailed("create_masked_lm_predictions changed the `tokens` list it was given.",
-                          "work on a copy, output = list(tokens); the caller still needs the originals.")
+                          "work on a copy: the caller still needs the original tokens.")
     if not isinstance(output, list) or len(output) != len(tokens):
         raise CheckFailed(f"output_tokens is {describe(output)}; expected a list of {len(tokens)} tokens.")
     if not isinstance(positions, list) or not all(isinstance(i, int) for i in positions):
         raise CheckFailed(f"masked_lm_positions is {describe(positions)}; expected a list of ints.")
     if positions != sorted(positions) or len(set(positions)) != len(positions):
         raise CheckFailed(f"masked_lm_positions {positions} are not distinct and increasing.",
-                          "return the chosen positions sorted: sorted(chosen).")
+                          "the positions must be listed in increasing order, each once (the labels follow the same order).")
     if list(labels) != [tokens[i] for i in positions]:
         raise CheckFailed("masked_lm_labels are not the original tokens at masked_lm_positions.",
-                          "labels = [tokens[i] for i in positions], taken from the input, not from the output.")
+                          "the labels are the original tokens at the listed positions: taken from the input, not from the output.")
     unchanged = [i for i in range(len(tokens)) if i not in set(positions) and output[i] != tokens[i]]
     if unchanged:
         raise CheckFailed(f"position {unchanged[0]} changed in the output but is not in masked_lm_positions.",
@@ -111,14 +191,15 @@ def check(t):
             want = num_to_predict(n, p, cap)
             if isinstance(got, bool) or not isinstance(got, int):
                 raise CheckFailed(f"num_to_predict({n}, {p}, {cap}) returned {describe(got)}; expected an int.",
-                                  "wrap the rounded value in int(...).")
+                                  "the count must be a Python int, not a float.")
             if got != want:
                 hint = next((h for value, h in _budget_candidates(n, p, cap) if value == got), "")
                 raise CheckFailed(f"num_to_predict({n}, {p}, {cap}) returned {got}; expected {want}.",
-                                  hint or "min(max_predictions_per_seq, max(1, round(num_tokens * masked_lm_prob))).")
+                                  hint or "the budget is bounded on both sides and rounded (statement, rule 1).")
 
-    rng = random.Random(5)
-    samples = [(_tokens(rng), seed) for seed in range(300)]
+    base = int(t.rng.integers(2 ** 31))               # every case follows the grader's seed
+    rng = random.Random(base)
+    samples = [(_tokens(rng), base + seed) for seed in range(300)]
     budget = num_to_predict(len(samples[0][0]), 0.15, 20)
     with t.check("[CLS] and [SEP] are never masked (300 instances)"):
         for tokens, seed in samples:
@@ -135,12 +216,11 @@ def check(t):
             raise CheckFailed(f"the number of predicted positions varies between {min(counts)} and {max(counts)}; "
                               f"it must be exactly {budget} every time.",
                               "this is what an independent coin flip per token gives (each token masked with "
-                              "probability 0.15): BERT instead picks exactly num_to_predict(len(tokens), ...) "
-                              "positions from the shuffled candidates.")
+                              "probability 0.15): BERT instead picks a fixed number of positions, the budget, "
+                                  "from the shuffled candidates.")
         if counts[0] != budget:
             raise CheckFailed(f"{counts[0]} positions predicted; expected num_to_predict = {budget}.",
-                              "take the first num_to_predict(len(tokens), masked_lm_prob, max_predictions_per_seq) "
-                              "shuffled candidates (len counts [CLS] and [SEP]).")
+                              "the budget is computed from the whole length, [CLS] and [SEP] included.")
         capped = len(_call(t, samples[0][0], 0, cap=3)[1])
         if capped != 3:
             raise CheckFailed(f"with max_predictions_per_seq = 3, {capped} positions were predicted; expected 3.")
@@ -148,7 +228,7 @@ def check(t):
         chosen = {tuple(_call(t, tokens, seed)[1]) for tokens, seed in samples[:40]}
         if len(chosen) < 20:
             raise CheckFailed(f"only {len(chosen)} different sets of positions in 40 instances.",
-                              "shuffle the candidates with rng.shuffle before taking the first ones.")
+                              "the candidates are taken in a fixed order: they must be shuffled with the rng first.")
     with t.check("80% [MASK], 10% kept, 10% random word (1,500 predictions)"):
         masked = kept = replaced = 0
         for tokens, seed in samples:
@@ -165,8 +245,8 @@ def check(t):
         if abs(shares[0] - 0.8) > 0.04 or abs(shares[1] - 0.1) > 0.035 or abs(shares[2] - 0.1) > 0.035:
             raise CheckFailed(f"of {total} predictions, {shares[0]:.1%} became [MASK], {shares[1]:.1%} were kept and "
                               f"{shares[2]:.1%} replaced; expected about 80%, 10%, 10%.",
-                              "one draw for [MASK] (rng.random() < 0.8); only if that fails a second draw "
-                              "(rng.random() < 0.5) between keeping and a random vocabulary word.")
+                              "one draw decides [MASK] (80%); only if it does not, a second draw decides "
+                              "between keeping and a random vocabulary word (half and half).")
     with t.check("the same seed gives google-research/bert's masks (100 instances)"):
         for tokens, seed in samples[:100]:
             got = _call(t, tokens, seed)
@@ -178,12 +258,13 @@ def check(t):
                 so_far = all(r.status == "pass" for r in t.results)
                 raise CheckFailed(f"with seed {seed} your masks differ from the reference's{where}"
                                   + (", although the rule's statistics are right." if so_far else "."),
-                                  "draw the random numbers in Google's order, from the rng you are given: one "
-                                  "rng.shuffle(candidates); then for each chosen position, in shuffled order, "
-                                  "rng.random() < 0.8, else rng.random() < 0.5, else rng.randint(0, len(vocab_words) - 1).")
+                                  "the random numbers are drawn in another order or number than Google's: one "
+                                  "shuffle of the candidates, then for each chosen position in shuffled order the "
+                                  "draws of rule 3, a later draw only when the earlier one requires it, and the "
+                                  "random word by randint over the whole vocabulary.")
     with t.check("optional: whole-word masking (the pieces of a word together)"):
-        rng = random.Random(9)
-        for seed in range(60):
+        rng = random.Random(base + 1)
+        for seed in range(base, base + 60):
             tokens = ["[CLS]"]
             for _ in range(14):
                 tokens += [rng.choice(WORDS)] + [f"##{rng.choice(WORDS)}" for _ in range(rng.choice((0, 0, 1, 2)))]
@@ -198,9 +279,9 @@ def check(t):
                                       "flag is ignored.", "implement it, or raise NotImplementedError when "
                                       "whole_word_mask is True (it is an optional part).")
                 raise CheckFailed(f"whole-word masking (seed {seed}) differs from minibert's.",
-                                  "groups = candidate_groups(tokens, whole_word_mask=True); rng.shuffle(groups); "
-                                  "add whole groups while they fit the budget (skip one that would overshoot); "
-                                  "one 80/10/10 draw per word, and a random word drawn for each piece.")
+                                  "whole words are shuffled as units and added while they fit the budget (one "
+                                  "that would overshoot is skipped); one 80/10/10 decision per word, a random "
+                                  "word for each piece (see the docstring of candidate_groups).")
 
 
 EXERCISE = Exercise(
@@ -208,9 +289,10 @@ EXERCISE = Exercise(
     functions=(num_to_predict, create_masked_lm_predictions),
     imports="import random\n\nfrom minibert.data.pretraining.masking import (CLS, MASK, NEVER_MASKED, PAD, SEP,\n"
             "                                       candidate_groups)   # candidate_groups: for the optional part",
-    minutes=40,
+    minutes=45,
     assesses="BERT's corruption rule exactly (a fixed budget, not a coin per token; specials excluded; 80/10/10 "
              "and why); reproducibility by drawing random numbers in a fixed order",
     statement=STATEMENT, hints=HINTS, check=check,
     docs=("docs/pretraining_data.md",), notebooks=("03_mlm_nsp.ipynb",),
+    contracts=CONTRACTS, derivation=DERIVATION, questions=QUESTIONS, sanity=SANITY,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from minibert.data.pretraining.instances import create_sentence_pair, truncate_seq_pair
-from minibert.exercises.base import CheckFailed, Exercise, describe
+from minibert.exercises.base import CheckFailed, Exercise, Question, describe
 
 STATEMENT = r"""
 ## Pairs for next-sentence prediction (google-research/bert, `create_pretraining_data.py`)
@@ -33,26 +33,102 @@ target length; each chunk becomes one pair `[CLS] A [SEP] B [SEP]`:
 Draw the random numbers in exactly this order from the `rng` you are given: then the same seed gives
 the same pairs as Google's script.
 
-## What to think through
-
-- Why is a one-sentence chunk's B always random, and what does that do to the share of label 1?
-- Why are the unused sentences put back for a random next, but not for an actual next?
-
 ## Your functions
 
-`truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)` (in place, returns None) and
+`truncate_seq_pair` (the pair, the limit and the rng; in place, returns None) and
 `create_sentence_pair(chunk, all_documents, document_index, target_seq_length, max_num_tokens, rng)`.
 """
 
 HINTS = (
-    "truncate_seq_pair: `while len(a) + len(b) > max_num_tokens:` pick `longer = a if len(a) > len(b) else b`, "
-    "then `del longer[0]` if `rng.random() < 0.5` else `longer.pop()`. It changes the lists in place.",
-    "A: `a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1`; "
-    "`tokens_a = [tok for sentence in chunk[:a_end] for tok in sentence]`. "
-    "Random next: `len(chunk) == 1 or rng.random() < 0.5` (the `or` draws no coin for one sentence).",
-    "Random B: `for _ in range(10): other = rng.randint(0, len(all_documents) - 1)` and break when it differs; "
-    "then `start = rng.randint(0, len(doc) - 1)` and extend B sentence by sentence until "
-    "`len(B) >= target_seq_length - len(tokens_a)`; `num_unused = len(chunk) - a_end`.",
+    "truncate_seq_pair first: it changes the two lists it is given (the caller holds them) and returns "
+    "nothing; one token per step, from the longer list (B on a tie), at an end chosen by one draw.",
+    "create_sentence_pair: decide A's size, then actual or random next, then B, then truncate, then lay "
+    "out the tokens and the segment ids. A one-sentence chunk draws neither A's size nor the coin. "
+    "Count, for a random next, how many of the chunk's sentences were not used.",
+    "If the structure passes but the exact check fails, list the draws of one pair in order (A's end, the "
+    "coin, the other document up to 10 times, its start sentence, truncation's draws) and compare with the "
+    "statement's order. docs/pretraining_data.md, '3. Sentence pairs'.",
+)
+
+CONTRACTS = (
+    ("truncate_seq_pair", """Trim a pair of token lists to at most max_num_tokens together, in place.
+
+    tokens_a, tokens_b: lists of str, changed in place (the caller holds them).
+    max_num_tokens: int.  rng: a random.Random (one draw per token removed: which end).
+    Returns None.
+    """),
+    ("create_sentence_pair", """One next-sentence-prediction pair from a chunk (the statement's rules 1-5).
+
+    chunk: list of sentences (each a list of str) from document document_index, at least one.
+    all_documents: list of documents (each a list of sentences).
+    target_seq_length, max_num_tokens: ints (B's target length; the pair's limit without specials).
+    rng: a random.Random: every random number from it, in the statement's order.
+
+    Returns (tokens, segment_ids, is_random_next, num_unused):
+        tokens: list of str, [CLS] A [SEP] B [SEP];  segment_ids: list of int, one per token;
+        is_random_next: bool;  num_unused: int, the chunk's sentences the pair did not use.
+
+    To think through: when is B forced to be a random next, which sentences go back to the caller,
+    which segment each [SEP] belongs to, and the exact order of the random draws.
+    """),
+)
+
+DERIVATION = r"""
+## Thinking it through
+
+**1. A's size.** For a chunk of 1, 2 and 4 sentences, which values can `a_end` take? Why must both A
+and B get at least one sentence when there are two or more?
+
+**2. Actual or random.** For a one-sentence chunk, is there an actual next? How many random numbers
+does the reference draw for such a chunk before choosing B's document? What does that do to the share
+of random-next pairs overall (more or less than half)?
+
+**3. B from another document.** Up to 10 draws for a document different from the chunk's. Why a
+bound? Then from a random start sentence, whole sentences until B is long enough: long enough for
+what?
+
+**4. Sentences put back.** An actual next uses the whole chunk. A random next uses only A: how many of
+the chunk's sentences were not used, and why does the caller want that number?
+
+**5. Truncation.** Simulate A = 5 tokens, B = 3, limit 6: which list loses a token at each step? With
+A = B = 4, limit 7? Why random ends, not always the back?
+
+**6. Layout.** Write tokens and segment ids for A = [a1, a2], B = [b1]. Which segment holds each
+[SEP]?
+
+When you are done, open the solution page on purpose: `docs/exercises/solutions/11_nsp_pairs.md`.
+"""
+
+QUESTIONS = (
+    Question(
+        "Why is a one-sentence chunk's B always a random next, and what does that do to the share of "
+        "label 1 (random next)?",
+        "There is no second sentence in the chunk to be the actual next, so only a random next is "
+        "possible (and no coin is drawn). Every other chunk is 50/50, so overall slightly more than half "
+        "of the pairs are random next: the more one-sentence chunks (documents of one long sentence, last "
+        "chunks), the larger the excess."),
+    Question(
+        "Why are the unused sentences put back for a random next but not for an actual next? And why "
+        "truncate at random ends?",
+        "An actual next uses the whole chunk (A then the rest as B), nothing is left. A random next uses "
+        "only A from the chunk; the sentences after A were not seen, so the reader starts the next chunk "
+        "with them and no text is wasted. Random ends keep the model from learning that segments always "
+        "start or end at sentence boundaries, which fine-tuning inputs do not guarantee."),
+)
+
+SANITY = (
+    ("**Sanity: the share of random-next pairs on your function** (about one half for chunks of two "
+     "or more sentences; one-sentence chunks are always random next).",
+     "import random\n"
+     "from minibert.exercises import load_student\n\n"
+     "mine = load_student(\"nsp_pairs\", \"../..\")\n"
+     "docs = [[[f\"d{d}s{s}t{k}\" for k in range(5)] for s in range(6)] for d in range(5)]\n"
+     "try:\n"
+     "    labels = [mine.create_sentence_pair(docs[i % 5][1:4], docs, i % 5, 12, 20, random.Random(i))[2]\n"
+     "              for i in range(400)]\n"
+     "    print(f\"random next: {sum(labels) / len(labels):.1%} of 400 three-sentence chunks\")\n"
+     "except NotImplementedError:\n"
+     "    print(\"not implemented yet\")"),
 )
 
 
@@ -85,16 +161,17 @@ def _truncate_variant(a, b, max_num_tokens, rng, mistake):
 
 
 TRUNCATE_MISTAKES = {
-    "always back": "the segment is always trimmed at its back: draw rng.random() < 0.5 for each token removed, "
-                   "front (del longer[0]) or back (longer.pop()).",
+    "always back": "the segment is always trimmed at its back: each token removed comes from the front or the back, "
+                   "decided by one draw.",
     "shorter": "trim the *longer* segment, one token at a time.",
-    "ties to A": "when A and B are equally long, trim B (len(a) > len(b) picks A only when A is strictly longer).",
+    "ties to A": "on a tie (A and B equally long) the token comes from B: A is trimmed only when strictly longer.",
 }
 
 
 def _check_truncate(t):
-    rng = random.Random(3)
-    for case in range(120):
+    base = int(t.rng.integers(2 ** 31))               # every case follows the grader's seed
+    rng = random.Random(base)
+    for case in range(base, base + 120):
         a = [f"a{i}" for i in range(rng.randint(1, 40))]
         b = [f"b{i}" for i in range(rng.randint(1, 40))]
         limit = rng.randint(2, 60)
@@ -106,22 +183,25 @@ def _check_truncate(t):
             continue
         if (mine_a, mine_b) == (a, b):
             raise CheckFailed(f"tokens_a and tokens_b are unchanged ({len(a)} + {len(b)} tokens, limit {limit}).",
-                              "truncate_seq_pair works in place: remove tokens from the lists it is given "
-                              "(del / pop), do not build new lists." + (" It returns None." if returned else ""))
+                              "truncate_seq_pair works in place: the caller holds the two lists, so tokens must be "
+                              "removed from them, not from new lists." + (" It returns None." if returned else ""))
         if len(mine_a) + len(mine_b) > limit:
             raise CheckFailed(f"after truncation A + B has {len(mine_a) + len(mine_b)} tokens; the limit is {limit}.",
-                              "loop until len(tokens_a) + len(tokens_b) <= max_num_tokens.")
+                              "the loop stops too early: the limit is on A and B together.")
         for mistake, hint in TRUNCATE_MISTAKES.items():
             va, vb = list(a), list(b)
-            _truncate_variant(va, vb, limit, random.Random(case), mistake)
+            try:
+                _truncate_variant(va, vb, limit, random.Random(case), mistake)
+            except IndexError:                       # this mistake empties a list here: it cannot be the learner's
+                continue
             if (va, vb) == (mine_a, mine_b):
                 raise CheckFailed(f"A ({len(a)} tokens) and B ({len(b)}) with a limit of {limit} are trimmed "
                                   f"differently from the reference.", hint)
         raise CheckFailed(f"A ({len(a)} tokens) and B ({len(b)}) with a limit of {limit} (seed {case}) are trimmed "
                           f"differently from the reference: A keeps {len(mine_a)} tokens (expected {len(ref_a)}), "
                           f"B keeps {len(mine_b)} (expected {len(ref_b)}).",
-                          "one token per step, from the longer segment (B on a tie), front or back by "
-                          "rng.random() < 0.5, one draw per token removed.")
+                          "one token per step, from the longer segment (B on a tie), front or back by one "
+                          "draw per token removed.")
 
 
 def _call(t, chunk, docs, index, target, max_tokens, seed):
@@ -134,11 +214,12 @@ def _call(t, chunk, docs, index, target, max_tokens, seed):
     return tokens, segment_ids, is_random_next, num_unused
 
 
-def _cases(n=200):
-    rng = random.Random(11)
+def _cases(t, n=200):
+    base = int(t.rng.integers(2 ** 31))               # every case follows the grader's seed
+    rng = random.Random(base)
     docs = _documents(rng)
     out = []
-    for seed in range(n):
+    for seed in range(base, base + n):
         index = rng.randrange(len(docs))
         doc = docs[index]
         start = rng.randrange(len(doc))
@@ -156,17 +237,19 @@ def _check_structure(t, cases):
         if not tokens or tokens[0] != "[CLS]" or len(seps) != 2 or seps[1] != len(tokens) - 1:
             raise CheckFailed(f"the tokens are not laid out as [CLS] A [SEP] B [SEP] (seed {seed}): they start "
                               f"with {tokens[:2]} and hold {len(seps)} [SEP].",
-                              "tokens = [CLS] + A + [SEP] + B + [SEP], as strings \"[CLS]\" and \"[SEP]\".")
+                              "the layout is [CLS], A, [SEP], B, [SEP], with the special tokens as strings.")
         a, b = tokens[1:seps[0]], tokens[seps[0] + 1:-1]
         want_segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
         if segment_ids != want_segments:
             raise CheckFailed(f"segment_ids are wrong (seed {seed}): the first [SEP] belongs to segment 0, the "
-                              f"last one to segment 1.", "[0] * (len(A) + 2) + [1] * (len(B) + 1).")
+                              f"last one to segment 1.", "count: [CLS], A and the first [SEP] are segment 0; B and the final "
+                              "[SEP] are segment 1.")
         if len(a) + len(b) > max_tokens:
             raise CheckFailed(f"A + B has {len(a) + len(b)} tokens; max_num_tokens is {max_tokens} (seed {seed}).",
-                              "call truncate_seq_pair(A, B, max_num_tokens, rng) before adding [CLS] and [SEP].")
+                              "the pair is not truncated: truncation comes after B is chosen and before the special tokens."
+                              )
         if not a:
-            raise CheckFailed(f"A is empty (seed {seed}).", "A = the first a_end >= 1 sentences of the chunk.")
+            raise CheckFailed(f"A is empty (seed {seed}).", "A holds at least the chunk's first sentence.")
         if len(chunk) == 1 and is_random_next is not True:
             raise CheckFailed(f"a one-sentence chunk gave is_random_next = {is_random_next!r} (seed {seed}).",
                               "with one sentence there is no actual next to use: B is always a random next "
@@ -174,16 +257,16 @@ def _check_structure(t, cases):
         other = [tok for tok in b if _doc_of(tok) != index]
         if is_random_next is True and b and not other and len(docs) > 1:
             raise CheckFailed(f"a random next B came from the chunk's own document {index} (seed {seed}).",
-                              "draw rng.randint(0, len(all_documents) - 1) until it differs from document_index "
-                              "(up to 10 times).")
+                              "the other document must differ from the chunk's own: draw again (up to 10 times) "
+                                  "while it is the same.")
         if is_random_next is False:
             chunk_tokens = [tok for s in chunk for tok in s]
             if other or any(tok not in chunk_tokens for tok in a + b):
                 raise CheckFailed(f"an actual-next pair uses tokens from outside the chunk (seed {seed}).",
-                                  "actual next: A = the first a_end sentences, B = the rest of the chunk.")
+                                  "an actual next is made of the chunk alone: A its first sentences, B the rest.")
             if num_unused != 0:
                 raise CheckFailed(f"an actual-next pair returned num_unused = {num_unused!r}; expected 0.",
-                                  "an actual next uses the whole chunk.")
+                                  "an actual next uses the whole chunk: nothing is left to put back.")
 
 
 def _check_balance(t, cases):
@@ -192,7 +275,7 @@ def _check_balance(t, cases):
     share = random_next / len(multi)
     if not 0.35 <= share <= 0.65:
         raise CheckFailed(f"{share:.0%} of {len(multi)} multi-sentence chunks became random-next pairs; expected "
-                          f"about 50%.", "random next when rng.random() < 0.5 (for chunks of 2 or more sentences).")
+                          f"about 50%.", "for chunks of two or more sentences, one fair coin decides actual or random next.")
 
 
 def _check_exact(t, cases):
@@ -203,6 +286,12 @@ def _check_exact(t, cases):
         if tuple(got) != tuple(want):
             part = next(name for name, g, w in zip(("tokens", "segment_ids", "is_random_next", "num_unused"), got, want)
                         if g != w)
+            if part == "num_unused" and tuple(got[:3]) == tuple(want[:3]):
+                raise CheckFailed(f"with seed {seed} ({len(chunk)}-sentence chunk, "
+                                  f"{'random' if want[2] else 'actual'} next) num_unused is {got[3]!r}; expected "
+                                  f"{want[3]!r}. The tokens, segments and label are right.",
+                                  "num_unused counts the chunk's sentences that the pair did not use (a random next "
+                                  "uses only A's sentences); the caller reads them again for the next pair.")
             so_far = all(r.status == "pass" for r in t.results)
             raise CheckFailed(f"with seed {seed} ({len(chunk)}-sentence chunk of document {index}) your {part} "
                               f"differs from the reference's" + (", although the structure is right." if so_far else "."),
@@ -214,7 +303,7 @@ def _check_exact(t, cases):
 def check(t):
     with t.check("truncate_seq_pair: 120 pairs, trimmed in place like the reference"):
         _check_truncate(t)
-    cases = _cases()
+    cases = _cases(t)
     with t.check("create_sentence_pair: [CLS] A [SEP] B [SEP], segment ids, lengths, where B comes from (200 chunks)"):
         _check_structure(t, cases)
     with t.check("about half of the multi-sentence chunks are random next"):
@@ -227,9 +316,10 @@ EXERCISE = Exercise(
     number=11, name="nsp_pairs", title="next-sentence-prediction pairs: A, actual or random B, truncation",
     functions=(truncate_seq_pair, create_sentence_pair),
     imports="import random\n\nfrom minibert.data.pretraining.masking import CLS, SEP",
-    minutes=45,
+    minutes=50,
     assesses="how NSP labels are made (forced random next for one-sentence chunks, 50/50 otherwise, B from "
              "another document, unused sentences put back); random truncation; reproducible random draws",
     statement=STATEMENT, hints=HINTS, check=check,
     docs=("docs/pretraining_data.md",), notebooks=("03_mlm_nsp.ipynb",),
+    contracts=CONTRACTS, derivation=DERIVATION, questions=QUESTIONS, sanity=SANITY,
 )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import random
 import re
@@ -25,8 +24,7 @@ import pytest
 
 from minibert import exercises
 from minibert.exercises import EXERCISES, get
-from minibert.ops.softmax import softmax_backward, softmax_forward
-from minibert.data.pretraining.masking import MASK, NEVER_MASKED, num_to_predict
+from minibert.ops.softmax import softmax_backward
 from minibert.train.optim import adamw_step
 
 from helpers import REPO, write  # noqa: E402
@@ -190,119 +188,11 @@ def test_a_file_that_does_not_compile_or_lacks_a_function(tmp_path):
 
 # -- the mistakes learners really make ---------------------------------------------------------
 
-def attention_forward(q, k, v, mask_bias=None, dropout_p=0.0, rng=None, training=False, dropout_mask=None,
-                      *, scale=True, mask="keys"):
-    """The reference's forward with one switch per mistake (same cache, so the reference backward runs on it)."""
-    s = 1.0 / math.sqrt(q.shape[-1]) if scale else 1.0
-    q_scaled = q * s
-    scores = q_scaled @ k.swapaxes(-1, -2)
-    if mask_bias is not None and mask == "keys":
-        scores = scores + mask_bias
-    if mask_bias is not None and mask == "queries":
-        scores = scores + mask_bias.swapaxes(-1, -2)
-    probs, _ = softmax_forward(scores)
-    if mask_bias is not None and mask == "after softmax":
-        probs = probs * (mask_bias == 0)
-    dropped = probs * dropout_mask if training and dropout_mask is not None else probs
-    cache_drop = dropout_mask if training and dropout_mask is not None else None
-    return dropped @ v, (q_scaled, k, v, probs, dropped, cache_drop, s)
-
-
-def test_attention_without_the_scale():
-    result = grade("attention", scaled_dot_product_attention_forward=lambda *a, **k: attention_forward(*a, **k, scale=False))
-    assert not result.passed
-    assert "not scaled" in failures(result) and "sqrt(d_k)" in failures(result)
-
-
-@pytest.mark.parametrize("where, words", [("after softmax", "after the softmax"), ("queries", "queries")])
-def test_attention_padding_mask_in_the_wrong_place(where, words):
-    result = grade("attention", scaled_dot_product_attention_forward=lambda *a, **k: attention_forward(*a, **k, mask=where))
-    assert not result.passed
-    assert f"padding mask is applied {'to the queries' if where == 'queries' else words}" in failures(result)
-    assert "no mask" not in result.checks[0].message      # the unmasked case still passes
-    assert result.checks[0].status == "pass"
-
-
-def test_cross_entropy_that_averages_over_ignored_positions():
-    def diluted(logits, labels, ignore_index=-100):
-        valid = labels != ignore_index
-        safe = np.where(valid, labels, 0)
-        m = logits.max(axis=1, keepdims=True)
-        lse = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
-        nll = (lse - logits[np.arange(len(labels)), safe]) * valid
-        return nll.sum() / len(labels), None                   # divides by N, ignored rows included
-    result = grade("cross_entropy", cross_entropy_forward=diluted)
-    assert "divides by all N rows, the ignored ones included" in failures(result)
-
-
-def masking_mutant(mistake):
-    def create_masked_lm_predictions(tokens, masked_lm_prob, max_predictions_per_seq, vocab_words, rng,
-                                     whole_word_mask=False):
-        output = list(tokens)
-        if mistake == "coin":            # each token by its own 15% coin
-            chosen = [i for i, t in enumerate(tokens) if t not in NEVER_MASKED and rng.random() < masked_lm_prob]
-        else:                            # every position is a candidate, [CLS] and [SEP] too
-            chosen = list(range(len(tokens)))
-            rng.shuffle(chosen)
-            chosen = chosen[:num_to_predict(len(tokens), masked_lm_prob, max_predictions_per_seq)]
-        for i in chosen:
-            if rng.random() < 0.8:
-                output[i] = MASK
-            elif rng.random() >= 0.5:
-                output[i] = vocab_words[rng.randint(0, len(vocab_words) - 1)]
-        positions = sorted(chosen)
-        return output, positions, [tokens[i] for i in positions]
-    return create_masked_lm_predictions
-
-
-def test_masking_by_an_independent_coin_flip():
-    text = failures(grade("masking", create_masked_lm_predictions=masking_mutant("coin")))
-    assert "independent coin flip per token" in text
-
-
-def test_masking_cls_and_sep():
-    text = failures(grade("masking", create_masked_lm_predictions=masking_mutant("specials")))
-    assert "[CLS] and [SEP] must never be masked" in text
-
-
-def adamw_mutant(mistake):
-    def step(params, grads, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, variant="torch"):
-        b1, b2 = betas
-        for name in m:
-            p, g = params[name], grads[name]
-            wd = weight_decay if (mistake == "decay all" or not ("bias" in name or "LayerNorm" in name)) else 0.0
-            if mistake == "l2":
-                g = g + wd * p                     # weight decay inside the gradient: Adam + L2
-            m[name] *= b1
-            m[name] += (1 - b1) * g
-            v[name] *= b2
-            v[name] += (1 - b2) * g * g
-            if variant == "torch":
-                if mistake != "l2":
-                    p *= 1 - lr * wd
-                p -= lr / (1 - b1 ** t) * m[name] / (np.sqrt(v[name]) / math.sqrt(1 - b2 ** t) + eps)
-            else:
-                update = m[name] / (np.sqrt(v[name]) + eps)
-                if mistake != "l2":
-                    update += wd * p
-                p -= lr * update
-    return step
-
-
-def test_adamw_that_decays_layer_norm_and_bias():
-    text = failures(grade("adamw", adamw_step=adamw_mutant("decay all")))
-    assert "applied to LayerNorm and bias parameters" in text
-
-
-def test_adamw_with_weight_decay_inside_the_gradient():
-    text = failures(grade("adamw", adamw_step=adamw_mutant("l2")))
-    assert "weight decay is added to the gradient" in text
+# (the mistakes themselves are in the catalogue: tests/exercises/mistakes/, tests/exercises/test_mistakes.py)
 
 
 def test_the_mutants_are_otherwise_correct():
     """The mutants differ from the reference only in their mistake: with it switched off they pass."""
-    assert grade("attention", scaled_dot_product_attention_forward=attention_forward).passed
-    assert grade("adamw", adamw_step=adamw_mutant("none")).passed
     assert adamw_step is get("adamw").functions[0]
     assert softmax_backward is get("softmax").functions[1]
 
@@ -404,7 +294,7 @@ def test_an_exercise_notebook_runs_in_a_real_kernel(tmp_path):
     nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
                             resources={"metadata": {"path": str(path.parent)}}).execute()
     out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "=> PASS: all 3 checks" in out, out
+    assert re.search(r"=> PASS: all \d+ checks", out), out
 
 
 def test_masking_checks_use_their_own_rng():
