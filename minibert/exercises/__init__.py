@@ -10,6 +10,7 @@ compares with, so exercises and library cannot drift apart.
     python -m minibert.exercises start [DIR]           # a student workspace (default runs/exercises)
     python -m minibert.exercises check [DIR [NAME ...]] # grade it (exit code 1 if anything fails)
     python -m minibert.exercises check --reference     # grade minibert's own functions (self-test)
+    python -m minibert.exercises capstone [DIR]        # the learner's functions as a BERT: checked, trained
 
 From Python or a notebook:
 
@@ -18,6 +19,7 @@ From Python or a notebook:
 
 Modules: base.py (the Tester: time limits, exceptions, comparisons, finite differences, hints),
 catalog.py (the twelve in order, found by name or number), starters.py, notebook.py, workspace.py,
+capstone.py (the learner's functions in the model's op table, trained next to minibert's),
 and one module per exercise (ex01_wordpiece.py ...), each holding its statement, hints and checks.
 The command line is minibert/cli/exercises.py (`python -m minibert exercises` is the same command).
 docs/teaching.md is the teacher's guide.

@@ -56,7 +56,8 @@ from minibert.train.optim import adamw_step, clip_grad_norm, linear_warmup_decay
 from minibert.train.pretrain import context_free_baselines, evaluate, get_batch
 from minibert.viz.figure import figure
 
-__all__ = ["Recipe", "Pieces", "load_pieces", "gradient_check", "train_both", "compare_ops", "run"]
+__all__ = ["Recipe", "Pieces", "Data", "load_pieces", "gradient_check", "prepare_data", "train_both", "compare_ops",
+           "first_difference", "run"]
 
 PART_TOL = 2e-3          # |loss - reference loss| / reference loss beyond which the curves have parted
 OP_TOL = 1e-7            # float64: an op's output vs minibert's on the same inputs (the grader's TOLERANCE)
@@ -428,8 +429,9 @@ def _stem_of(name: str, pieces: Pieces) -> str:
     return f" (exercise {stem})" if stem else ""
 
 
-def run(workspace, recipe: Recipe | None = None, stream=print) -> dict:
-    """The capstone on workspace `workspace`: print the report, write WS/capstone/curves.png, return the numbers."""
+def run(workspace, recipe: Recipe | None = None, stream=print, data: Data | None = None) -> dict:
+    """The capstone on workspace `workspace`: print the report, write WS/capstone/curves.png and
+    capstone.json, return the numbers. `data`: prepare_data(recipe) made already (tests share it)."""
     recipe = recipe or Recipe()
     workspace = Path(workspace)
     out_dir = workspace / "capstone"
@@ -459,7 +461,7 @@ def run(workspace, recipe: Recipe | None = None, stream=print) -> dict:
 
     stream(f"\n== 3. Pretraining a tiny BERT twice, in lockstep: your ops and minibert's "
            f"({recipe.steps} steps, batch {recipe.batch_size}, seed {recipe.seed})")
-    data = prepare_data(recipe)
+    data = data or prepare_data(recipe)
     stream(f"  the standard library's docstrings: {len(data.train['input_ids']):,} training instances, "
            f"{len(data.held['input_ids']):,} held out, vocabulary {data.config.vocab_size}")
     every = max(1, recipe.steps // 10)

@@ -94,6 +94,15 @@ wrong and where, without showing the answer.
 Or open `notebooks/exercises/NN_name.ipynb` (statement, math to derive, hints) and run its last
 cell: it grades your file, reloaded at every run. Keep the signatures and docstrings as they are.
 
+When your ops pass, see them become a BERT:
+
+    python -m minibert.exercises capstone .                 # your functions, gradient-checked and trained
+
+It builds BERT from your functions (minibert's for those you have not written yet, and it says so),
+runs the whole-model gradient check, pretrains a tiny BERT next to one built from minibert's functions
+(same seed, a few minutes), and compares: held-out accuracy, the two loss curves in
+capstone/curves.png, and, if the curves part, the first of your functions whose output differs.
+
 | # | file | what you implement | time |
 |---|---|---|---|
 {rows}
