@@ -124,7 +124,8 @@ def load_pieces(workspace, wrap: Callable | None = None) -> Pieces:
             continue
         modules[ex.name] = module
         mine = [f for f in wanted if callable(getattr(module, f, None)) and not _not_written(getattr(module, f))]
-        theirs = [f for f in wanted if f not in mine]
+        absent = [f for f in wanted if not callable(getattr(module, f, None))]
+        theirs = [f for f in wanted if f not in mine and f not in absent]
         for f in mine:
             learner[f] = ex.stem
             reference = getattr(REFERENCE_OPS, f) if f in fields else REFERENCE_TRAINING[f]
@@ -133,6 +134,8 @@ def load_pieces(workspace, wrap: Callable | None = None) -> Pieces:
             lines.append(f"{ex.stem}: yours: {', '.join(mine)}")
         if theirs:
             lines.append(f"{ex.stem}: minibert's {', '.join(theirs)} (yours is not written yet)")
+        if absent:
+            lines.append(f"{ex.stem}: minibert's {', '.join(absent)} (your file does not define it)")
     _bind_attention_helpers(modules, learner, wrap, lines)
     return Pieces(REFERENCE_OPS.replace(**chosen), training, learner, lines)
 
