@@ -8,7 +8,11 @@ part and the first function whose output differs from minibert's on the same inp
 """
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -119,3 +123,18 @@ def test_an_exercise_not_written_yet_falls_back_to_minibert_s_with_a_line(tmp_pa
     (tmp_path / "ws" / "02_linear_backward.py").unlink()
     lines = capstone.load_pieces(tmp_path / "ws").lines
     assert any(line.startswith("02_linear_backward: minibert's linear_backward (no file") for line in lines), lines
+
+
+@pytest.mark.slow
+def test_the_default_run_on_the_solution_write_ups(tmp_path):
+    """What a learner runs: `python -m minibert exercises capstone WS` (300 steps, a few minutes of CPU).
+    The curves coincide, and both BERTs beat the guess that ignores the context."""
+    ws = solution_workspace(tmp_path / "ws")
+    r = subprocess.run([sys.executable, "-m", "minibert", "exercises", "capstone", str(ws)], capture_output=True,
+                       text=True, timeout=3600, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads((ws / "capstone" / "capstone.json").read_text())
+    assert summary["parted_at"] is None and summary["max_loss_difference"] < 1e-3, r.stdout
+    assert abs(summary["accuracy_yours"] - summary["accuracy_minibert"]) < 0.01
+    assert summary["accuracy_minibert"] > 2 * summary["accuracy_unigram"], r.stdout
+    assert "your BERT learns, and its curve is minibert's." in r.stdout
