@@ -59,7 +59,9 @@ from minibert.viz.figure import figure
 __all__ = ["Recipe", "Pieces", "Data", "load_pieces", "gradient_check", "prepare_data", "train_both", "compare_ops",
            "first_difference", "run"]
 
-PART_TOL = 2e-3          # |loss - reference loss| / reference loss beyond which the curves have parted
+# |loss - reference loss| / reference loss beyond which the curves have parted. Round-off is far below:
+# the solution write-ups' code stays within 5e-5 (absolute, losses ~4) of minibert's over the default 300 steps.
+PART_TOL = 2e-3
 OP_TOL = 1e-7            # float64: an op's output vs minibert's on the same inputs (the grader's TOLERANCE)
 TRAINING_FUNCTIONS = ("adamw_step", "linear_warmup_decay", "clip_grad_norm")
 REFERENCE_TRAINING = {"adamw_step": adamw_step, "linear_warmup_decay": linear_warmup_decay,
