@@ -1,4 +1,4 @@
-"""`minibert exercises {list,start,check,report}`: the command line of the classroom exercises.
+"""`minibert exercises {list,start,check,report,capstone}`: the command line of the classroom exercises.
 
 `python -m minibert.exercises ...` runs the same commands (`main` below); docs/teaching.md is the
 teacher's guide.
@@ -14,6 +14,7 @@ from pathlib import Path
 from minibert.cli.command import Command, add_commands, errors_as_messages, run_command
 from minibert.errors import InputError
 from minibert.exercises import EXERCISES, check_workspace, get, grade_reference, start
+from minibert.exercises import capstone
 from minibert.exercises.base import DEFAULT_TIMEOUT_S, GRADER_SEED_VARIABLE, grader_seed
 from minibert.exercises.formats import FORMATS, as_gradescope, as_json
 from minibert.exercises.report import write_report
@@ -147,16 +148,39 @@ def run_report(args: ReportArgs) -> int:
     return 0
 
 
+@dataclass(kw_only=True)
+class CapstoneArgs:
+    dir: str = field(default=DEFAULT_WORKSPACE, metadata={
+        "positional": True, "nargs": "?", "help": f"the workspace folder (default: {DEFAULT_WORKSPACE})"})
+    steps: int = field(default=capstone.Recipe.steps, metadata={
+        "help": f"pretraining steps of each of the two runs (default {capstone.Recipe.steps}: a few minutes)"})
+    seed: int = field(default=capstone.Recipe.seed, metadata={"help": "seed of the data, the init and dropout"})
+
+
+def run_capstone(args: CapstoneArgs) -> int:
+    """Build a BERT from the workspace's functions, gradient-check it, train it next to minibert's.
+    Exit code 0 when the gradient check passes and the two loss curves coincide, 1 otherwise."""
+    if not Path(args.dir).is_dir():
+        raise InputError(f"no workspace at {args.dir}: create one with `python -m minibert.exercises start {args.dir}`")
+    if args.steps < 1:
+        raise InputError(f"--steps must be at least 1, got {args.steps}")
+    summary = capstone.run(args.dir, capstone.Recipe(steps=args.steps, seed=args.seed))
+    return 0 if summary["gradcheck_passed"] and summary["parted_at"] is None else 1
+
+
 SUBCOMMANDS = (
     Command("list", "the exercises in learning-path order, with time estimates", ListArgs, run_list),
     Command("start", "write a student workspace: starters and one notebook per exercise", StartArgs, run_start),
     Command("check", "grade a workspace; exit code 1 if any exercise does not pass", CheckArgs, run_check),
     Command("report", "write DIR/report.md and report.html: the grader's results and your written answers",
             ReportArgs, run_report),
+    Command("capstone", "your functions as a BERT: gradient-check it, pretrain it next to minibert's, compare",
+            CapstoneArgs, run_capstone),
 )
 
 COMMANDS = (
-    Command("exercises", "classroom exercises: list them, start a workspace, check it, write a report", description=DESCRIPTION,
+    Command("exercises", "classroom exercises: list them, start a workspace, check it, write a report, the capstone",
+            description=DESCRIPTION,
             subcommands=SUBCOMMANDS),
 )
 

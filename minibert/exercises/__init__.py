@@ -12,6 +12,7 @@ drift apart.
     python -m minibert.exercises check --reference     # grade minibert's own functions (self-test)
     python -m minibert.exercises check DIR --format gradescope --out results.json [--seed N]
     python -m minibert.exercises report [DIR]          # DIR/report.md and report.html, to hand in
+    python -m minibert.exercises capstone [DIR]        # the learner's functions as a BERT: checked, trained
 
 From Python or a notebook:
 
@@ -20,7 +21,9 @@ From Python or a notebook:
 
 Modules: base.py (the Tester: time limits, exceptions, comparisons, finite differences, hints),
 catalog.py (the exercises in order, found by name or number), starters.py, notebook.py, workspace.py,
-formats.py (json, Gradescope), report.py, and one module per exercise (ex01_wordpiece.py ...), each holding its statement, hints and checks.
+formats.py (json, Gradescope), report.py, capstone.py (the learner's functions in the model's op table,
+trained next to minibert's), and one module per exercise (ex01_wordpiece.py ...), each holding its
+statement, hints and checks.
 The command line is minibert/cli/exercises.py (`python -m minibert exercises` is the same command).
 docs/teaching.md is the teacher's guide.
 """

@@ -1,4 +1,4 @@
-"""`python -m minibert.exercises {list,start,check}`: the same as `python -m minibert exercises ...`.
+"""`python -m minibert.exercises {list,start,check,capstone}`: the same as `python -m minibert exercises ...`.
 
 The command line lives in minibert/cli/exercises.py, with every other command of minibert.
 """

@@ -101,6 +101,15 @@ file, reloaded at every run. Keep the signatures as they are. To hand in:
 
     python -m minibert.exercises report .                   # report.md and report.html: results and answers
 
+When your ops pass, see them become a BERT:
+
+    python -m minibert.exercises capstone .                 # your functions, gradient-checked and trained
+
+It builds BERT from your functions (minibert's for those you have not written yet, and it says so),
+runs the whole-model gradient check, pretrains a tiny BERT next to one built from minibert's functions
+(same seed, a few minutes), and compares: held-out accuracy, the two loss curves in
+capstone/curves.png, and, if the curves part, the first of your functions whose output differs.
+
 | # | file | what you implement | time |
 |---|---|---|---|
 {rows}

@@ -15,6 +15,11 @@ checkpoints load 1:1. Gradients live in a second dict with the same keys; every
 backward *adds* into it, so residual branches and tied weights come out right,
 and `zero_grad()` clears it.
 
+The ops (linear, LayerNorm, attention, ...) are called through an op table,
+`BertModel(config, ops=...)`, default REFERENCE_OPS = minibert/ops/'s functions
+(minibert/model/ops_table.py): another implementation of an op goes into the
+model by building a table, not by patching a module.
+
 Layer freezing (`freeze(embeddings=True, layers=K)`) fixes the embeddings and
 the first K encoder layers, the bottom of the stack. Their gradients stay zero
 and their backward is not run at all: nothing below encoder layer K is
@@ -35,6 +40,7 @@ from minibert.model.blocks import (EmbeddingsCache, EncoderLayerCache, add_norm_
                                    pooler_forward)
 from minibert.model.config import BertConfig
 from minibert.model.io import find_model_folder, load_bert_weights, save_bert_weights
+from minibert.model.ops_table import REFERENCE_OPS, Ops
 from minibert.ops.attention import attention_mask_bias
 
 _QKV = ("query", "key", "value")
@@ -140,14 +146,16 @@ class BertModel:
     Like a PyTorch module it starts in training mode (dropout on); call
     `model.eval()` for deterministic outputs. `add_pooling_layer=False` builds it
     without the pooler (forward then returns None for the pooled output), as
-    transformers' BertModel(config, add_pooling_layer=False).
+    transformers' BertModel(config, add_pooling_layer=False). `ops`: the op table every
+    block calls (minibert/model/ops_table.py); None is REFERENCE_OPS, minibert's own.
     """
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", params: dict | None = None,
-                 add_pooling_layer: bool = True):
+                 add_pooling_layer: bool = True, ops: Ops | None = None):
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.config = config
+        self.ops = REFERENCE_OPS if ops is None else ops
         self.dtype = backend.resolve_dtype(dtype)
         self.add_pooling_layer = bool(add_pooling_layer)
         self.shapes = bert_parameter_shapes(config, self.add_pooling_layer)
@@ -295,7 +303,7 @@ class BertModel:
     def _layer_forward(self, i, x, mask_bias):
         """x: (B, T, H) -> (B, T, H): attention block, then feed-forward block, each Add & Norm."""
         p, cfg, pre = self.params, self.config, f"encoder.layer.{i}."
-        drop = dict(rng=self.rng, training=self.training)
+        drop = dict(rng=self.rng, training=self.training, ops=self.ops)
         w_qkv, b_qkv = self._qkv(pre + "attention.self.")
         a, c_att = multi_head_attention_forward(
             x, w_qkv, b_qkv, p[pre + "attention.output.dense.weight"], p[pre + "attention.output.dense.bias"],
@@ -304,7 +312,8 @@ class BertModel:
                                     p[pre + "attention.output.LayerNorm.bias"], cfg.layer_norm_eps,
                                     cfg.hidden_dropout_prob, **drop)                  # LN(x + drop(attn))
         f, c_ffn = ffn_forward(h, p[pre + "intermediate.dense.weight"], p[pre + "intermediate.dense.bias"],
-                               p[pre + "output.dense.weight"], p[pre + "output.dense.bias"], cfg.hidden_act)
+                               p[pre + "output.dense.weight"], p[pre + "output.dense.bias"], cfg.hidden_act,
+                               ops=self.ops)
         out, c_an2 = add_norm_forward(h, f, p[pre + "output.LayerNorm.weight"], p[pre + "output.LayerNorm.bias"],
                                       cfg.layer_norm_eps, cfg.hidden_dropout_prob, **drop)  # LN(h + drop(ffn))
         return out, EncoderLayerCache(c_att, c_an1, c_ffn, c_an2)
@@ -350,16 +359,18 @@ class BertModel:
             ids, types, p["embeddings.word_embeddings.weight"], p["embeddings.position_embeddings.weight"],
             p["embeddings.token_type_embeddings.weight"], p["embeddings.LayerNorm.weight"],
             p["embeddings.LayerNorm.bias"], self.config.layer_norm_eps, self.config.hidden_dropout_prob,
-            self.rng, self.training)
+            self.rng, self.training, ops=self.ops)
         c_layers = []
         for i in range(self.config.num_hidden_layers):
             x, c = self._layer_forward(i, x, mask_bias)
             c_layers.append(c)
         pooled = c_pool = None
         if self.add_pooling_layer:
-            pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"])  # tanh on [CLS]
+            pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"],  # tanh on [CLS]
+                                            ops=self.ops)
         self._cache = BertCache(c_emb, c_layers, c_pool, x.shape) if self.keep_cache else None
-        self._attention_probs = [c.attention.sdpa.probs for c in c_layers]   # (B,A,T,T) per layer
+        # (B,A,T,T) per layer; None from an attention op whose cache has no `probs` (another op table's)
+        self._attention_probs = [getattr(c.attention.sdpa, "probs", None) for c in c_layers]
         return x, pooled
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):

@@ -20,19 +20,21 @@ NamedTuple of the caches of the ops it ran (`cache.sdpa.probs`); the backward ta
 gradient and the cache, goes through the forward's lines in reverse, and returns the gradients of
 the inputs and parameters as separate arrays: no two outputs of a backward share memory, so the
 caller may add into any of them.
+
+Every op is called through an op table (`ops.linear_forward(...)`, minibert/model/ops_table.py):
+a forward takes `ops=` (None: REFERENCE_OPS, minibert's own functions) and keeps it in its cache
+(`cache.ops`), so the backward runs the backwards of the same ops.
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
 from minibert.backend import get_xp
-from minibert.ops.activations import ACTIVATIONS, tanh_backward, tanh_forward
-from minibert.ops.attention import (AttentionCache, merge_heads, scaled_dot_product_attention_backward,
-                                    scaled_dot_product_attention_forward, split_heads)
-from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.embedding import EmbeddingCache, embedding_backward, embedding_forward
-from minibert.ops.layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
-from minibert.ops.linear import LinearCache, linear_backward, linear_forward
+from minibert.model.ops_table import REFERENCE_OPS, Ops
+from minibert.ops.attention import AttentionCache
+from minibert.ops.embedding import EmbeddingCache
+from minibert.ops.layer_norm import LayerNormCache
+from minibert.ops.linear import LinearCache
 
 # -- embeddings ----------------------------------------------------------------------------------
 # BERT's input: the sum of three embeddings, then LayerNorm and dropout. Positions are learned
@@ -45,10 +47,11 @@ class EmbeddingsCache(NamedTuple):
     layer_norm: LayerNormCache
     dropout: Any                    # the dropout's mask, or None
     position_shape: tuple           # (P, H), the shape of the position table's gradient
+    ops: Ops                        # the op table the forward ran
 
 
 def bert_embeddings_forward(ids, token_type_ids, word, position, token_type, gamma, beta, eps,
-                            dropout_p=0.0, rng=None, training=False, dropout_mask=None):
+                            dropout_p=0.0, rng=None, training=False, dropout_mask=None, ops=None):
     """BERT's input: the sum of three embeddings, then LayerNorm and dropout.
 
         x = word[ids] + position[0..T) + token_type[token_type_ids]     (B, T, H)
@@ -57,14 +60,15 @@ def bert_embeddings_forward(ids, token_type_ids, word, position, token_type, gam
     ids, token_type_ids: (B, T)   word: (V, H)   position: (P, H)   token_type: (type_vocab_size, H)
     gamma, beta: (H,)   ->   out: (B, T, H), cache: EmbeddingsCache.
     """
+    ops = REFERENCE_OPS if ops is None else ops
     T = ids.shape[1]
-    x, c_word = embedding_forward(ids, word)                       # (B,T,H)
-    t, c_type = embedding_forward(token_type_ids, token_type)      # (B,T,H)
+    x, c_word = ops.embedding_forward(ids, word)                   # (B,T,H)
+    t, c_type = ops.embedding_forward(token_type_ids, token_type)  # (B,T,H)
     x += t
     x += position[:T]                                              # (T,H) broadcast over B
-    x, c_ln = layer_norm_forward(x, gamma, beta, eps)
-    x, c_drop = dropout_forward(x, dropout_p, rng, training, dropout_mask)
-    return x, EmbeddingsCache(c_word, c_type, c_ln, c_drop, position.shape)
+    x, c_ln = ops.layer_norm_forward(x, gamma, beta, eps)
+    x, c_drop = ops.dropout_forward(x, dropout_p, rng, training, dropout_mask)
+    return x, EmbeddingsCache(c_word, c_type, c_ln, c_drop, position.shape, ops)
 
 
 def bert_embeddings_backward(dout, cache, dword=None, padding_idx=None):
@@ -78,14 +82,14 @@ def bert_embeddings_backward(dout, cache, dword=None, padding_idx=None):
         dtoken_type, dword: dx scatter-added into the rows that were looked up
     `dword` may be the model's gradient buffer, added into directly (see embedding_backward).
     """
-    xp = get_xp(dout)
-    dx = dropout_backward(dout, cache.dropout)
-    dx, dgamma, dbeta = layer_norm_backward(dx, cache.layer_norm)
+    xp, ops = get_xp(dout), cache.ops
+    dx = ops.dropout_backward(dout, cache.dropout)
+    dx, dgamma, dbeta = ops.layer_norm_backward(dx, cache.layer_norm)
     T = dx.shape[1]
     dposition = xp.zeros(cache.position_shape, dtype=dx.dtype)
     dposition[:T] = dx.sum(axis=0)                                 # (B,T,H) summed over B -> (T,H)
-    dtoken_type = embedding_backward(dx, cache.token_type)
-    dword = embedding_backward(dx, cache.word, dweight=dword, padding_idx=padding_idx)
+    dtoken_type = ops.embedding_backward(dx, cache.token_type)
+    dword = ops.embedding_backward(dx, cache.word, dweight=dword, padding_idx=padding_idx)
     return dword, dposition, dtoken_type, dgamma, dbeta
 
 
@@ -99,10 +103,11 @@ class MultiHeadAttentionCache(NamedTuple):
     sdpa: AttentionCache            # scaled dot-product attention's: sdpa.probs are the attention maps
     output: LinearCache             # the output projection's
     num_heads: int
+    ops: Ops                        # the op table the forward ran
 
 
 def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias=None,
-                                 dropout_p=0.0, rng=None, training=False, dropout_mask=None):
+                                 dropout_p=0.0, rng=None, training=False, dropout_mask=None, ops=None):
     """Self-attention with A heads, then the output projection.
 
     x: (B, T, H)   w_qkv: (3H, H) = [W_q; W_k; W_v] stacked   b_qkv: (3H,)   w_o: (H, H)   b_o: (H,)
@@ -112,15 +117,17 @@ def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias
     running them as one (H -> 3H) matmul computes exactly the same numbers and
     is faster, because one big matmul uses the BLAS better than three small ones.
     """
+    ops = REFERENCE_OPS if ops is None else ops
     H = x.shape[-1]
-    qkv, c_qkv = linear_forward(x, w_qkv, b_qkv)                   # (B,T,H) @ (H,3H) -> (B,T,3H)
-    q = split_heads(qkv[..., :H], num_heads)                       # (B,A,T,d) views, no copy
-    k = split_heads(qkv[..., H:2 * H], num_heads)
-    v = split_heads(qkv[..., 2 * H:], num_heads)
-    ctx, c_att = scaled_dot_product_attention_forward(q, k, v, mask_bias, dropout_p, rng, training, dropout_mask)
-    ctx = merge_heads(ctx)                                         # (B,A,T,d) -> (B,T,H)
-    out, c_o = linear_forward(ctx, w_o, b_o)                       # (B,T,H) @ (H,H) -> (B,T,H)
-    return out, MultiHeadAttentionCache(c_qkv, c_att, c_o, num_heads)
+    qkv, c_qkv = ops.linear_forward(x, w_qkv, b_qkv)               # (B,T,H) @ (H,3H) -> (B,T,3H)
+    q = ops.split_heads(qkv[..., :H], num_heads)                   # (B,A,T,d) views, no copy
+    k = ops.split_heads(qkv[..., H:2 * H], num_heads)
+    v = ops.split_heads(qkv[..., 2 * H:], num_heads)
+    ctx, c_att = ops.scaled_dot_product_attention_forward(q, k, v, mask_bias, dropout_p, rng, training,
+                                                          dropout_mask)
+    ctx = ops.merge_heads(ctx)                                     # (B,A,T,d) -> (B,T,H)
+    out, c_o = ops.linear_forward(ctx, w_o, b_o)                   # (B,T,H) @ (H,H) -> (B,T,H)
+    return out, MultiHeadAttentionCache(c_qkv, c_att, c_o, num_heads, ops)
 
 
 def multi_head_attention_backward(dout, cache):
@@ -133,15 +140,15 @@ def multi_head_attention_backward(dout, cache):
         dqkv = [merge(dQ) | merge(dK) | merge(dV)]    (B,T,3H)
         dx = linear backward of dqkv                  (B,T,H), with dW_qkv, db_qkv
     """
-    xp = get_xp(dout)
-    dctx, dw_o, db_o = linear_backward(dout, cache.output)         # (B,T,H)
-    dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dctx, cache.num_heads), cache.sdpa)
+    xp, ops = get_xp(dout), cache.ops
+    dctx, dw_o, db_o = ops.linear_backward(dout, cache.output)     # (B,T,H)
+    dq, dk, dv = ops.scaled_dot_product_attention_backward(ops.split_heads(dctx, cache.num_heads), cache.sdpa)
     B, A, T, d = dq.shape
     dqkv = xp.empty((B, T, 3, A, d), dtype=dq.dtype)               # merge heads straight into the fused layout
     dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)                       # (B,A,T,d) -> (B,T,A,d)
     dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
     dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
-    dx, dw_qkv, db_qkv = linear_backward(dqkv.reshape(B, T, 3 * A * d), cache.qkv)
+    dx, dw_qkv, db_qkv = ops.linear_backward(dqkv.reshape(B, T, 3 * A * d), cache.qkv)
     return dx, dw_qkv, db_qkv, dw_o, db_o
 
 
@@ -155,15 +162,17 @@ def multi_head_attention_backward(dout, cache):
 class AddNormCache(NamedTuple):
     dropout: Any                    # the dropout's mask, or None
     layer_norm: LayerNormCache
+    ops: Ops                        # the op table the forward ran
 
 
 def add_norm_forward(x, sublayer_out, gamma, beta, eps, dropout_p=0.0, rng=None, training=False,
-                     dropout_mask=None):
+                     dropout_mask=None, ops=None):
     """x, sublayer_out: (B, T, H)   gamma, beta: (H,)   ->   out: (B, T, H), cache: AddNormCache."""
-    s, c_drop = dropout_forward(sublayer_out, dropout_p, rng, training, dropout_mask)
+    ops = REFERENCE_OPS if ops is None else ops
+    s, c_drop = ops.dropout_forward(sublayer_out, dropout_p, rng, training, dropout_mask)
     s = s + x                                  # the residual: the layer learns a correction to x
-    out, c_ln = layer_norm_forward(s, gamma, beta, eps)
-    return out, AddNormCache(c_drop, c_ln)
+    out, c_ln = ops.layer_norm_forward(s, gamma, beta, eps)
+    return out, AddNormCache(c_drop, c_ln, ops)
 
 
 def add_norm_backward(dout, cache):
@@ -174,8 +183,8 @@ def add_norm_backward(dout, cache):
         dx   = ds                                the residual passes it on unchanged ("gradient highway")
         dsub = dropout backward of ds            ds * mask
     """
-    ds, dgamma, dbeta = layer_norm_backward(dout, cache.layer_norm)
-    dsub = dropout_backward(ds, cache.dropout)
+    ds, dgamma, dbeta = cache.ops.layer_norm_backward(dout, cache.layer_norm)
+    dsub = cache.ops.dropout_backward(ds, cache.dropout)
     if dsub is ds:
         # No dropout (eval mode, p = 0): dropout's backward handed ds back. dx and dsub are equal
         # numbers but must not be one array (the caller adds into them): one (B, T, H) copy.
@@ -194,18 +203,20 @@ class FeedForwardCache(NamedTuple):
     activation: Any                 # the activation's cache: GELU's local derivative
     output: LinearCache             # f W_2^T + b_2 (transformers' "output.dense")
     hidden_act: str                 # "gelu" or "gelu_new", to find the activation's backward
+    ops: Ops                        # the op table the forward ran
 
 
-def ffn_forward(x, w1, b1, w2, b2, hidden_act="gelu"):
+def ffn_forward(x, w1, b1, w2, b2, hidden_act="gelu", ops=None):
     """x: (B, T, H)   w1: (I, H)   b1: (I,)   w2: (H, I)   b2: (H,)   ->   out: (B, T, H).
 
     cache: FeedForwardCache.
     """
-    act_forward, _ = ACTIVATIONS[hidden_act]
-    f, c1 = linear_forward(x, w1, b1)          # (B,T,H) @ (H,I) -> (B,T,I)
+    ops = REFERENCE_OPS if ops is None else ops
+    act_forward, _ = ops.activation(hidden_act)
+    f, c1 = ops.linear_forward(x, w1, b1)      # (B,T,H) @ (H,I) -> (B,T,I)
     f, c_act = act_forward(f)                  # GELU, elementwise
-    out, c2 = linear_forward(f, w2, b2)        # (B,T,I) @ (I,H) -> (B,T,H)
-    return out, FeedForwardCache(c1, c_act, c2, hidden_act)
+    out, c2 = ops.linear_forward(f, w2, b2)    # (B,T,I) @ (I,H) -> (B,T,H)
+    return out, FeedForwardCache(c1, c_act, c2, hidden_act, ops)
 
 
 def ffn_backward(dout, cache):
@@ -216,10 +227,11 @@ def ffn_backward(dout, cache):
         du = df * GELU'(u)
         dx = du W_1              (with dW_1, db_1)
     """
-    _, act_backward = ACTIVATIONS[cache.hidden_act]
-    df, dw2, db2 = linear_backward(dout, cache.output)             # (B,T,H) -> (B,T,I)
+    ops = cache.ops
+    _, act_backward = ops.activation(cache.hidden_act)
+    df, dw2, db2 = ops.linear_backward(dout, cache.output)         # (B,T,H) -> (B,T,I)
     du = act_backward(df, cache.activation)
-    dx, dw1, db1 = linear_backward(du, cache.intermediate)         # (B,T,I) -> (B,T,H)
+    dx, dw1, db1 = ops.linear_backward(du, cache.intermediate)     # (B,T,I) -> (B,T,H)
     return dx, dw1, db1, dw2, db2
 
 
@@ -294,13 +306,15 @@ class PoolerCache(NamedTuple):
     dense: LinearCache
     tanh: Any                       # tanh's cache: its output
     x_shape: tuple                  # (B, T, H), the shape of dx
+    ops: Ops                        # the op table the forward ran
 
 
-def pooler_forward(x, weight, bias):
+def pooler_forward(x, weight, bias, ops=None):
     """x: (B, T, H)   weight: (H, H)   bias: (H,)   ->   pooled: (B, H), cache: PoolerCache."""
-    z, c_dense = linear_forward(x[:, 0], weight, bias)     # (B,H) @ (H,H) -> (B,H)
-    pooled, c_tanh = tanh_forward(z)
-    return pooled, PoolerCache(c_dense, c_tanh, x.shape)
+    ops = REFERENCE_OPS if ops is None else ops
+    z, c_dense = ops.linear_forward(x[:, 0], weight, bias)     # (B,H) @ (H,H) -> (B,H)
+    pooled, c_tanh = ops.tanh_forward(z)
+    return pooled, PoolerCache(c_dense, c_tanh, x.shape, ops)
 
 
 def pooler_backward(dpooled, cache):
@@ -309,8 +323,8 @@ def pooler_backward(dpooled, cache):
     In the forward pass z = x[:, 0] W_p^T + b_p, pooled = tanh(z), so going back:
         dz = dpooled * (1 - pooled^2),   dx[:, 0] = dz W_p (with dW_p, db_p),   dx[:, 1:] = 0
     """
-    dz = tanh_backward(dpooled, cache.tanh)
-    dfirst, dw, db = linear_backward(dz, cache.dense)
+    dz = cache.ops.tanh_backward(dpooled, cache.tanh)
+    dfirst, dw, db = cache.ops.linear_backward(dz, cache.dense)
     dx = get_xp(dfirst).zeros(cache.x_shape, dtype=dfirst.dtype)
     dx[:, 0] = dfirst                                      # only the [CLS] position was used
     return dx, dw, db

@@ -30,7 +30,7 @@ def test_the_groups_hold_every_command_once():
     names = [command.name for command in COMMANDS]
     assert sorted(names) == sorted(EVERY_COMMAND)
     assert [sub.name for sub in next(c for c in COMMANDS if c.name == "exercises").subcommands] == [
-        "list", "start", "check"]
+        "list", "start", "check", "capstone"]
 
 
 def test_top_level_help_lists_every_command_under_its_heading():

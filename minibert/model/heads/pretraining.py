@@ -28,11 +28,11 @@ from minibert.backend import get_xp
 from minibert.model.bert import BertModel, init_parameters
 from minibert.model.config import BertConfig
 from minibert.model.heads.base import BertWithHeads
-from minibert.ops.activations import ACTIVATIONS
+from minibert.model.ops_table import REFERENCE_OPS, Ops
 from minibert.ops.embedding import EmbeddingCache, embedding_backward
-from minibert.ops.layer_norm import LayerNormCache, layer_norm_backward, layer_norm_forward
-from minibert.ops.linear import LinearCache, linear_backward, linear_forward
-from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from minibert.ops.layer_norm import LayerNormCache
+from minibert.ops.linear import LinearCache
+from minibert.ops.losses import IGNORE_INDEX
 
 WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 
@@ -43,6 +43,7 @@ class MlmHeadCache(NamedTuple):
     layer_norm: LayerNormCache
     decoder: LinearCache            # h E^T + b_out, E the tied word embeddings
     hidden_act: str
+    ops: Ops                        # the op table the forward ran
 
 
 class PreTrainingCache(NamedTuple):
@@ -55,24 +56,27 @@ class PreTrainingCache(NamedTuple):
     shape: tuple                    # (B, T, H)
 
 
-def mlm_head_forward(x, w_t, b_t, gamma, beta, eps, word_embeddings, out_bias, hidden_act="gelu"):
-    """x: (M, H) vectors at the predicted positions -> logits (M, V), cache: MlmHeadCache."""
-    act_forward, _ = ACTIVATIONS[hidden_act]
-    h, c_dense = linear_forward(x, w_t, b_t)                        # (M,H) @ (H,H) -> (M,H)
+def mlm_head_forward(x, w_t, b_t, gamma, beta, eps, word_embeddings, out_bias, hidden_act="gelu", ops=None):
+    """x: (M, H) vectors at the predicted positions -> logits (M, V), cache: MlmHeadCache.
+    `ops`: the op table (None: REFERENCE_OPS, minibert/model/ops_table.py)."""
+    ops = REFERENCE_OPS if ops is None else ops
+    act_forward, _ = ops.activation(hidden_act)
+    h, c_dense = ops.linear_forward(x, w_t, b_t)                    # (M,H) @ (H,H) -> (M,H)
     h, c_act = act_forward(h)
-    h, c_ln = layer_norm_forward(h, gamma, beta, eps)
-    logits, c_dec = linear_forward(h, word_embeddings, out_bias)    # (M,H) @ (H,V) -> (M,V), tied weight
-    return logits, MlmHeadCache(c_dense, c_act, c_ln, c_dec, hidden_act)
+    h, c_ln = ops.layer_norm_forward(h, gamma, beta, eps)
+    logits, c_dec = ops.linear_forward(h, word_embeddings, out_bias)   # (M,H) @ (H,V) -> (M,V), tied weight
+    return logits, MlmHeadCache(c_dense, c_act, c_ln, c_dec, hidden_act, ops)
 
 
 def mlm_head_backward(dlogits, cache):
     """Returns (dx (M,H), dw_t, db_t, dgamma, dbeta, dword_embeddings (V,H), dout_bias (V,)):
     the forward's four steps in reverse (decoder, LayerNorm, activation, transform)."""
-    _, act_backward = ACTIVATIONS[cache.hidden_act]
-    dh, dword, dbias = linear_backward(dlogits, cache.decoder)          # (M,V) @ (V,H) -> (M,H)
-    dh, dgamma, dbeta = layer_norm_backward(dh, cache.layer_norm)
+    ops = cache.ops
+    _, act_backward = ops.activation(cache.hidden_act)
+    dh, dword, dbias = ops.linear_backward(dlogits, cache.decoder)      # (M,V) @ (V,H) -> (M,H)
+    dh, dgamma, dbeta = ops.layer_norm_backward(dh, cache.layer_norm)
     dh = act_backward(dh, cache.activation)
-    dx, dw_t, db_t = linear_backward(dh, cache.transform)               # (M,H) @ (H,H) -> (M,H)
+    dx, dw_t, db_t = ops.linear_backward(dh, cache.transform)           # (M,H) @ (H,H) -> (M,H)
     return dx, dw_t, db_t, dgamma, dbeta, dword, dbias
 
 
@@ -116,11 +120,13 @@ class BertForPreTraining(BertWithHeads):
     elsewhere; `next_sentence_label`: (B,) with 0 = continuation, 1 = random.
     The decoder reuses `bert.embeddings.word_embeddings.weight` (there is no
     separate `cls.predictions.decoder.weight` array; save/load map that name).
+    `ops`: the op table of the heads and of the BertModel (None: REFERENCE_OPS, minibert's own).
     """
 
-    def __init__(self, config: BertConfig, seed: int = 0, dtype="float32"):
+    def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", ops: Ops | None = None):
         self.config = config
-        self.bert = BertModel(config, seed=seed, dtype=dtype)
+        self.bert = BertModel(config, seed=seed, dtype=dtype, ops=ops)
+        self.ops = self.bert.ops
         self.dtype = self.bert.dtype
         rng = numpy.random.default_rng([seed, 2])
         self.params = {"bert." + k: v for k, v in self.bert.params.items()}   # the same arrays, prefixed
@@ -154,13 +160,14 @@ class BertForPreTraining(BertWithHeads):
         mlm_logits, c_mlm = mlm_head_forward(
             gathered, p["cls.predictions.transform.dense.weight"], p["cls.predictions.transform.dense.bias"],
             p["cls.predictions.transform.LayerNorm.weight"], p["cls.predictions.transform.LayerNorm.bias"],
-            cfg.layer_norm_eps, p[WORD_EMBEDDINGS], p["cls.predictions.bias"], cfg.hidden_act)
-        nsp_logits, c_nsp = linear_forward(pooled, p["cls.seq_relationship.weight"], p["cls.seq_relationship.bias"])
+            cfg.layer_norm_eps, p[WORD_EMBEDDINGS], p["cls.predictions.bias"], cfg.hidden_act, ops=self.ops)
+        nsp_logits, c_nsp = self.ops.linear_forward(pooled, p["cls.seq_relationship.weight"],
+                                                    p["cls.seq_relationship.bias"])
         out.update(mlm_logits=mlm_logits, nsp_logits=nsp_logits, positions=positions)
         c_mlm_loss = c_nsp_loss = None
         if labels is not None:
             target = flat_labels[positions]
-            mlm_loss, c_mlm_loss = cross_entropy_forward(mlm_logits, target)
+            mlm_loss, c_mlm_loss = self.ops.cross_entropy_forward(mlm_logits, target)
             out["mlm_loss"] = mlm_loss
             out["mlm_correct"] = int((mlm_logits.argmax(axis=1) == target).sum())
             out["mlm_count"] = int(target.shape[0])
@@ -168,7 +175,7 @@ class BertForPreTraining(BertWithHeads):
             nsl = xp.asarray(next_sentence_label).reshape(-1)
             if nsl.shape[0] != B:
                 raise ValueError(f"next_sentence_label has {nsl.shape[0]} entries for a batch of {B}")
-            nsp_loss, c_nsp_loss = cross_entropy_forward(nsp_logits, nsl)
+            nsp_loss, c_nsp_loss = self.ops.cross_entropy_forward(nsp_logits, nsl)
             out["nsp_loss"] = nsp_loss
             out["nsp_correct"] = int((nsp_logits.argmax(axis=1) == nsl).sum())
             out["nsp_count"] = B
@@ -194,7 +201,7 @@ class BertForPreTraining(BertWithHeads):
         xp = get_xp(g[WORD_EMBEDDINGS])
         d_seq = xp.zeros((B * T, H), dtype=self.dtype)
         if cache.mlm_loss is not None:
-            dlogits = cross_entropy_backward(mlm_weight, cache.mlm_loss)
+            dlogits = self.ops.cross_entropy_backward(mlm_weight, cache.mlm_loss)
             dx, dw_t, db_t, dgamma, dbeta, dword, dbias = mlm_head_backward(dlogits, cache.mlm_head)
             g["cls.predictions.transform.dense.weight"] += dw_t
             g["cls.predictions.transform.dense.bias"] += db_t
@@ -206,8 +213,8 @@ class BertForPreTraining(BertWithHeads):
             d_seq[cache.positions] = dx                          # scatter back (positions are distinct)
         d_pooled = None
         if cache.nsp_loss is not None:
-            dlogits = cross_entropy_backward(nsp_weight, cache.nsp_loss)
-            d_pooled, dw, db = linear_backward(dlogits, cache.nsp)
+            dlogits = self.ops.cross_entropy_backward(nsp_weight, cache.nsp_loss)
+            d_pooled, dw, db = self.ops.linear_backward(dlogits, cache.nsp)
             g["cls.seq_relationship.weight"] += dw
             g["cls.seq_relationship.bias"] += db
         self.bert.backward(d_seq.reshape(B, T, H), d_pooled)
