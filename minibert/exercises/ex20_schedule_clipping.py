@@ -127,16 +127,15 @@ SANITY = (
     ("**The area under the schedule.** The learning rates of steps 0 to total add up to "
      "peak x total / 2 (a triangle): a one-line check of both segments and their meeting point.",
      "peak, warm, total = 1e-3, 7, 40\n"
-     "area = sum(linear_warmup_decay(s, peak, warm, total) for s in range(total + 1))\n"
+     "area = sum(mine.linear_warmup_decay(s, peak, warm, total) for s in range(total + 1))\n"
      "print(f\"sum {area:.6g}, triangle {peak * total / 2:.6g}\")\n"
-     "print(\"peak at warm-up:\", linear_warmup_decay(warm, peak, warm, total))"),
+     "print(\"peak at warm-up:\", mine.linear_warmup_decay(warm, peak, warm, total))"),
     ("**Clipping keeps the direction.** After clipping, the global norm is (just under) max_norm and "
      "the gradient points the same way (cosine 1).",
-     "import numpy as np\n"
      "rng = np.random.default_rng(0)\n"
      "grads = {\"w\": rng.normal(size=(5, 3)), \"b\": rng.normal(size=3) * 10}\n"
      "before = np.concatenate([g.ravel() for g in grads.values()])\n"
-     "norm = clip_grad_norm(grads, 1.0)\n"
+     "norm = mine.clip_grad_norm(grads, 1.0)\n"
      "after = np.concatenate([g.ravel() for g in grads.values()])\n"
      "cos = before @ after / (np.linalg.norm(before) * np.linalg.norm(after))\n"
      "print(f\"norm before {norm:.4f}, after {np.linalg.norm(after):.6f}, cosine {cos:.6f}\")"),

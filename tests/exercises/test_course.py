@@ -90,6 +90,19 @@ def test_the_notebook_renders_contract_derivation_solution_hints_questions_sanit
         run_cells(path, capsys)
 
 
+@pytest.mark.parametrize("ex", [ex for ex in EXERCISES if ex.sanity], ids=[ex.name for ex in EXERCISES if ex.sanity])
+def test_sanity_cells_call_the_learners_functions_through_mine(ex):
+    """A sanity cell runs inside `with sanity(NAME) as mine:`: it calls the learner's functions as `mine.NAME`
+    (a bare NAME is undefined in the notebook), never loads the file itself nor rebinds `mine`."""
+    import re
+    for markdown, code in ex.sanity:
+        compile(code, ex.name, "exec")
+        assert "mine." in code and "load_student" not in code, (ex.name, code)
+        assert not re.search(r"\bmine\s*=[^=]", code), (ex.name, "rebinds mine", code)
+        bare = [f for f in ex.function_names if re.search(rf"(?<![.\w]){f}\(", code)]
+        assert not bare, (ex.name, f"calls {bare} without mine.", code)
+
+
 # -- check --format json|gradescope, report ----------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
