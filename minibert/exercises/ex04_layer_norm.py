@@ -126,7 +126,7 @@ def _dx_candidates(dy, xhat, rstd, gamma):
          "the gradient reaching xhat is not dy: y = gamma * xhat + beta multiplies it by gamma on the way."),
         (g - mean(g) - xhat * mean(g * xhat),
          "dx is off by one factor per row (the same within a row, different between rows): the chain rule "
-         "through xhat = (x - mu) * rstd brings rstd into every term."),
+         "through xhat (the centred row scaled by rstd) brings rstd into every term."),
         (rstd * (g - g.mean() - xhat * (g * xhat).mean()),
          "the means in dx run over the whole array: each row was normalised on its own, so its terms are "
          "means over its own H entries (the last axis)."),
