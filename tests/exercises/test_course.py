@@ -103,6 +103,16 @@ def test_sanity_cells_call_the_learners_functions_through_mine(ex):
         assert not bare, (ex.name, f"calls {bare} without mine.", code)
 
 
+def test_a_blank_workspace_reports_only_not_implemented(tmp_path):
+    """Blank starters pass no check of any exercise (a check that cannot run says nothing, never 'pass')."""
+    from minibert.exercises.workspace import grade_file
+    exercises.start(tmp_path)
+    for ex in EXERCISES:
+        result = grade_file(ex.name, tmp_path)
+        assert {c.status for c in result.checks} == {"not implemented"}, result.format()
+        assert result.verdict == "not implemented yet"
+
+
 # -- check --format json|gradescope, report ----------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
