@@ -175,7 +175,8 @@ def _backward_on_reference_cache(t, shape, scale):
 
 def _backward_on_own_forward(t, shape, scale, forward_ok):
     if not forward_ok:
-        t.note("not run: your forward fails above (your backward was graded on minibert's cache)")
+        t.not_run("not run: your forward fails above (your backward was graded on minibert's cache)",
+                  "softmax_forward", "softmax_backward")
         return
     x = t.rng.normal(size=shape) * scale
     dp = t.rng.normal(size=shape)

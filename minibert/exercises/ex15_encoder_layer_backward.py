@@ -112,8 +112,6 @@ SANITY = (
     ("**Sanity check: the residual carries the gradient.** With the attention's output weights at zero, "
      "the layer is $\\operatorname{LN}_2(h + \\dots)$ with $h = \\operatorname{LN}_1(x + b_o)$: $\\bar x$ is still "
      "not zero, and it flows only through the residual.",
-     "import numpy as np\nfrom minibert.exercises import load_student\n\n"
-     "mine = load_student(\"encoder_layer_backward\", \"../..\")\n"
      "rng = np.random.default_rng(0)\nB, T, H, I = 2, 3, 8, 16\n"
      "shapes = dict(w_qkv=(3 * H, H), b_qkv=(3 * H,), w_o=(H, H), b_o=(H,), gamma1=(H,), beta1=(H,),\n"
      "              w1=(I, H), b1=(I,), w2=(H, I), b2=(H,), gamma2=(H,), beta2=(H,))\n"

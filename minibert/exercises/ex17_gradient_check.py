@@ -103,12 +103,11 @@ QUESTIONS = (
 SANITY = (
     ("**The step size's two errors.** For a function with a known derivative, the error of the central "
      "estimate falls as h^2 while h is large (truncation), then grows as 1/h when h is tiny (rounding).",
-     "import numpy as np\n"
      "x = np.linspace(-1.0, 2.0, 7)\n"
      "exact = np.cos(x) * 3.0\n"
      "for h in (1e-1, 1e-3, 1e-5, 1e-8, 1e-11):\n"
-     "    numeric = numerical_gradient(lambda: float(3.0 * np.sin(x).sum()), x, np.arange(7), h)\n"
-     "    print(f\"h = {h:.0e}: relative error {rel_error(numeric, exact):.1e}\")"),
+     "    numeric = mine.numerical_gradient(lambda: float(3.0 * np.sin(x).sum()), x, np.arange(7), h)\n"
+     "    print(f\"h = {h:.0e}: relative error {mine.rel_error(numeric, exact):.1e}\")"),
 )
 
 

@@ -105,13 +105,13 @@ SANITY = (
      "from minibert.tokenization.vocab_trainer import learn_vocab\n"
      "counts = {\"hug\": 10, \"pug\": 5, \"pun\": 12, \"bun\": 4, \"hugs\": 5}\n"
      "splits = {w: [w[0]] + [\"##\" + c for c in w[1:]] for w in counts}\n"
-     "mine = []\n"
+     "merges = []\n"
      "for _ in range(6):\n"
-     "    pieces, pairs = count_pairs(splits, counts)\n"
-     "    merge = best_merge(pieces, pairs, \"likelihood\")\n"
-     "    mine.append(merge.token)\n"
-     "    splits = {w: merge_pair(s, merge.left, merge.right) for w, s in splits.items()}\n"
-     "print(\"yours:   \", mine)\n"
+     "    pieces, pairs = mine.count_pairs(splits, counts)\n"
+     "    merge = mine.best_merge(pieces, pairs, \"likelihood\")\n"
+     "    merges.append(merge.token)\n"
+     "    splits = {w: mine.merge_pair(s, merge.left, merge.right) for w, s in splits.items()}\n"
+     "print(\"yours:   \", merges)\n"
      "print(\"minibert:\", [m.token for m in learn_vocab(counts, 100).merges[:6]])"),
 )
 

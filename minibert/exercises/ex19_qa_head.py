@@ -101,22 +101,22 @@ QUESTIONS = (
 SANITY = (
     ("**The loss at initialisation.** With a weight near 0 every token is equally likely as start and "
      "end, so the loss is about ln T. Check it on random hidden states.",
-     "import numpy as np\n"
      "rng = np.random.default_rng(0)\n"
      "B, T, H = 8, 50, 16\n"
      "x = rng.normal(size=(B, T, H))\n"
-     "loss, _ = span_head_forward(x, rng.normal(size=(2, H)) * 1e-4, np.zeros(2),\n"
+     "loss, _ = mine.span_head_forward(x, rng.normal(size=(2, H)) * 1e-4, np.zeros(2),\n"
      "                            rng.integers(0, T, size=B), rng.integers(0, T, size=B))\n"
      "print(f\"loss {float(loss):.4f}, ln T {np.log(T):.4f}\")"),
     ("**Overfit one batch.** A few hundred steps of gradient descent on the head alone should drive the "
      "loss of one small batch towards 0 (the hidden states are random, so only memorisation can).",
+     "rng = np.random.default_rng(1)\n"
      "B, T, H = 4, 10, 16\n"
      "x = rng.normal(size=(B, T, H))\n"
      "w, b = rng.normal(size=(2, H)) * 0.01, np.zeros(2)\n"
      "start, end = rng.integers(0, T, size=B), rng.integers(0, T, size=B)\n"
      "for step in range(300):\n"
-     "    loss, cache = span_head_forward(x, w, b, start, end)\n"
-     "    _, dw, db = span_head_backward(1.0, cache)\n"
+     "    loss, cache = mine.span_head_forward(x, w, b, start, end)\n"
+     "    _, dw, db = mine.span_head_backward(1.0, cache)\n"
      "    w -= 1.0 * dw\n"
      "    b -= 1.0 * db\n"
      "print(f\"loss after 300 steps: {float(loss):.4f} (from ln T = {np.log(T):.2f})\")"),

@@ -77,10 +77,10 @@ def test_the_notebook_renders_contract_derivation_solution_hints_questions_sanit
     out = run_cells(path, capsys)
     assert out.count("not implemented yet") >= 2 and "sanity check done" not in out, out
     (tmp_path / f"{ex.stem}.py").write_text(
-        "import numpy as np\nfrom scipy.special import erf\n\n"
-        "def gelu_forward(x):\n    return 0.5 * x * (1 + erf(x / np.sqrt(2))), x\n\n"
-        "def gelu_backward(dy, x):\n    cdf = 0.5 * (1 + erf(x / np.sqrt(2)))\n"
-        "    return dy * (cdf + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi))\n")
+        "import numpy as np\nfrom scipy.special import erf\n\n"        # the contract's cache: GELU'(x)
+        "def gelu_forward(x):\n    cdf = 0.5 * (1 + erf(x / np.sqrt(2)))\n"
+        "    return x * cdf, cdf + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)\n\n"
+        "def gelu_backward(dy, cache):\n    return dy * cache\n")
     out = run_cells(path, capsys)
     assert "sanity check done" in out and "=> PASS: all" in out, out
     (tmp_path / f"{ex.stem}.py").write_text(
@@ -88,6 +88,29 @@ def test_the_notebook_renders_contract_derivation_solution_hints_questions_sanit
         "def gelu_backward(dy, x):\n    return dy\n")
     with pytest.raises(AssertionError):
         run_cells(path, capsys)
+
+
+@pytest.mark.parametrize("ex", [ex for ex in EXERCISES if ex.sanity], ids=[ex.name for ex in EXERCISES if ex.sanity])
+def test_sanity_cells_call_the_learners_functions_through_mine(ex):
+    """A sanity cell runs inside `with sanity(NAME) as mine:`: it calls the learner's functions as `mine.NAME`
+    (a bare NAME is undefined in the notebook), never loads the file itself nor rebinds `mine`."""
+    import re
+    for markdown, code in ex.sanity:
+        compile(code, ex.name, "exec")
+        assert "mine." in code and "load_student" not in code, (ex.name, code)
+        assert not re.search(r"\bmine\s*=[^=]", code), (ex.name, "rebinds mine", code)
+        bare = [f for f in ex.function_names if re.search(rf"(?<![.\w]){f}\(", code)]
+        assert not bare, (ex.name, f"calls {bare} without mine.", code)
+
+
+def test_a_blank_workspace_reports_only_not_implemented(tmp_path):
+    """Blank starters pass no check of any exercise (a check that cannot run says nothing, never 'pass')."""
+    from minibert.exercises.workspace import grade_file
+    exercises.start(tmp_path)
+    for ex in EXERCISES:
+        result = grade_file(ex.name, tmp_path)
+        assert {c.status for c in result.checks} == {"not implemented"}, result.format()
+        assert result.verdict == "not implemented yet"
 
 
 # -- check --format json|gradescope, report ----------------------------------------------------------
