@@ -6,6 +6,10 @@ fill in (tests/exercises/test_exercises.py generates and runs them, blank and so
 "python3" kernel with the notebooks folder as working directory and matplotlib's non-interactive
 backend; a cell that raises fails the test with that cell's error.
 
+Notebooks 02 and 03 read ../shared/data when it is there and built-in text otherwise; the README's
+main install has no data folder, so they also run from a copy where it is absent (their assertion
+cells, the figures their text states, must hold on both paths).
+
 No time is checked here: how long a notebook takes depends on the machine and on what else runs on
 it, so a bound would fail on a busy machine for no fault of the notebook. `benchmarks/bench_notebooks.py`
 prints each notebook's wall-clock and CPU time instead. A notebook with a long full-size version reads
