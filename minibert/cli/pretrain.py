@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minibert import checks
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
 from minibert.model.io import read_json
@@ -33,7 +35,7 @@ def _fill_mask_examples(args: PretrainArgs, resume: bool) -> None:
     """The end of `minibert pretrain`: draw the curves; mask one word in a few held-out sentences, show the guesses."""
     run_dir = Path(args.out)
     if resume:
-        args = PretrainArgs(**{**read_json(run_dir / "run.json"), "progress": args.progress})
+        args = PretrainArgs.saved(run_dir, progress=args.progress)
     print(f"curves: {plot_run(run_dir)[0]}")
     _, eval_docs = load_documents(args)
     model, tokenizer = load_pretraining_model(run_dir)
@@ -50,6 +52,9 @@ class PlotArgs:
 
 def run_plot(args: PlotArgs) -> int:
     """Redraw the figures of a run folder (curves.png; confusion.png for classification); print their paths."""
+    run_json = Path(args.run_dir) / "run.json"
+    if run_json.is_file():
+        read_json(run_json)                    # damaged: an error naming it, before any figure is drawn
     for path in plot_run(args.run_dir):
         print(path)
     return 0
@@ -58,13 +63,16 @@ def run_plot(args: PlotArgs) -> int:
 @dataclass(kw_only=True)
 class FillMaskArgs:
     model: str = field(metadata={"help": "run folder (config.json, vocab.txt, model.safetensors)"})
-    top_k: int = field(default=5, metadata={"help": "guesses shown per [MASK]"})
+    top_k: int = field(default=5, metadata={"check": checks.positive, "help": "guesses shown per [MASK]"})
     text: list[str] = field(metadata={"positional": True, "nargs": "+", "help": "texts with [MASK] tokens"})
 
 
 def run_fill_mask(args: FillMaskArgs) -> int:
     """Each text, then the top-k guesses for each of its [MASK] tokens."""
     model, tok = load_pretraining_model(args.model)
+    if args.top_k > len(tok):
+        print(f"note: --top-k {args.top_k} is more than the {len(tok)} tokens of the vocabulary: showing {len(tok)}",
+              file=sys.stderr)
     for text in args.text:
         print(text)
         for k, guesses in enumerate(fill_mask(model, tok, text, args.top_k)):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from minibert import checks
 from minibert.cli.command import Command
 from minibert.errors import InputError
 from minibert.model.pretrained import default_model_dir
@@ -40,6 +42,7 @@ class TokenizeArgs:
         "help": "each line is two texts separated by a TAB: [CLS] A [SEP] B [SEP]"})
     tokens: bool = field(default=False, metadata={"help": "print tokens instead of ids"})
     max_length: int | None = field(default=None, metadata={
+        "check": checks.at_least(2),
         "metavar": "N", "help": "truncate to N tokens, special tokens included (longest first for pairs)"})
 
 
@@ -73,7 +76,9 @@ def run_tokenize(args: TokenizeArgs) -> int:
 @dataclass(kw_only=True)
 class TrainVocabArgs:
     corpus: list[str] = field(metadata={"nargs": "+", "metavar": "FILE", "help": "one or more UTF-8 text files"})
-    vocab_size: int = field(metadata={"metavar": "N", "help": "tokens in the vocabulary, special tokens included"})
+    vocab_size: int = field(metadata={
+        "check": checks.positive,
+        "metavar": "N", "help": "tokens in the vocabulary, special tokens included"})
     out: str = field(metadata={"metavar": "DIR", "help": "output folder (created)"})
     cased: bool = field(default=False, metadata={"help": "learn a cased vocabulary"})
     score: str = field(default="likelihood", metadata={
@@ -85,8 +90,12 @@ class TrainVocabArgs:
 
 def run_train_vocab(args: TrainVocabArgs) -> int:
     """Learn the vocabulary, write vocab.txt and tokenizer_config.json, say how it went on stderr."""
-    if args.vocab_size <= 0:
-        raise InputError("--vocab-size must be positive")
+    for path in args.corpus:
+        if not Path(path).is_file():
+            raise InputError(f"--corpus {path}: " + ("a folder: give the text files in it" if Path(path).is_dir()
+                                                      else "no such file"))
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder: give the folder to write vocab.txt into")
     start = time.perf_counter()
     result = train_vocab(read_lines(args.corpus), args.vocab_size, do_lower_case=not args.cased,
                          show_progress=not args.quiet, score=args.score)

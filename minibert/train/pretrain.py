@@ -25,15 +25,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import zipfile
 from dataclasses import field
 from pathlib import Path
 
 import numpy
 
-from minibert import backend
+from minibert import backend, checks
 from minibert.data.batches import step_rows
-from minibert.data.pretraining import (GUTENBERG_HELD_OUT, create_training_instances, instances_to_features,
-                                       load_features, read_corpus, read_gutenberg, save_features)
+from minibert.data.pretraining import (GUTENBERG_HELD_OUT, EmptyCorpusError, create_training_instances,
+                                       instances_to_features, load_features, read_corpus, read_gutenberg,
+                                       save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
 from minibert.errors import MinibertError
 from minibert.model.config import PRESETS, BertConfig
@@ -48,6 +50,9 @@ from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
 
 
+MIN_SEQ_LEN = 5           # the shortest instance: [CLS] A [SEP] B [SEP], one token in each segment
+
+
 @dataclasses.dataclass
 class PretrainArgs:
     """The settings of a pretraining run (saved as run.json); each field is a flag of `minibert pretrain`."""
@@ -59,43 +64,75 @@ class PretrainArgs:
     config: str = field(default="tiny", metadata={"help": f"preset ({', '.join(PRESETS)}) or a config.json path"})
     vocab: str | None = field(default=None, metadata={
         "help": "folder with vocab.txt, or the file (default: learn a vocabulary on the corpus)"})
-    vocab_size: int = field(default=8000, metadata={"help": "size of the learned vocabulary"})
+    vocab_size: int = field(default=8000, metadata={"check": checks.positive, "help": "size of the learned vocabulary"})
     vocab_score: str = field(default="frequency", metadata={
         "choices": ["frequency", "likelihood"],
         "help": "merge rule of the learned vocabulary: the most frequent pair (default; frequent words "
                 "become whole tokens) or WordPiece's likelihood score (see vocab_trainer)"})
-    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
+    steps: int = field(default=1000, metadata={"check": checks.positive, "help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"check": checks.positive, "help": "sequences per step"})
     seq_len: int = field(default=64, metadata={
+        "check": checks.at_least(MIN_SEQ_LEN),
         "help": "max_seq_length of the instances (64: docstring paragraphs are short, and a step is half as long "
                 "as at 128)"})
     max_predictions: int | None = field(default=None, metadata={
+        "check": checks.positive,
         "help": "max masked positions per sequence (default: 15% of --seq-len, rounded up: 10 for 64, "
                 "20 for 128 as in Google's recipe)"})
-    dupe_factor: int = field(default=2, metadata={"help": "masked copies of the corpus"})
+    dupe_factor: int = field(default=2, metadata={"check": checks.positive, "help": "masked copies of the corpus"})
     eval_dupe_factor: int = field(default=1, metadata={
+        "check": checks.positive,
         "help": "masked versions of the held-out documents (more: a steadier estimate)"})
     short_seq_prob: float = field(default=0.1, metadata={
+        "check": checks.probability,
         "help": "share of instances with a shorter target length"})
     whole_word_mask: bool = field(default=False, metadata={"help": "mask whole words"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
-    warmup: float = field(default=0.1, metadata={"help": "warm-up fraction of the steps"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the global gradient norm (0: off)"})
+    lr: float = field(default=1e-3, metadata={"check": checks.finite_positive, "help": "peak learning rate"})
+    warmup: float = field(default=0.1, metadata={"check": checks.below_one, "help": "warm-up fraction of the steps"})
+    weight_decay: float = field(default=0.01, metadata={
+        "check": checks.finite_non_negative,
+        "help": "AdamW decoupled weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "check": checks.finite_non_negative,
+        "help": "clip the global gradient norm (0: off)"})
     optimizer: str = field(default="torch", metadata={
         "choices": ["torch", "google"], "help": "AdamW with bias correction (torch) or Google's BERT variant"})
     accumulate: int = field(default=1, metadata={
+        "check": checks.positive,
         "help": "micro-batches per step (gradient accumulation; --batch-size must divide by it)"})
-    heldout_fraction: float = field(default=0.05, metadata={"help": "share of documents held out for evaluation"})
-    eval_every: int = field(default=250, metadata={"help": "steps between held-out evaluations"})
-    eval_batches: int = field(default=20, metadata={"help": "batches per evaluation"})
-    checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
-    keep: int = field(default=3, metadata={"help": "checkpoints kept"})
+    heldout_fraction: float = field(default=0.05, metadata={
+        "check": checks.fraction,
+        "help": "share of documents held out for evaluation"})
+    eval_every: int = field(default=250, metadata={
+        "check": checks.positive, "help": "steps between held-out evaluations"})
+    eval_batches: int = field(default=20, metadata={"check": checks.positive, "help": "batches per evaluation"})
+    checkpoint_every: int = field(default=250, metadata={"check": checks.positive, "help": "steps between checkpoints"})
+    keep: int = field(default=3, metadata={"check": checks.positive, "help": "checkpoints kept"})
     seed: int = field(default=12345, metadata={"help": "seed of data, init and dropout"})
     dtype: str = field(default="float32", metadata={
         "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
     out: str = field(default="runs/pretrain", metadata={"help": "run folder"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
+
+    def __post_init__(self):
+        """Every setting within its declared range ("check" above, minibert/checks.py), before any work."""
+        checks.check_fields(self)
+
+    @classmethod
+    def saved(cls, run_dir, **overrides) -> "PretrainArgs":
+        """The settings saved in run_dir/run.json (with `overrides`), checked as the flags are."""
+        path = Path(run_dir) / "run.json"
+        saved = read_json(path)
+        if not isinstance(saved, dict):
+            raise PretrainError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}")
+        unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise PretrainError(f"{path} has unknown setting(s) {', '.join(unknown)}: not a run.json of "
+                                f"`minibert pretrain` (or edited by hand)")
+        try:
+            return cls(**{**saved, **overrides})
+        except checks.SettingError as err:
+            raise PretrainError(f"{path}: {err}") from None
 
 
 class PretrainError(MinibertError, RuntimeError):
@@ -116,18 +153,31 @@ def load_documents(args: PretrainArgs):
         if path.is_dir() and args.eval_corpus is None and all((path / b).is_file() for b in GUTENBERG_HELD_OUT):
             # the Gutenberg folder: the two held-out books are the evaluation text
             return read_gutenberg(path, exclude=GUTENBERG_HELD_OUT), read_gutenberg(path, books=list(GUTENBERG_HELD_OUT))
-        documents = read_corpus(path)
+        documents = _read_corpus(path, "--corpus")
     if args.eval_corpus is not None:
-        return documents, read_corpus(args.eval_corpus)
+        return documents, _read_corpus(args.eval_corpus, "--eval-corpus")
     if len(documents) < 2:
-        raise PretrainError(f"the corpus has {len(documents)} document(s); at least 2 are needed "
-                            f"(one to train on, one held out), or give --eval-corpus")
+        raise PretrainError(f"the corpus {args.corpus or '(the standard library docstrings)'} has {len(documents)} "
+                            f"document(s); at least 2 are needed (one to train on, one held out), or give "
+                            f"--eval-corpus")
     order = list(range(len(documents)))
     random.Random(args.seed).shuffle(order)
     n_held = max(1, int(round(len(documents) * args.heldout_fraction)))
     held = sorted(order[:n_held])
     held_set = set(held)
     return [d for i, d in enumerate(documents) if i not in held_set], [documents[i] for i in held]
+
+
+def _read_corpus(path, flag: str):
+    """read_corpus, with the file and the flag named when the text is not UTF-8 or holds no words."""
+    try:
+        return read_corpus(path)
+    except UnicodeDecodeError:
+        if Path(path).is_file():                       # say which line, as every reader of a user's file does
+            checks.decode_utf8(Path(path).read_bytes(), f"{flag} {path}")
+        raise PretrainError(f"{flag} {path}: a file in it is not UTF-8; convert it to UTF-8") from None
+    except EmptyCorpusError as err:
+        raise PretrainError(f"{flag}: {err}") from None
 
 
 def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
@@ -167,7 +217,11 @@ def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, 
     """Instances as arrays, cached in the run folder (a resumed run reads them back)."""
 
     if path.is_file():
-        return load_features(path)
+        try:
+            return load_features(path)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:     # cut short by a kill or a full disk
+            raise PretrainError(f"{path} is damaged (truncated?): {err}; delete it and the run rebuilds it from the "
+                                f"corpus (the same instances: they depend only on the settings)") from None
     instances = create_training_instances(
         documents, tokenizer, max_seq_length=args.seq_len, dupe_factor=dupe_factor,
         short_seq_prob=args.short_seq_prob, max_predictions_per_seq=max_predictions(args), seed=seed,
@@ -315,8 +369,7 @@ def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> Pretra
     if resume:
         if not (run_dir / "run.json").is_file():
             raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
-        saved = read_json(run_dir / "run.json")
-        return PretrainArgs(**{**saved, "progress": args.progress})
+        return PretrainArgs.saved(run_dir, progress=args.progress)
     if (run_dir / "run.json").is_file():
         if list_checkpoints(run_dir):
             raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
@@ -326,6 +379,30 @@ def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> Pretra
             raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
                                 f"use another --out, or delete that folder")
     return args
+
+
+def check_settings(args: PretrainArgs) -> None:
+    """The settings that must fit each other or the config, checked before any work (each one's own range
+    is checked when PretrainArgs is made)."""
+    if args.batch_size % args.accumulate:
+        raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
+    room = args.seq_len - 3                                   # [CLS] A [SEP] B [SEP]: 3 positions are not words
+    if args.max_predictions is not None and args.max_predictions > room:
+        raise PretrainError(f"--max-predictions {args.max_predictions} is more than the {room} word positions of "
+                            f"a --seq-len {args.seq_len} instance ([CLS] and two [SEP] take 3)")
+    if args.config not in PRESETS:
+        if not Path(args.config).is_file():
+            raise PretrainError(f"--config {args.config}: no such file, and not a preset ({', '.join(PRESETS)})")
+        positions = BertConfig.load(args.config).max_position_embeddings
+    else:
+        positions = BertConfig.preset(args.config).max_position_embeddings
+    if args.seq_len > positions:
+        raise PretrainError(f"--seq-len {args.seq_len} is longer than max_position_embeddings={positions} of the "
+                            f"config {args.config}")
+    for flag, what, path in (("--corpus", "corpus", args.corpus), ("--vocab", "vocabulary", args.vocab),
+                             ("--eval-corpus", "held-out corpus", args.eval_corpus)):
+        if path is not None and not Path(path).exists():
+            raise PretrainError(f"{what} not found: {path} ({flag})")
 
 
 def describe_evaluation(result: dict) -> str:
@@ -372,13 +449,14 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -
     callback(row): called with every log row as it is written.
     """
     run_dir = Path(args.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PretrainError(f"--out {run_dir} is a file, not a folder: give the run folder to write")
     args = _check_run_folder(args, run_dir, resume)
-    if args.batch_size % args.accumulate:
-        raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
+    check_settings(args)
+    train_docs, eval_docs = load_documents(args)         # a corpus that cannot be read: an error before any write
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "run.json", dataclasses.asdict(args))
 
-    train_docs, eval_docs = load_documents(args)
     tokenizer = build_tokenizer(args, train_docs, run_dir)
     config = build_config(args, len(tokenizer))
     config.save(run_dir)
