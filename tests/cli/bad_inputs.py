@@ -259,7 +259,6 @@ DM = "--model {case}/m"          # a damaged copy of the model folder
 def _flag_range() -> list[Probe]:
     """Numbers out of their range, per command."""
     P = lambda cmd, flag, match: Probe("flag range", cmd, rf"argument {re.escape(flag)}: {match}")  # noqa: E731
-    positive = "must be (an integer|a number) (>=|>) [01]"
     rows = []
     for flag, value in [("--steps", "0"), ("--steps", "-5"), ("--batch-size", "0"), ("--accumulate", "0"),
                         ("--checkpoint-every", "0"), ("--eval-every", "0"), ("--eval-batches", "0"),

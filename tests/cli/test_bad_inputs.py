@@ -133,3 +133,14 @@ def test_records_says_when_it_caps_the_clusters(world, tmp_path, capsys):
     rows = len(world.csv.read_text().splitlines()) - 1
     assert f"note: --clusters 1000 is more than the {rows} rows with text: using {rows}" in capsys.readouterr().err
 
+
+def test_the_probe_script_counts_outcomes_by_category():
+    """benchmarks/probe_cli.py, on one category: every probe a real process, each one error line here."""
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "probe_cli.py"), "--only", "flags together"],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    n = sum(p.category == "flags together" for p in PROBES)
+    row = re.search(r"^flags together\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", r.stdout, re.M)
+    assert row, r.stdout
+    assert [int(x) for x in row.groups()] == [n, n, 0, 0, 0, n, 0]          # probes, one line, ..., names it
+    assert re.search(rf"^total\s+{n}\s+{n}\s", r.stdout, re.M)
