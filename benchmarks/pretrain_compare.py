@@ -24,6 +24,7 @@ come from one evaluation over every held-out instance, by the same minibert func
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -71,6 +72,9 @@ def run_minibert(out: Path, minutes: float, steps: int | None):
         (out / "data").mkdir(parents=True, exist_ok=True)
         for name in ("train.npz", "eval.npz"):
             (out / "data" / name).write_bytes((probe / "data" / name).read_bytes())
+        # and the run's own settings: OUT is then a run that never reached a checkpoint, which pretrain.run
+        # starts again with the vocabulary and data it finds there (any other folder it refuses: minibert/files.py)
+        (out / "run.json").write_text(json.dumps(dataclasses.asdict(minibert_args(out, steps))))
     start = time.time()
     pretrain.run(minibert_args(out, steps))
     wall = time.time() - start

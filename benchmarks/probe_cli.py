@@ -16,8 +16,9 @@ Each outcome is one of:
     other         anything else: argparse's usage block, exit code 1, several lines, a timeout
 
 and, separately, "names it" (the one line matches the probe's expected message, which names the flag
-or file and the problem) and "files changed" (an input file or pre-existing run folder not
-byte-identical afterwards). The table is printed by category, with the total.
+or file and the problem), "files changed" (an input file or pre-existing run folder not
+byte-identical afterwards) and "left behind" (the probe created a file or folder: a run folder, a
+lock, an output). The table is printed by category, with the total.
 """
 from __future__ import annotations
 
@@ -87,9 +88,10 @@ def probe_all(code: Path, root: Path, show: set, timeout: float, probes=PROBES) 
             result = None
         after = tree_hashes(world.root, case)
         changed = [p for p, h in before.items() if after.get(p) != h]
+        created = set(after) - set(before)
         kind, named = outcome(probe, result)
         results.append({"probe": probe, "outcome": kind, "named": named, "changed": bool(changed),
-                        "seconds": time.perf_counter() - start})
+                        "created": bool(created), "seconds": time.perf_counter() - start})
         if kind in show or ("unnamed" in show and kind == "one line" and not named):
             err = result.stderr.decode("utf-8", "replace").strip().splitlines() if result else ["(timed out)"]
             typed = shlex.join(argv).replace(str(root) + "/", "")
@@ -105,7 +107,8 @@ def table(results) -> str:
         counts[r["outcome"]] += 1
         counts["names it"] += r["named"]
         counts["files changed"] += r["changed"]
-    columns = ("probes", *OUTCOMES, "names it", "files changed")
+        counts["left behind"] += r["created"]
+    columns = ("probes", *OUTCOMES, "names it", "files changed", "left behind")
     lines = [f"{'category':<16}" + "".join(f"{c:>14}" for c in columns)]
     total = collections.Counter()
     for category, counts in rows.items():

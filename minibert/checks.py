@@ -28,6 +28,9 @@ The checks, each a `Check` whose `what` completes "must be ...":
 
 An optional setting (`int | None = None`) is checked only when it is given.
 
+Settings read back from a file (a run's run.json, for --resume) have not been through argparse:
+`field_problem(field, value)` checks their type (from the annotation) and choices as well.
+
 The other thing every reader of a user's file checks is here too: `decode_utf8(data, path)` decodes
 the bytes of a text file, and bytes that are not UTF-8 (a Latin-1 CSV from a spreadsheet) are an
 error naming the file and the line, never U+FFFD characters slipped into the text without a word.
@@ -43,8 +46,8 @@ from typing import Callable
 from minibert.errors import InputError
 
 __all__ = ["Check", "SettingError", "at_least", "positive", "non_negative", "finite_positive", "finite_non_negative",
-           "in_range", "fraction", "below_one", "probability", "check_fields", "flag_of", "NotUTF8Error",
-           "decode_utf8"]
+           "in_range", "fraction", "below_one", "probability", "check_fields", "field_problem", "flag_of",
+           "NotUTF8Error", "decode_utf8"]
 
 
 class SettingError(InputError):
@@ -120,6 +123,33 @@ def check_fields(settings) -> None:
             problem = check.problem(item)
             if problem is not None:
                 raise SettingError(f"{flag_of(f)}: {problem}, got {item!r}")
+
+
+_TYPES = {                     # the annotations a setting may have, what each accepts and its words
+    "int": (_is_int, "an integer"),
+    "float": (_is_number, "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "None": (lambda v: v is None, "null"),
+}
+
+
+def field_problem(f: dataclasses.Field, value) -> str | None:
+    """None if `value` fits the field `f` (its type, its "choices", its "check"), else "must be ...".
+
+    For settings read back from a file (a run's run.json), where nothing like argparse has converted
+    them: a string where a number belongs, or a bool where a string does, is caught here, before it
+    fails deep in a run. The type is read off the annotation (int, float, str, bool, unions of them
+    with None); a field with any other annotation is checked on its choices and check only.
+    """
+    names = [name.strip() for name in str(f.type).split("|")]
+    if all(name in _TYPES for name in names) and not any(_TYPES[name][0](value) for name in names):
+        return "must be " + " or ".join(_TYPES[name][1] for name in names)
+    choices = f.metadata.get("choices")
+    if choices is not None and value is not None and value not in choices:
+        return f"must be one of {', '.join(map(str, choices))}"
+    check = f.metadata.get("check")
+    return check.problem(value) if check is not None and value is not None else None
 
 
 # -- text files ---------------------------------------------------------------------------------

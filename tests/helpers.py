@@ -9,6 +9,8 @@
     caches     shared_memory_pairs(outputs), is_named_cache(cache)
     a toy      Mean, MeanObjective, toy_batch(rows): a one-parameter "model" whose training numbers
                can be worked out by hand (tests/train/)
+    pretrain   made_up_corpus(), tiny_pretraining_inputs(folder), tiny_pretraining_flags(inputs, out):
+               a whole `minibert pretrain` run in about a second (tests/train/test_resume*.py)
     float16    F16_EPS
 
 The references (PyTorch / transformers models and tokenizers) are in reference.py; the tokenizer
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 from pathlib import Path
 from typing import NamedTuple
 
@@ -209,3 +212,38 @@ TOY_Y = np.arange(12, dtype=float)                   # the toy data set: targets
 
 def toy_batch(rows):
     return {"y": TOY_Y[rows], "attention_mask": np.ones((len(rows), 1), dtype=np.int64)}
+
+
+# -- a tiny pretraining run (tests/train/test_resume*.py) ------------------------------------------------
+
+TINY_PRETRAINING_CONFIG = dict(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=37, max_position_embeddings=64)
+MADE_UP_WORDS = ("the cat dog bird sat ran flew over under a on in big small red green house tree river saw heard "
+                 "found took gave old new little happy sad quick slow man woman child garden morning evening "
+                 "night day sun moon star rain wind snow walked jumped sang slept ate").split()
+
+
+def made_up_corpus(documents=24, sentences=8, seed=7) -> str:
+    """Documents of random sentences over 52 words, a blank line between documents (no data needed)."""
+    rng = random.Random(seed)
+    docs = [" ".join(" ".join(rng.choice(MADE_UP_WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
+                     for _ in range(sentences)) for _ in range(documents)]
+    return "\n\n".join(docs) + "\n"
+
+
+def tiny_pretraining_inputs(folder) -> Path:
+    """`folder` with corpus.txt (made_up_corpus) and config.json (TINY_PRETRAINING_CONFIG)."""
+    folder = Path(folder)
+    write(folder / "corpus.txt", made_up_corpus())
+    write(folder / "config.json", TINY_PRETRAINING_CONFIG)
+    return folder
+
+
+def tiny_pretraining_flags(inputs, out, *extra: str) -> list[str]:
+    """`minibert pretrain`'s arguments for a tiny run (about 1.5 s in a fresh process): a 1-layer BERT of
+    hidden size 32 on tiny_pretraining_inputs, 12 steps, an evaluation every 3, a checkpoint every 4."""
+    inputs = Path(inputs)
+    return ["pretrain", "--no-progress", "--corpus", str(inputs / "corpus.txt"),
+            "--config", str(inputs / "config.json"), "--vocab-size", "120", "--steps", "12", "--batch-size", "8",
+            "--seq-len", "32", "--eval-every", "3", "--eval-batches", "2", "--checkpoint-every", "4",
+            "--heldout-fraction", "0.2", "--out", str(out), *extra]

@@ -6,6 +6,7 @@
     torch_batch(batch)        a batch of NumPy arrays as torch tensors
     rel_diff(a, b)            the comparison every parity test uses
     hf_fast(), hf_python()    Hugging Face's two BERT tokenizers (Rust, pure Python) on MiniLM's vocabulary
+                              (hf_fast(split_special_tokens=True): "[SEP]" in text is text)
 """
 from __future__ import annotations
 
@@ -84,10 +85,11 @@ def rel_diff(a, b) -> float:
 # -- tokenizers ----------------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def hf_fast(do_lower_case: bool = True):
+def hf_fast(do_lower_case: bool = True, split_special_tokens: bool = False):
     """Hugging Face's Rust-backed BertTokenizer (BertTokenizerFast) on the MiniLM vocabulary."""
     transformers = pytest.importorskip("transformers")
-    tok = transformers.BertTokenizer.from_pretrained(str(minilm_path()), do_lower_case=do_lower_case)
+    tok = transformers.BertTokenizer.from_pretrained(str(minilm_path()), do_lower_case=do_lower_case,
+                                                     split_special_tokens=split_special_tokens)
     # tokenizer.json ships with truncation/padding switched on; each call here
     # states what it wants, so switch them off.
     tok.backend_tokenizer.no_truncation()

@@ -7,7 +7,7 @@ import sys
 import nbformat
 import pytest
 
-from helpers import REPO, data_path
+from helpers import REPO, data_path, minilm_path
 
 NEEDS_DATA = {"bench_finetune.py": ("sst2", "train.tsv")}   # under ../shared/data: skipped without it
 
@@ -24,6 +24,16 @@ def test_benchmark_script_runs(script, args):
                        timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "ratio" in r.stdout or "x " in r.stdout
+
+
+def test_bench_long_line_prints_a_row_per_size():
+    """benchmarks/bench_long_line.py on a 50 KB line: tokens, each stage's time, peak memory, truncation."""
+    minilm_path()
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_long_line.py"), "--sizes", "0.05",
+                        "--dupe", "1"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert re.search(r"^ 0\.05 +\d{1,3},\d{3}( +[\d.]+){8}$", r.stdout, re.M), r.stdout
+    assert "peak MB" in r.stdout and "truncate s" in r.stdout
 
 
 def test_bench_main_job_prints_time_figures_and_baselines():

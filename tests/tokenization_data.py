@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import random
 from pathlib import Path
 
 from helpers import DATA, data_path
@@ -121,6 +122,34 @@ SLOW_DATASETS = {
     "sst2": sst2_sentences,
     "gutenberg-all": gutenberg_all_lines,
 }
+
+
+# The special tokens' strings, as text that mentions them (any text about BERT) has them.
+SPECIAL_STRINGS = ("[CLS]", "[SEP]", "[MASK]", "[UNK]", "[PAD]")
+
+
+def with_special_string(text: str, rng: random.Random) -> str:
+    """`text` with one of SPECIAL_STRINGS written into it at a random place: between two words, at
+    the start or the end, or glued to a word (`x[SEP]`, `[MASK]y`); upper case, or lower case (30%).
+    Whitespace is collapsed to single spaces."""
+    words = text.split()
+    token = rng.choice(SPECIAL_STRINGS)
+    token = token if rng.random() < 0.7 else token.lower()
+    if words and rng.random() < 0.3:
+        j = rng.randrange(len(words))
+        words[j] = words[j] + token if rng.random() < 0.5 else token + words[j]
+    else:
+        words.insert(rng.randint(0, len(words)), token)
+    return " ".join(words)
+
+
+@functools.lru_cache(maxsize=None)
+def special_string_lines() -> tuple[str, ...]:
+    """Every WikiText-2 test line and 5,000 Gutenberg lines, each with two special-token strings
+    written into it (with_special_string, seed 0): real text that mentions [CLS], [SEP], ..."""
+    rng = random.Random(0)
+    lines = wikitext_lines() + gutenberg_lines()[::4]
+    return tuple(with_special_string(with_special_string(line, rng), rng) for line in lines)
 
 
 def consecutive_pairs(lines) -> list[tuple[str, str]]:

@@ -43,6 +43,7 @@ from minibert.apps.embed import embed
 from minibert.apps.vectors import adjusted_rand_index, best_match_accuracy, kmeans
 from minibert.checks import decode_utf8
 from minibert.errors import InputError
+from minibert.files import atomic_open
 from minibert.ops.linear import linear_backward, linear_forward
 from minibert.ops.losses import cross_entropy_backward, cross_entropy_forward
 from minibert.train.optim import AdamW
@@ -344,12 +345,10 @@ def write_report(result: dict, table: Table, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = ["row", "text", "cluster", "cluster_distance", "predicted", "p_given_label", "flags"]
     columns = table.columns + [c for c in extra if c not in table.columns]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:          # atomic: the old report stays until this one is whole
         writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(result["report"])
-    tmp.replace(path)
     return path
 
 

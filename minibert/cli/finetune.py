@@ -1,6 +1,7 @@
 """`minibert finetune` and `minibert predict`."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 
@@ -11,9 +12,18 @@ from minibert.train.finetune import FinetuneArgs, FinetuneError, load_finetuned
 from minibert.viz import plot_run
 
 
-def run_finetune(args: FinetuneArgs) -> int:
+@dataclass(kw_only=True)
+class FinetuneCommandArgs(FinetuneArgs):
+    """FinetuneArgs and --overwrite, which says how to start the run and is not one of its settings (run.json)."""
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the earlier fine-tuning run in --out (it says what it deletes); without it, such a "
+                "folder is refused"})
+
+
+def run_finetune(args: FinetuneCommandArgs) -> int:
     """Fine-tune; the run folder holds the best model, metrics.json, log.jsonl and the curves."""
-    finetune.run(args)
+    settings = FinetuneArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneArgs)})
+    finetune.run(settings, overwrite=args.overwrite)
     for path in plot_run(args.out):
         print(f"figure: {path}")
     return 0
@@ -60,7 +70,7 @@ def run_predict(args: PredictArgs) -> int:
 
 
 COMMANDS = (
-    Command("finetune", "fine-tune BERT on a classification, NER or QA task", FinetuneArgs, run_finetune,
+    Command("finetune", "fine-tune BERT on a classification, NER or QA task", FinetuneCommandArgs, run_finetune,
             description="Fine-tune a BERT (default: the packaged all-MiniLM-L6-v2) on a task; evaluates on --dev\n"
                         "every epoch, keeps the best model in OUT/best, writes OUT/metrics.json, OUT/log.jsonl\n"
                         "and OUT/curves.png."),

@@ -9,22 +9,66 @@ from pathlib import Path
 from minibert import checks
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
+from minibert.files import PRETRAINING_RUN, check_out_folder
 from minibert.model.io import read_json
 from minibert.train import pretrain
-from minibert.train.pretrain import PretrainArgs, load_documents
+from minibert.train.pretrain import RESUME_CHANGES, PretrainArgs, load_documents, load_run_args
 from minibert.viz import plot_run
+
+
+def _given_or_none(name: str):
+    """The field `name` of PretrainArgs with default None, so that "not given" can be told from "given with
+    the default value": with --resume, a flag that is not given keeps the run's value (run.json). The
+    metadata (help, checks) are PretrainArgs'; the help says the default."""
+    base = PretrainArgs.__dataclass_fields__[name]
+    text = base.metadata.get("help", "")
+    return field(default=None, metadata={**base.metadata,
+                                         "help": f"{text} (default: {base.default}; with --resume: the run's)"})
 
 
 @dataclass
 class PretrainCommandArgs(PretrainArgs):
-    """PretrainArgs and --resume, which says how to start the run and is not one of its settings (run.json)."""
-    resume: bool = field(default=False, metadata={"help": "continue the run in --out from its newest checkpoint"})
+    """PretrainArgs, --resume and --overwrite, which say how to start the run and are not among its
+    settings (run.json).
+
+    The settings --resume may change (pretrain.RESUME_CHANGES) default to None here: None is "not given".
+    """
+    steps: int | None = _given_or_none("steps")
+    lr: float | None = _given_or_none("lr")
+    checkpoint_every: int | None = _given_or_none("checkpoint_every")
+    keep: int | None = _given_or_none("keep")
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in --out from its newest checkpoint, with the settings in its run.json; "
+                "--steps, --lr, --checkpoint-every and --keep may change them (see docs/pretraining.md, "
+                "section 10); any other flag given with another value than the run's is an error"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the earlier pretraining run in --out (it says what it deletes); without it, such a "
+                "folder is refused"})
+
+
+def pretrain_settings(args: PretrainCommandArgs) -> PretrainArgs:
+    """The settings the run gets: the flags for a new run (a flag not given: its default); with --resume,
+    the run's run.json with the flags that were given laid over it.
+
+    Given means: a flag of RESUME_CHANGES that was typed (not None), or any other flag whose value is not
+    its default; an other flag typed with its default value cannot be told from one not typed, so it
+    keeps the run's value (the line "settings from its run.json" shows which).
+    """
+    defaults = PretrainArgs()
+    typed = {f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainArgs)}
+    given = {k: v for k, v in typed.items()
+             if (v is not None if k in RESUME_CHANGES else v != getattr(defaults, k)) and k not in ("progress", "out")}
+    if not args.resume:
+        return dataclasses.replace(defaults, **given, out=args.out, progress=args.progress)
+    check_out_folder(args.out, PRETRAINING_RUN, resume=True, overwrite=args.overwrite)   # a pretraining run, free
+    saved = load_run_args(args.out, args.progress)
+    return dataclasses.replace(saved, **given, out=args.out)          # out: the folder as it is named now
 
 
 def run_pretrain(args: PretrainCommandArgs) -> int:
     """Pretrain, then show the model filling in blanks in held-out sentences."""
-    settings = PretrainArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainArgs)})
-    last = pretrain.run(settings, resume=args.resume)
+    settings = pretrain_settings(args)
+    last = pretrain.run(settings, resume=args.resume, overwrite=args.overwrite)
     _fill_mask_examples(settings, resume=args.resume)
     if last:
         print("\n".join(pretrain.verdict(last)))
@@ -35,7 +79,7 @@ def _fill_mask_examples(args: PretrainArgs, resume: bool) -> None:
     """The end of `minibert pretrain`: draw the curves; mask one word in a few held-out sentences, show the guesses."""
     run_dir = Path(args.out)
     if resume:
-        args = PretrainArgs.saved(run_dir, progress=args.progress)
+        args = load_run_args(run_dir, args.progress)
     print(f"curves: {plot_run(run_dir)[0]}")
     _, eval_docs = load_documents(args)
     model, tokenizer = load_pretraining_model(run_dir)

@@ -9,7 +9,8 @@ from minibert import checks
 from minibert.apps.records import analyse, parse_columns, read_csv, summary, write_report
 from minibert.apps.vectors import pca
 from minibert.cli.command import Command
-from minibert.cli.vectors import ModelArgs, check_figure_file, check_out_file, encoder_from_args
+from minibert.cli.vectors import ModelArgs, check_figure_file, encoder_from_args
+from minibert.files import check_out_files, figure_path, save_figure
 from minibert.viz import plot_clusters
 
 
@@ -37,9 +38,9 @@ class RecordsArgs(ModelArgs):
 
 def run_records(args: RecordsArgs) -> int:
     """Analyse the CSV, write the report, print the summary (and draw the scatter with --plot)."""
-    check_out_file("--out", args.out)
-    if args.plot:
-        check_figure_file("--plot", args.plot)
+    check_out_files([("--out", args.out), ("--plot", figure_path(args.plot) if args.plot else None)],
+                    inputs=[("--csv", args.csv), ("--model", args.model)])
+    check_figure_file("--plot", args.plot)
     table = read_csv(args.csv, args.delimiter)
     text_columns = parse_columns(args.text_columns, table)
     if args.label_column:
@@ -69,8 +70,7 @@ def _plot(args: RecordsArgs, table, result) -> None:
                         title=f"{Path(args.csv).name}: k-means clusters (colour)"
                               + (", labels (marker)" if truth else ""))
     Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.plot, dpi=110)
-    print(f"PCA scatter -> {args.plot}")
+    print(f"PCA scatter -> {save_figure(fig, args.plot, dpi=110)}")
 
 
 COMMANDS = (

@@ -6,6 +6,8 @@
     [CLS] hello world ! [SEP]
     $ printf 'A question?\\tThe context.\\n' | python -m minibert tokenize --vocab DIR --pair
     101 1037 3160 1029 102 1996 6123 1012 102
+    $ echo "x [SEP] y" | python -m minibert tokenize --tokens --split-special-tokens
+    [CLS] x [ sep ] y [SEP]
     $ python -m minibert train-vocab --corpus books/*.txt --vocab-size 16000 --out my_vocab
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from minibert import checks
 from minibert.cli.command import Command
 from minibert.errors import InputError
+from minibert.files import VOCABULARY, check_out_folder
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization.tokenizer import BertTokenizer
 from minibert.tokenization.vocab_trainer import read_lines, train_vocab
@@ -44,6 +47,10 @@ class TokenizeArgs:
     max_length: int | None = field(default=None, metadata={
         "check": checks.at_least(2),
         "metavar": "N", "help": "truncate to N tokens, special tokens included (longest first for pairs)"})
+    split_special_tokens: bool = field(default=False, metadata={
+        "help": "read [CLS], [SEP], [MASK], [UNK], [PAD] written in the text as text ('[', 'sep', ']'), "
+                "as pretraining reads its corpus (default: the tokenizer_config.json's setting, off for BERT: "
+                "they are the special tokens)"})
 
 
 def run_tokenize(args: TokenizeArgs) -> int:
@@ -59,8 +66,8 @@ def run_tokenize(args: TokenizeArgs) -> int:
             raise BadLineError(f"line {line_number} has no TAB; with --pair each line must be 'text A<TAB>text B'")
         text, text_pair = line.split("\t", 1) if args.pair else (line, None)
         try:
-            ids = tokenizer(text, text_pair, max_length=args.max_length,
-                            truncation=args.max_length is not None)["input_ids"]
+            ids = tokenizer(text, text_pair, max_length=args.max_length, truncation=args.max_length is not None,
+                            split_special_tokens=args.split_special_tokens or None)["input_ids"]
         except InputError as error:
             raise BadLineError(f"line {line_number}: {error}") from None
         fields = tokenizer.convert_ids_to_tokens(ids) if args.tokens else map(str, ids)
@@ -79,13 +86,16 @@ class TrainVocabArgs:
     vocab_size: int = field(metadata={
         "check": checks.positive,
         "metavar": "N", "help": "tokens in the vocabulary, special tokens included"})
-    out: str = field(metadata={"metavar": "DIR", "help": "output folder (created)"})
+    out: str = field(metadata={"metavar": "DIR", "help": "output folder (created; a folder of anything but a "
+                                                         "vocabulary is refused)"})
     cased: bool = field(default=False, metadata={"help": "learn a cased vocabulary"})
     score: str = field(default="likelihood", metadata={
         "choices": ["likelihood", "frequency"],
         "help": "merge rule: WordPiece's likelihood score (default) or the most frequent pair "
                 "(BPE-style; better for small corpora, see docs/tokenization.md)"})
     quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the vocabulary already in --out (it says so); without it, such a folder is refused"})
 
 
 def run_train_vocab(args: TrainVocabArgs) -> int:
@@ -94,8 +104,10 @@ def run_train_vocab(args: TrainVocabArgs) -> int:
         if not Path(path).is_file():
             raise InputError(f"--corpus {path}: " + ("a folder: give the text files in it" if Path(path).is_dir()
                                                       else "no such file"))
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise InputError(f"--out {args.out} is a file, not a folder: give the folder to write vocab.txt into")
+    found = check_out_folder(args.out, VOCABULARY, inputs=[("--corpus", c) for c in args.corpus],
+                             overwrite=args.overwrite)
+    if args.overwrite and found.kind == VOCABULARY:
+        print(f"--overwrite: replacing {found.words} in {args.out}", file=sys.stderr)
     start = time.perf_counter()
     result = train_vocab(read_lines(args.corpus), args.vocab_size, do_lower_case=not args.cased,
                          show_progress=not args.quiet, score=args.score)

@@ -12,10 +12,11 @@ from minibert.apps.embed import POOLINGS, Encoder, attention_data, embed, load_e
 from minibert.apps.vectors import analogy, cosine_similarity, kmeans, pca, polysemy, search
 from minibert.cli.command import FILE_ERRORS, Command
 from minibert.errors import InputError, MinibertError
+from minibert.files import atomic_open, check_out_files, figure_path, npy_path, save_figure, save_npy
 from minibert.viz import (plot_attention_grid, plot_clusters, plot_polysemy, plot_similarity,
                           write_attention_page)
 
-__all__ = ["COMMANDS", "ModelArgs", "encoder_from_args", "read_lines", "check_out_file", "check_figure_file"]
+__all__ = ["COMMANDS", "ModelArgs", "encoder_from_args", "read_lines", "check_out_name", "check_figure_file"]
 
 
 # -- what every command here shares: the model, reading texts, writing files ------------------
@@ -69,25 +70,31 @@ def read_lines(path=None, *, what="input") -> list[str]:
     return lines
 
 
-def check_out_file(flag: str, path, suffixes=None) -> None:
-    """An output file the command can write, checked before any work: not a folder, and (with `suffixes`)
-    one of the extensions its format has, so `--out vectors` does not become vectors.npy without a word."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{flag} {path} is a folder: give the path of the file to write")
-    if suffixes and path.suffix.lower() not in suffixes:
+def check_out_name(flag: str, path, suffixes: tuple[str, ...] = ()) -> None:
+    """An output file's name (None: not asked for), checked before any work: a folder is refused (numpy
+    and matplotlib would write FOLDER.npy or FOLDER.png beside it without a word), and so is an extension
+    that names another format than the one written (`--out vectors.txt` for an .npy array, `--html
+    page.png`); a name without an extension is fine (numpy and matplotlib add theirs: files.npy_path,
+    figure_path)."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise InputError(f"{flag} {path} is a folder; give a file name")
+    if suffixes and Path(path).suffix and Path(path).suffix.lower() not in suffixes:
         raise InputError(f"{flag} {path}: give a file name ending in {' or '.join(suffixes)}")
 
 
 def check_figure_file(flag: str, path) -> None:
-    """A figure's output file, checked before any work: an extension matplotlib can write (.png, .pdf, .svg ...)."""
+    """A figure's output file (None: not asked for), checked before any work: not a folder, and an
+    extension matplotlib can write (.png, .pdf, .svg ...); a name without one gets .png (files.figure_path)."""
     from matplotlib.backend_bases import FigureCanvasBase           # the formats of this matplotlib
 
+    check_out_name(flag, path)
+    if path is None:
+        return
     formats = sorted("." + f for f in FigureCanvasBase.get_supported_filetypes())
-    check_out_file(flag, path)
-    if Path(path).suffix.lower() not in formats:
-        raise InputError(f"{flag} {path}: a figure cannot be written as "
-                         f"{Path(path).suffix or 'a file without an extension'}; use .png (or one of "
+    if figure_path(path).suffix.lower() not in formats:
+        raise InputError(f"{flag} {path}: a figure cannot be written as {Path(path).suffix}; use .png (or one of "
                          f"{', '.join(f for f in formats if f != '.png')})")
 
 
@@ -96,6 +103,19 @@ def _out_path(path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _check_outputs(args: ModelArgs, outputs, inputs=(), figures=()) -> None:
+    """Before anything is read or written: no output file is an input (the --model folder included),
+    a folder, a file of a run or model, or another output (minibert/files.py: check_out_files); each of
+    `figures` ((flag, path) pairs) a format matplotlib can write."""
+    check_out_files(outputs, inputs=[*inputs, ("--model", args.model)])
+    for flag, path in figures:
+        check_figure_file(flag, path)
+
+
+def _plot_path(path):
+    return None if path is None else figure_path(path)
 
 
 # -- embed ---------------------------------------------------------------------------------------
@@ -112,7 +132,8 @@ class EmbedArgs(ModelArgs):
 
 def run_embed(args: EmbedArgs) -> int:
     """Embed every line, save the (N, H) array, say what was written on stderr."""
-    check_out_file("--out", args.out, (".npy",))
+    check_out_name("--out", args.out, (".npy",))
+    _check_outputs(args, [("--out", npy_path(args.out))], [("--input", args.input)])
     texts = read_lines(args.input)
     empty = sum(1 for t in texts if not t.strip())
     if empty:
@@ -121,8 +142,7 @@ def run_embed(args: EmbedArgs) -> int:
     vectors = embed(texts, encoder, pooling=args.pooling, normalize=args.normalize,
                     batch_size=args.batch_size, max_length=args.max_length,
                     progress=None if args.progress else False)
-    out = _out_path(args.out)
-    numpy.save(out, vectors)
+    out = save_npy(_out_path(args.out), vectors)                  # atomic
     print(f"{vectors.shape[0]} texts -> {out} (shape {vectors.shape}, {vectors.dtype}, pooling {args.pooling}"
           f"{', unit length' if args.normalize else ''})", file=sys.stderr)
     return 0
@@ -193,8 +213,8 @@ class SimilarityArgs(ModelArgs):
 
 def run_similarity(args: SimilarityArgs) -> int:
     """The matrix of cosine similarities between the texts (and its heatmap with --plot)."""
-    if args.plot:
-        check_figure_file("--plot", args.plot)
+    _check_outputs(args, [("--plot", _plot_path(args.plot))], [("--input", args.input)],
+                   figures=[("--plot", args.plot)])
     texts = args.texts or read_lines(args.input)
     if len(texts) < 2:
         raise InputError("give at least two texts to compare")
@@ -205,8 +225,8 @@ def run_similarity(args: SimilarityArgs) -> int:
     for i, row in enumerate(sim):
         print(f"{i:>{width}d}" + "".join(f"{v:7.3f}" for v in row) + f"   {texts[i][:60]}")
     if args.plot:
-        plot_similarity(sim, texts).savefig(_out_path(args.plot), dpi=110)
-        print(f"heatmap -> {args.plot}", file=sys.stderr)
+        path = save_figure(plot_similarity(sim, texts), _out_path(args.plot), dpi=110)
+        print(f"heatmap -> {path}", file=sys.stderr)
     return 0
 
 
@@ -221,10 +241,8 @@ class ClusterArgs(ModelArgs):
 
 def run_cluster(args: ClusterArgs) -> int:
     """k-means of the texts' vectors: each cluster's size and the texts nearest its centre."""
-    if args.out:
-        check_out_file("--out", args.out)
-    if args.plot:
-        check_figure_file("--plot", args.plot)
+    _check_outputs(args, [("--out", args.out), ("--plot", _plot_path(args.plot))], [("--corpus", args.corpus)],
+                   figures=[("--plot", args.plot)])
     texts = read_lines(args.corpus, what="corpus")
     if args.k > len(texts):
         raise InputError(f"-k {args.k} is more than the {len(texts)} texts")
@@ -237,12 +255,13 @@ def run_cluster(args: ClusterArgs) -> int:
         for i in closest:
             print(f"    {texts[i][:100]}")
     if args.out:
-        numpy.savetxt(_out_path(args.out), result["labels"], fmt="%d")
+        with atomic_open(_out_path(args.out), "w") as f:
+            numpy.savetxt(f, result["labels"], fmt="%d")
         print(f"labels -> {args.out}", file=sys.stderr)
     if args.plot:
         coords, ratio = pca(vectors, 2)
-        plot_clusters(coords, result["labels"], ratio=ratio).savefig(_out_path(args.plot), dpi=110)
-        print(f"PCA scatter -> {args.plot}", file=sys.stderr)
+        path = save_figure(plot_clusters(coords, result["labels"], ratio=ratio), _out_path(args.plot), dpi=110)
+        print(f"PCA scatter -> {path}", file=sys.stderr)
     return 0
 
 
@@ -272,14 +291,15 @@ def _sense_groups(specs) -> dict[str, list[str]] | None:
 
 def run_polysemy(args: PolysemyArgs) -> int:
     """Mean cosine of the word's vectors within a sense and across senses."""
-    if args.plot:
-        check_figure_file("--plot", args.plot)
+    _check_outputs(args, [("--plot", _plot_path(args.plot))],
+                   [("--sense", spec.partition("=")[2] or None) for spec in args.sense or ()],
+                   figures=[("--plot", args.plot)])
     result = polysemy(args.word, _sense_groups(args.sense), encoder_from_args(args))
     print(f"'{result['word']}' in {len(result['senses'])} sentences: mean cosine within a sense "
           f"{result['within']:.3f}, across senses {result['across']:.3f}")
     if args.plot:
-        plot_polysemy(result).savefig(_out_path(args.plot), dpi=110)
-        print(f"plot -> {args.plot}", file=sys.stderr)
+        path = save_figure(plot_polysemy(result), _out_path(args.plot), dpi=110)
+        print(f"plot -> {path}", file=sys.stderr)
     return 0
 
 
@@ -329,16 +349,14 @@ class AttentionArgs(ModelArgs):
 
 def run_attention(args: AttentionArgs) -> int:
     """Every layer's and head's attention over the text (or pair): an HTML page, a grid PNG, or both."""
-    if args.html:
-        check_out_file("--html", args.html, (".html", ".htm"))
-    if args.plot:
-        check_figure_file("--plot", args.plot)
+    plot = args.plot or (None if args.html else "attention.png")
+    _check_outputs(args, [("--html", args.html), ("--plot", _plot_path(plot))], figures=[("--plot", plot)])
+    check_out_name("--html", args.html, (".html", ".htm"))
     maps = attention_data(args.text, args.text_pair, encoder_from_args(args), max_length=args.max_length,
                           truncation=False)
     L, A = maps.probs.shape[:2]
     texts = args.text if args.text_pair is None else f"{args.text} | {args.text_pair}"
     size = f"{L} layers x {A} heads over {len(maps.tokens)} tokens"
-    plot = args.plot or (None if args.html else "attention.png")
     if args.html:
         write_attention_page(_out_path(args.html), maps.tokens, maps.probs, maps.segment_ids,
                              title=f"attention: {texts}")
@@ -346,8 +364,7 @@ def run_attention(args: AttentionArgs) -> int:
     if plot:
         fig = plot_attention_grid(maps.probs, maps.tokens,
                                   title=f"attention of every layer (rows) and head (columns): {texts}")
-        fig.savefig(_out_path(plot), dpi=args.dpi)
-        print(f"{size} -> {plot}")
+        print(f"{size} -> {save_figure(fig, _out_path(plot), dpi=args.dpi)}")
     return 0
 
 

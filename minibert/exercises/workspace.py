@@ -24,6 +24,7 @@ from minibert.exercises.base import DEFAULT_TIMEOUT_S, CheckResult, ExerciseResu
 from minibert.exercises.catalog import EXERCISES, get
 from minibert.exercises.notebook import exercise_notebook
 from minibert.exercises.starters import starter_source
+from minibert.files import ABSENT, EMPTY, OutPathError, contents, write_text
 
 __all__ = ["start", "load_student", "grade", "check_workspace", "grade_reference", "StudentFileError"]
 
@@ -45,9 +46,14 @@ def _get(name):
 def start(directory, force: bool = False) -> dict[str, list[Path]]:
     """Write a student workspace in `directory`. Existing files are kept unless force=True.
 
-    Returns {"written": [...], "kept": [...]} (paths).
+    The folder must be new, empty, or a workspace already (its README.md or a starter file is there):
+    anything else is refused (files.OutPathError), even with force, so a mistyped folder never
+    receives a dozen files. Returns {"written": [...], "kept": [...]} (paths).
     """
     root = Path(directory)
+    found = contents(root)
+    if found.kind not in (ABSENT, EMPTY) and not is_workspace(root):
+        raise OutPathError(f"{root} holds {found.words}, not an exercises workspace: give a new or empty folder")
     (root / "notebooks" / "exercises").mkdir(parents=True, exist_ok=True)
     written, kept = [], []
     files = {root / "README.md": _workspace_readme()}
@@ -59,9 +65,18 @@ def start(directory, force: bool = False) -> dict[str, list[Path]]:
         if path.exists() and not force:
             kept.append(path)
             continue
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text)
         written.append(path)
     return {"written": written, "kept": kept}
+
+
+def is_workspace(directory) -> bool:
+    """Whether `directory` holds a workspace that `start` wrote: its README.md, or a starter file."""
+    root = Path(directory)
+    readme = root / "README.md"
+    if readme.is_file() and readme.read_text(encoding="utf-8", errors="replace").startswith("# minibert exercises"):
+        return True
+    return any((root / f"{ex.stem}.py").is_file() for ex in _exercises())
 
 
 def _workspace_readme() -> str:

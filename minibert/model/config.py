@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 from minibert.errors import InputError
+from minibert.files import write_json
 
 ACTIVATIONS = ("gelu", "gelu_new")  # exact erf GELU, and the tanh approximation
 PROBLEM_TYPES = (None, "single_label_classification", "regression")
@@ -203,10 +203,7 @@ class BertConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
-        return path
+        return write_json(path, self.to_dict())   # atomic: a reader never sees half a file
 
     @classmethod
     def load(cls, path) -> "BertConfig":

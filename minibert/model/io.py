@@ -24,22 +24,23 @@ up as NaN or inf), config.json must agree with the shapes of the weights
 
 Files on disk: safetensors for arrays, JSON for everything else. No pickle, ever: a pickle
 file can run arbitrary code when loaded, so minibert never writes or reads one. Every write is
-atomic: the file is written under a temporary name and renamed into place, so a crash or a
-kill leaves either the old version or the new one, never half a file. Every file gets the
-permissions of any new file (0644 under the usual umask 022): safetensors writes its own
-temporary file, which is private (0600), so `save_arrays` gives it the usual mode back.
+atomic (minibert/files.py): the file is written under a temporary name, flushed to the disk
+and renamed into place, so a crash or a kill leaves either the old version or the new one,
+never half a file. Every file gets the permissions of any new file (0644 under the usual
+umask 022): safetensors writes its own temporary file, which is private (0600), so the
+rename gives it the usual mode back.
 """
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy
 
-from minibert import backend
+from minibert import backend, files
 from minibert.errors import MinibertError
+from minibert.files import atomic_path, new_file_mode  # noqa: F401  (new_file_mode: its old home, for callers)
 
 # -- arrays and JSON, written atomically ----------------------------------------------------------
 
@@ -48,23 +49,14 @@ class CheckpointError(MinibertError, RuntimeError):
 
 
 def save_arrays(path, arrays: dict, metadata: dict | None = None) -> Path:
-    """Write {name: array} (host or device arrays) to a .safetensors file, atomically."""
+    """Write {name: array} (host or device arrays) to a .safetensors file, atomically (minibert/files.py)."""
     from safetensors.numpy import save_file
 
     path = Path(path)
     host = {k: numpy.ascontiguousarray(backend.to_host(v)) for k, v in arrays.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(host, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.chmod(tmp, new_file_mode())    # safetensors' file is 0600; readable like the run's other files
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:    # safetensors' own file is private (0600): atomic_path gives the usual mode
+        save_file(host, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
     return path
-
-
-def new_file_mode() -> int:
-    """The mode `open()` gives a new file: 0o666 less the process's umask (0o644 under umask 022)."""
-    umask = os.umask(0o022)           # reading the umask means setting it: put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def load_arrays(path) -> dict:
@@ -84,11 +76,8 @@ def load_arrays(path) -> dict:
 
 
 def write_json(path, obj) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """`obj` as indented JSON with sorted keys, atomically (minibert/files.py)."""
+    return files.write_json(path, obj)
 
 
 def read_json(path):
@@ -101,18 +90,7 @@ def read_json(path):
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make the renames durable (best effort: not every OS lets one fsync a folder)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+_fsync_dir = files.fsync_folder      # its old name here, which train/checkpoint.py imports
 
 
 def assign_params(params: dict, arrays: dict, where: str = "checkpoint", allow_missing=()) -> None:

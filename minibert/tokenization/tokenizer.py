@@ -11,7 +11,9 @@
 
 The pipeline, for each text:
 1. Cut out the special tokens ("[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]")
-   written in the raw text; they map to their ids directly.
+   written in the raw text; they map to their ids directly. With
+   `split_special_tokens=True` this step is skipped: "[SEP]" in the text is
+   five characters of text like any other (see "Special tokens in text" below).
 2. Basic tokenization of the rest (basic.py): clean, space out CJK, NFC,
    split on whitespace, lower-case + strip accents, split off punctuation.
 3. WordPiece on each resulting word (wordpiece.py).
@@ -22,6 +24,22 @@ whitespace-separated word is cached; on real text most words repeat, and a
 cache hit costs one dict look-up instead of a few Python loops per character.
 `BasicTokenizer.tokenize` + `WordpieceTokenizer.tokenize` remain the readable
 path; the tests check that both paths always agree.
+
+Special tokens in text (`split_special_tokens`, as in Hugging Face):
+
+    >>> tok.tokenize("x [SEP] y")                             # the default: the separator itself
+    ['x', '[SEP]', 'y']
+    >>> tok.tokenize("x [SEP] y", split_special_tokens=True)  # text: "[", "sep", "]"
+    ['x', '[', 'sep', ']', 'y']
+
+The default suits a user who writes "[MASK]" to ask the model to fill it in.
+Text that merely *mentions* the tokens (a corpus about BERT, a web page) must
+be read with the setting on, or a sentence would get a separator in its middle:
+google-research/bert's FullTokenizer knows no special tokens at all, so its
+pretraining data never has them in text, and minibert's pretraining pipeline
+and vocabulary trainer turn the setting on. It is a constructor argument (saved
+in tokenizer_config.json) and can be given per call to `tokenize`, `encode`
+and `__call__`, as in Hugging Face's tokenizers.
 """
 from __future__ import annotations
 
@@ -34,6 +52,7 @@ import re
 from pathlib import Path
 
 from minibert.errors import InputError
+from minibert.files import write_text
 from minibert.tokenization.basic import BasicTokenizer, CleanTable
 from minibert.tokenization.encoding import TRUNCATION_STRATEGIES, build_model_input, pad_to, truncate
 from minibert.tokenization.vocab import VOCAB_FILE, VocabularyError, check_special_tokens, load_vocab, save_vocab
@@ -46,8 +65,9 @@ SPECIAL_TOKENS_MAP_FILE = "special_tokens_map.json"
 SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 DEFAULT_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
                           "cls_token": "[CLS]", "mask_token": "[MASK]"}
-# A word-cache entry is (ids, offsets in the word); the cache is emptied when it
-# reaches this many words (about 200 MB at most), so memory stays bounded.
+# A word-cache entry is (ids, offsets in the word); a cache is emptied when it
+# reaches this many words (about 200 MB at most), so memory stays bounded. There
+# are two, one per split_special_tokens setting; a text uses only one.
 WORD_CACHE_SIZE = 1_000_000
 
 
@@ -67,6 +87,11 @@ class BertTokenizer:
         max_input_chars_per_word: longer words become [UNK] (100, as HF).
         unk_token, sep_token, pad_token, cls_token, mask_token: the special
             tokens' strings; each must be in the vocabulary.
+        split_special_tokens: False (default): a special token's string
+            written in the text is that special token. True: it is ordinary
+            text ("[CLS]" -> "[", "cl", "##s", "]" in an uncased vocabulary),
+            as google-research/bert's tokenizer always does; for corpus text.
+            Each call can override it (`tokenize(text, split_special_tokens=True)`).
 
     `BertTokenizer.from_pretrained(folder)` also reads `tokenizer_config.json`.
     """
@@ -75,7 +100,7 @@ class BertTokenizer:
                  tokenize_chinese_chars: bool = True, model_max_length: int = 512,
                  max_input_chars_per_word: int = 100, unk_token: str = "[UNK]",
                  sep_token: str = "[SEP]", pad_token: str = "[PAD]", cls_token: str = "[CLS]",
-                 mask_token: str = "[MASK]"):
+                 mask_token: str = "[MASK]", split_special_tokens: bool = False):
         if isinstance(vocab, (str, os.PathLike)):
             tokens, where = load_vocab(vocab), f"vocabulary file {vocab}"
         elif isinstance(vocab, dict):  # token -> id, as Hugging Face's get_vocab() gives
@@ -96,8 +121,16 @@ class BertTokenizer:
         self.strip_accents = strip_accents
         self.tokenize_chinese_chars = tokenize_chinese_chars
         self.model_max_length = model_max_length
+        if not isinstance(split_special_tokens, bool):
+            raise TypeError(f"split_special_tokens must be True or False, got {split_special_tokens!r}")
+        self.split_special_tokens = split_special_tokens
         self.basic_tokenizer = BasicTokenizer(
             do_lower_case=do_lower_case, never_split=self.all_special_tokens,
+            tokenize_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents)
+        # The same without the special tokens, for text read with split_special_tokens:
+        # its "[CLS]" is lower-cased and cut at the brackets like any other word.
+        self.text_basic_tokenizer = BasicTokenizer(
+            do_lower_case=do_lower_case, never_split=(),
             tokenize_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents)
         self.wordpiece_tokenizer = WordpieceTokenizer(
             self.vocab, unk_token=unk_token, max_input_chars_per_word=max_input_chars_per_word)
@@ -107,7 +140,8 @@ class BertTokenizer:
         # longer would win (Hugging Face's trie also takes the longest match).
         specials = sorted(self.all_special_tokens, key=len, reverse=True)
         self._special_pattern = re.compile("|".join(re.escape(t) for t in specials))
-        self._word_cache: dict[str, tuple[tuple, tuple]] = {}
+        # One word cache per reading of the special tokens: key split_special_tokens.
+        self._word_caches: dict[bool, dict[str, tuple[tuple, tuple]]] = {False: {}, True: {}}
 
     # -- loading and saving ----------------------------------------------
 
@@ -144,11 +178,12 @@ class BertTokenizer:
             "tokenize_chinese_chars": self.tokenize_chinese_chars,
             "model_max_length": self.model_max_length,
             "max_input_chars_per_word": self.wordpiece_tokenizer.max_input_chars_per_word,
+            "split_special_tokens": self.split_special_tokens,
             **specials,
         }
         paths = [folder / VOCAB_FILE, folder / CONFIG_FILE, folder / SPECIAL_TOKENS_MAP_FILE]
         for file, content in zip(paths[1:], (config, specials)):
-            file.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_text(file, json.dumps(content, indent=2, ensure_ascii=False) + "\n")      # atomic
         return [str(p) for p in paths]
 
     # -- the vocabulary ----------------------------------------------------
@@ -204,26 +239,46 @@ class BertTokenizer:
 
     # -- text -> tokens -------------------------------------------------------
 
-    def tokenize(self, text: str) -> list[str]:
+    def tokenize(self, text: str, *, split_special_tokens: bool | None = None) -> list[str]:
         """Text -> WordPiece tokens (no [CLS]/[SEP]).
 
             >>> tok.tokenize("un-affable")
             ['un', '-', 'af', '##fa', '##ble']
+
+        split_special_tokens: None = the tokenizer's setting; True reads "[SEP]"
+        in the text as text, False as the special token (see the module doc).
         """
-        ids, _ = self._encode_text(_check_text(text), with_offsets=False)
+        split = self._split_setting(split_special_tokens)
+        ids, _ = self._encode_text(_check_text(text), with_offsets=False, split_special_tokens=split)
         return [self.ids_to_tokens[i] for i in ids]
 
     def encode(self, text: str, text_pair: str | None = None, add_special_tokens: bool = True,
-               truncation=None, max_length: int | None = None) -> list[int]:
+               truncation=None, max_length: int | None = None, *,
+               split_special_tokens: bool | None = None) -> list[int]:
         """The input ids alone, e.g. `tok.encode("hi")` -> `[101, 7632, 102]`."""
-        return self(text, text_pair, add_special_tokens=add_special_tokens,
-                    truncation=truncation, max_length=max_length)["input_ids"]
+        return self(text, text_pair, add_special_tokens=add_special_tokens, truncation=truncation,
+                    max_length=max_length, split_special_tokens=split_special_tokens)["input_ids"]
 
-    def _encode_text(self, text: str, with_offsets: bool):
-        """Token ids of `text` and, if asked, each token's (start, end) in `text`."""
+    def _split_setting(self, split_special_tokens) -> bool:
+        """A call's split_special_tokens: None means the tokenizer's own setting."""
+        if split_special_tokens is None:
+            return self.split_special_tokens
+        if not isinstance(split_special_tokens, bool):
+            raise TypeError(f"split_special_tokens must be True, False or None, got {split_special_tokens!r}")
+        return split_special_tokens
+
+    def _encode_text(self, text: str, with_offsets: bool, split_special_tokens: bool):
+        """Token ids of `text` and, if asked, each token's (start, end) in `text`.
+
+        split_special_tokens: True = the whole text is text (no special token
+        is looked for in it), False = special tokens are cut out first.
+        """
         ids = []
         offsets = [] if with_offsets else None
-        for start, end, is_special in self._split_on_special_tokens(text):
+        encode_word = self._word_encoder(split_special_tokens)
+        pieces = ([(0, len(text), False)] if split_special_tokens
+                  else self._split_on_special_tokens(text))
+        for start, end, is_special in pieces:
             if is_special:
                 ids.append(self.vocab[text[start:end]])
                 if with_offsets:
@@ -234,11 +289,11 @@ class BertTokenizer:
             cleaned = chunk.translate(self._clean_table)
             if not with_offsets:
                 for word in cleaned.split():
-                    ids.extend(self._encode_word(word)[0])
+                    ids.extend(encode_word(word)[0])
                 continue
             position = self._original_positions(chunk, cleaned)
             for match in _WORD.finditer(cleaned):
-                word_ids, word_spans = self._encode_word(match.group())
+                word_ids, word_spans = encode_word(match.group())
                 ids.extend(word_ids)
                 first = match.start()
                 if position is None:  # cleaning changed nothing: shift the spans
@@ -280,13 +335,27 @@ class BertTokenizer:
             positions.extend([i] * len(self._clean_table[ord(char)]))
         return positions
 
+    def _word_encoder(self, split_special_tokens: bool):
+        """The function word -> (ids, spans) for this reading of the special tokens."""
+        return self._encode_text_word if split_special_tokens else self._encode_word
+
     def _encode_word(self, word: str) -> tuple[tuple, tuple]:
-        """(ids, (start, end) of each in `word`) for one whitespace-separated word, cached."""
+        """(ids, (start, end) of each in `word`) for one whitespace-separated word, cached.
+
+        A word that is a special token ("[MASK]" between spaces) is that token.
+        """
+        return self._encode_cached(word, self.basic_tokenizer, self._word_caches[False])
+
+    def _encode_text_word(self, word: str) -> tuple[tuple, tuple]:
+        """`_encode_word` for split_special_tokens: "[MASK]" is a word like any other."""
+        return self._encode_cached(word, self.text_basic_tokenizer, self._word_caches[True])
+
+    def _encode_cached(self, word: str, basic: BasicTokenizer, cache: dict) -> tuple[tuple, tuple]:
         try:
-            return self._word_cache[word]
+            return cache[word]
         except KeyError:
             pass
-        normalized, alignment, pieces = self.basic_tokenizer.split_word_aligned(word)
+        normalized, alignment, pieces = basic.split_word_aligned(word)
         ids, spans = [], []
         for piece_start, piece_end in pieces:
             subwords = self.wordpiece_tokenizer.split_word(normalized[piece_start:piece_end])
@@ -295,9 +364,9 @@ class BertTokenizer:
             for subword, s, e in subwords:
                 ids.append(self.vocab[subword])
                 spans.append((alignment[piece_start + s][0], alignment[piece_start + e - 1][1]))
-        if len(self._word_cache) >= WORD_CACHE_SIZE:
-            self._word_cache.clear()
-        result = self._word_cache[word] = (tuple(ids), tuple(spans))
+        if len(cache) >= WORD_CACHE_SIZE:
+            cache.clear()
+        result = cache[word] = (tuple(ids), tuple(spans))
         return result
 
     # -- the Hugging Face call --------------------------------------------
@@ -305,7 +374,8 @@ class BertTokenizer:
     def __call__(self, text, text_pair=None, *, add_special_tokens: bool = True,
                  padding=False, truncation=None, max_length: int | None = None,
                  return_offsets_mapping: bool = False, return_token_type_ids: bool = True,
-                 return_attention_mask: bool = True, return_tensors: str | None = None) -> dict:
+                 return_attention_mask: bool = True, return_tensors: str | None = None,
+                 split_special_tokens: bool | None = None) -> dict:
         """Encode a text, a pair, or a batch (a list of texts) for the model.
 
         Returns a dict with `input_ids`, `token_type_ids`, `attention_mask`
@@ -322,6 +392,8 @@ class BertTokenizer:
         - `padding`: False, True or "longest" (to the longest in the batch),
           "max_length" (to max_length, else model_max_length). On the right.
         - `return_tensors="np"`: NumPy int64 arrays instead of lists.
+        - `split_special_tokens`: None = the tokenizer's setting; True reads
+          "[SEP]" written in the text as text (see the module doc).
 
             >>> tok("A question?", "The context.", max_length=6, truncation=True)
             {'input_ids': [101, 1037, 3160, 102, 1996, 102], 'token_type_ids': [0, 0, 0, 0, 1, 1], 'attention_mask': [1, 1, 1, 1, 1, 1]}
@@ -337,11 +409,12 @@ class BertTokenizer:
         else:
             pairs = [text_pair]
         padding, strategy, max_length = self._resolve_padding_truncation(padding, truncation, max_length)
+        split = self._split_setting(split_special_tokens)
 
         with _cycle_collector_paused():
             encodings = [self._encode_one(_check_text(a), None if b is None else _check_text(b),
                                           add_special_tokens, strategy, max_length,
-                                          return_offsets_mapping)
+                                          return_offsets_mapping, split)
                          for a, b in zip(texts, pairs)]
             if padding != "do_not_pad":
                 target = max_length if padding == "max_length" else max(
@@ -385,10 +458,11 @@ class BertTokenizer:
             max_length = self.model_max_length
         return padding, truncation, max_length
 
-    def _encode_one(self, text, text_pair, add_special_tokens, strategy, max_length, with_offsets):
+    def _encode_one(self, text, text_pair, add_special_tokens, strategy, max_length, with_offsets, split):
         """One example: tokenize, truncate, add [CLS]/[SEP]; no padding."""
-        ids_a, offsets_a = self._encode_text(text, with_offsets)
-        ids_b, offsets_b = self._encode_text(text_pair, with_offsets) if text_pair is not None else (None, None)
+        ids_a, offsets_a = self._encode_text(text, with_offsets, split)
+        ids_b, offsets_b = (self._encode_text(text_pair, with_offsets, split) if text_pair is not None
+                            else (None, None))
         if strategy != "do_not_truncate":
             n_special = (3 if text_pair is not None else 2) if add_special_tokens else 0
             if max_length < n_special:
@@ -446,7 +520,8 @@ class BertTokenizer:
 
     def __repr__(self) -> str:
         return (f"BertTokenizer(vocab_size={self.vocab_size}, do_lower_case={self.do_lower_case}, "
-                f"model_max_length={self.model_max_length})")
+                f"model_max_length={self.model_max_length}"
+                + (", split_special_tokens=True)" if self.split_special_tokens else ")"))
 
 
 # Whitespace-separated words, exactly as str.split() finds them (CPython's
@@ -459,7 +534,7 @@ _CLEAN_UP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (
 # Settings of a Hugging Face tokenizer_config.json that this tokenizer understands;
 # the rest (tokenizer_class, name_or_path, ...) is ignored.
 _CONFIG_KEYS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "model_max_length",
-                "max_input_chars_per_word") + SPECIAL_TOKEN_NAMES
+                "max_input_chars_per_word", "split_special_tokens") + SPECIAL_TOKEN_NAMES
 
 
 def _read_config(path: Path) -> dict:
@@ -476,6 +551,9 @@ def _read_config(path: Path) -> dict:
             value = value["content"]
         if value is not None:
             settings[key] = value
+    if not isinstance(settings.get("split_special_tokens", False), bool):
+        raise VocabularyError(f"{path}: split_special_tokens must be true or false, "
+                              f"got {settings['split_special_tokens']!r}")
     if "model_max_length" in settings and settings["model_max_length"] > 10**9:
         del settings["model_max_length"]  # HF writes a huge number for "no limit"
     return settings

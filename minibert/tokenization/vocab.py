@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from minibert.errors import InputError
+from minibert.files import write_text
 
 __all__ = ["VOCAB_FILE", "VocabularyError", "load_vocab", "save_vocab", "check_special_tokens",
            "resolve_vocab_file"]
@@ -101,5 +102,4 @@ def save_vocab(tokens, path) -> None:
             raise ValueError(f"cannot save a vocabulary with the duplicate token {token!r}")
         seen.add(token)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("".join(token + "\n" for token in tokens))
+    write_text(path, "".join(token + "\n" for token in tokens))          # atomic: never half a vocabulary

@@ -15,6 +15,10 @@ check that both learn the same vocabulary.
 
 1. Count the words of the corpus after basic tokenization (the same
    cleaning, lower-casing and punctuation splitting the tokenizer applies).
+   Special-token strings in the corpus are text: "[CLS]" written in a line
+   counts as "[", "cls", "]" (the tokenizer's split_special_tokens=True, as
+   the pretraining pipeline reads the same text); the special tokens enter
+   the vocabulary once, at the top, and are never counted.
 2. Start from single characters: every character seen, both as a word
    start ("h") and as a continuation ("##h"), so that any word made of
    known characters can be tokenized. Each word is split into characters:
@@ -75,17 +79,21 @@ def read_lines(paths):
 
 
 def count_words(lines, do_lower_case: bool = True, strip_accents: bool | None = None,
-                tokenize_chinese_chars: bool = True, special_tokens=SPECIAL_TOKENS,
-                max_input_chars_per_word: int = 100, show_progress: bool = False) -> Counter:
-    """word -> count, words as the basic tokenizer produces them.
+                tokenize_chinese_chars: bool = True, max_input_chars_per_word: int = 100,
+                show_progress: bool = False) -> Counter:
+    """word -> count, words as the basic tokenizer produces them from corpus text.
 
-    Special tokens and words longer than `max_input_chars_per_word` (which
-    the tokenizer turns into [UNK] whole) are not counted.
+    Words longer than `max_input_chars_per_word` (which the tokenizer turns
+    into [UNK] whole) are not counted. A special token's string in the text is
+    text, cut at its brackets like any other word (the basic tokenizer has no
+    `never_split` here), so no special token is ever counted:
 
         >>> count_words(["Hello, hello!", "HELLO world"])
         Counter({'hello': 3, ',': 1, '!': 1, 'world': 1})
+        >>> count_words(["a [SEP] b"])
+        Counter({'a': 1, '[': 1, 'sep': 1, ']': 1, 'b': 1})
     """
-    basic = BasicTokenizer(do_lower_case=do_lower_case, never_split=special_tokens,
+    basic = BasicTokenizer(do_lower_case=do_lower_case, never_split=(),
                            tokenize_chinese_chars=tokenize_chinese_chars, strip_accents=strip_accents)
     table = CleanTable(tokenize_chinese_chars)
     # Count raw whitespace-separated words first (fast: str.translate + split
@@ -96,7 +104,7 @@ def count_words(lines, do_lower_case: bool = True, strip_accents: bool | None = 
     counts = Counter()
     for word, n in raw.items():
         for token in basic.split_word(word):
-            if token not in basic.never_split and len(token) <= max_input_chars_per_word:
+            if len(token) <= max_input_chars_per_word:
                 counts[token] += n
     return counts
 
@@ -324,14 +332,16 @@ def train_vocab(lines, vocab_size: int, do_lower_case: bool = True, strip_accent
                 show_progress: bool = True, score: str = "likelihood") -> TrainingResult:
     """Count the words of `lines` (an iterable of str) and learn a vocabulary of `vocab_size`.
 
+    `special_tokens` open the vocabulary (ids 0, 1, ...); their strings in
+    `lines` are counted as text (see count_words).
+
     To train and save in one go (a folder `BertTokenizer.from_pretrained` reads):
 
         result = train_vocab(read_lines(["corpus.txt"]), vocab_size=16000)
         BertTokenizer(result.vocab, do_lower_case=True).save_pretrained("my_vocab")
     """
     counts = count_words(lines, do_lower_case=do_lower_case, strip_accents=strip_accents,
-                         tokenize_chinese_chars=tokenize_chinese_chars,
-                         special_tokens=special_tokens, show_progress=show_progress)
+                         tokenize_chinese_chars=tokenize_chinese_chars, show_progress=show_progress)
     if not counts:
         raise InputError("the corpus has no words to learn from (is it empty?)")
     return learn_vocab(counts, vocab_size, special_tokens=special_tokens, show_progress=show_progress, score=score)

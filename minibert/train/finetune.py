@@ -35,6 +35,7 @@ import numpy
 from minibert import backend, checks
 from minibert.data.batches import consecutive_batches, epoch_batches
 from minibert.errors import MinibertError
+from minibert.files import FINETUNING_RUN, check_out_folder, claim_run_folder
 from minibert.model.config import BertConfig
 from minibert.model.io import check_vocab_size, read_json, write_json
 from minibert.model.pretrained import default_model_dir
@@ -167,8 +168,6 @@ def _model_dir(args: FinetuneArgs) -> Path:
 def _check_args(args: FinetuneArgs) -> None:
     """The settings that must fit each other, and the paths, before any work (each setting's own range is
     checked when FinetuneArgs is made)."""
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise FinetuneError(f"--out {args.out} is a file, not a folder: give the run folder to write")
     for flag, path in (("--train", args.train), ("--dev", args.dev)):
         if not Path(path).is_file():
             raise FinetuneError(f"{flag} {path}: {'a folder, not a file' if Path(path).is_dir() else 'no such file'}")
@@ -219,19 +218,27 @@ def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
     return model
 
 
-def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
+def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False) -> dict:
     """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
 
     Writes into args.out: run.json, log.jsonl, best/ (the best model so far: weights, config, vocabulary,
     task.json) and metrics.json (curves and confusion matrix: minibert.viz.plot_finetuning, plot_confusion).
     callback(row): called with every log row as it is written (a step's row has "loss", an
     evaluation's has "dev_loss"), e.g. to redraw a live plot in a notebook.
+
+    Validate, then work: the settings, args.out (the rules below) and every input (the model, its
+    vocabulary, the data files) are read and checked before anything is written, so a refused run leaves
+    nothing behind. args.out is then claimed (minibert/files.py): a folder holding anything but a
+    fine-tuning run, or one of the inputs (--model, --train, --dev), is refused; so is an earlier
+    fine-tuning run (its best model, metrics or log) unless overwrite (it says so, then empties the
+    folder). The folder stays locked (RUN/.lock) until the run ends.
     """
     _check_args(args)
     task = get_task(args.task, max_seq_len=args.max_seq_len,
                     doc_stride=args.doc_stride if args.task == "squad" else None)
-    run_dir = Path(args.out)
     model_dir = _model_dir(args)
+    inputs = [("--model", model_dir), ("--train", args.train), ("--dev", args.dev)]
+    check_out_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite)
     tokenizer = _checked_tokenizer(model_dir, task, args)
     extra = {"split_articles": args.split_articles} if args.split_articles is not None else {}
     train = task.load(args.train, tokenizer, limit=args.train_limit, split="train", **extra)
@@ -240,9 +247,15 @@ def run(args: FinetuneArgs, stream=print, callback=None) -> dict:
         raise FinetuneError(f"nothing to {'train on' if not len(train.encoded) else 'evaluate'}: "
                             f"{train.describe() if not len(train.encoded) else dev.describe()}")
     stream(f"{args.task}: {train.describe()} for training, {dev.describe()} for evaluation")
-
     model = _load_model(task, model_dir, args, stream)
-    run_dir.mkdir(parents=True, exist_ok=True)               # everything read and checked: now the run folder
+    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
+        return _run(args, task, tokenizer, train, dev, model, stream, callback)
+
+
+def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback) -> dict:
+    """The run itself, in a folder this process has claimed, on inputs read and checked before."""
+    run_dir = Path(args.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "run.json", dataclasses.asdict(args))
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, frozen=model.frozen_names())
     scaler = LossScaler() if args.fp16 else None

@@ -17,14 +17,20 @@ For every step the loop
 log.jsonl has one JSON object per line: a step's row has "loss" (and "lr",
 "grad_norm", "tokens_per_s", "seconds", what the objective adds), an
 evaluation's has the evaluation's keys and "train_loss", the mean training loss
-since the previous evaluation. A run resumed from a checkpoint at step s first
-drops the rows written after s (they are written again), so the log of a
-resumed run is the log of one uninterrupted run.
+since the previous evaluation.
+
+Resuming (`resume()`, then `run(..., start=s)`) restores the newest usable checkpoint, step s
+(0 when there is none: the run starts again), and cuts the log back to the rows of steps 1..s
+before anything is appended: the rows a killed run wrote after its checkpoint are written again,
+so the log of a resumed run is, row for row, the log of one uninterrupted run, however often and
+wherever it was killed. A checkpoint that cannot be read, or does not fit the model, is moved
+aside (checkpoints/damaged-step-N) with a warning, and the one before it is used.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -32,8 +38,9 @@ import numpy
 from tqdm import tqdm
 
 from minibert.errors import InputError
-from minibert.model.io import assign_params
-from minibert.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from minibert.model.io import CheckpointError, assign_params
+from minibert.train.checkpoint import (checkpoint_dir, checkpoint_folders, list_checkpoints, load_checkpoint,
+                                       remove_unfinished, save_checkpoint, set_aside)
 from minibert.train.step import NonFiniteLossError, count_totals, loss_weights, train_step
 
 
@@ -54,12 +61,38 @@ def read_jsonl(path) -> list[dict]:
     return rows
 
 
-def truncate_log(path: Path, last_step: int) -> None:
-    """Keep the rows of steps up to `last_step` (a resumed run writes the later ones again); atomic."""
-    rows = [r for r in read_jsonl(path) if r["step"] <= last_step] if path.is_file() else []
+def truncate_log(path: Path, last_step: int) -> list[dict]:
+    """Keep the rows of steps up to `last_step` (a resumed run writes the later ones again), atomically
+    (a temporary file renamed over the log); return them. last_step 0: an empty log."""
+    rows = read_jsonl(path) if path.is_file() else []
+    for n, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise InputError(f"{path}: row {n + 1} has no step number; the log is damaged")
+    kept = [r for r in rows if r["step"] <= last_step]
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in kept))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return kept
+
+
+def missing_steps(rows: list[dict], last_step: int) -> list[int]:
+    """The steps 1..last_step that have no row among `rows` (a log deleted or cut short by hand)."""
+    present = {r["step"] for r in rows if "loss" in r}
+    return [s for s in range(1, last_step + 1) if s not in present]
+
+
+def step_ranges(steps: list[int]) -> str:
+    """[1, 2, 3, 7, 9, 10] -> "1-3, 7, 9-10": a list of steps, short."""
+    spans, start = [], None
+    for i, s in enumerate(steps):
+        start = s if start is None else start
+        if i + 1 == len(steps) or steps[i + 1] != s + 1:
+            spans.append(f"{start}-{s}" if s != start else f"{s}")
+            start = None
+    return ", ".join(spans)
 
 
 # -- the loop -----------------------------------------------------------------------------------------
@@ -67,6 +100,17 @@ def truncate_log(path: Path, last_step: int) -> None:
 def dropout_rng(model) -> numpy.random.Generator:
     """The generator every dropout mask of the model is drawn from (BertModel's, also for a model with heads)."""
     return getattr(model, "bert", model).rng
+
+
+def _optimizer_state_problems(expected: dict, saved: dict) -> list[str]:
+    """What keeps `saved` (a checkpoint's optimizer state) from fitting an optimizer whose own state is
+    `expected`: moments missing or of another shape (AdamW.load_state_dict would stop half-way)."""
+    missing = [k for k in expected if k != "t" and k not in saved]
+    shapes = [f"{k} has shape {tuple(saved[k].shape)}, the optimizer {tuple(v.shape)}"
+              for k, v in expected.items() if k != "t" and k in saved and tuple(saved[k].shape) != tuple(v.shape)]
+    listed = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+    problems = [f"optimizer.safetensors lacks {len(missing)} moments ({listed})"] if missing else []
+    return problems + [f"optimizer.safetensors: {s}" for s in shapes[:3]]
 
 
 class TrainingLoop:
@@ -107,16 +151,49 @@ class TrainingLoop:
 
     # -- resuming ---------------------------------------------------------------------------------
     def resume(self) -> int:
-        """Load the newest checkpoint (weights, optimizer, dropout generator); return its step (0: none)."""
-        checkpoints = list_checkpoints(self.run_dir)
-        if not checkpoints:
-            return 0
-        newest = checkpoints[-1]
-        params, optimizer_state, state = load_checkpoint(newest)
-        assign_params(self.model.params, params, where=str(newest))
+        """Load the newest usable checkpoint (weights, optimizer, dropout generator); return its step.
+
+        A damaged checkpoint (a file missing, cut short or not JSON, arrays that do not fit the model)
+        is moved aside to checkpoints/damaged-step-N, with a warning naming it and the checkpoint used
+        instead. No checkpoint at all: 0, the run starts again from step 0. Checkpoints that are all
+        damaged: CheckpointError (starting again silently would throw the run's work away).
+        """
+        for tmp in remove_unfinished(self.run_dir):
+            self.write(f"removed {tmp}, a checkpoint whose writing was interrupted")
+        damaged = []
+        for path in reversed(checkpoint_folders(self.run_dir)):
+            try:
+                step = self._restore(path)
+            except CheckpointError as err:
+                damaged.append((path, err))
+                continue
+            for bad, err in damaged:
+                self.write(f"warning: checkpoint {bad} is damaged ({err}); resuming from {path} instead "
+                           f"(the damaged one is kept as {set_aside(bad)})")
+            self.write(f"resuming from {path} (step {step})")
+            return step
+        if damaged:
+            reasons = "; ".join(f"{path.name}: {err}" for path, err in damaged)
+            raise CheckpointError(f"no usable checkpoint in {checkpoint_dir(self.run_dir)} ({reasons}); to train "
+                                  f"again from step 0, move that folder away and run with --resume again")
+        self.write(f"no checkpoint in {self.run_dir} yet: training starts again from step 0, with a fresh log")
+        return 0
+
+    def _restore(self, path: Path) -> int:
+        """Load one checkpoint into the model, the optimizer and the dropout generator; return its step.
+        Everything is checked first: a checkpoint that does not fit raises CheckpointError and changes nothing."""
+        params, optimizer_state, state = load_checkpoint(path)
+        problems = _optimizer_state_problems(self.optimizer.state_dict(), optimizer_state)
+        rng = dropout_rng(self.model)
+        try:                                     # a generator of the same kind takes the state first: a test
+            type(rng.bit_generator)().state = state["dropout_rng"]
+        except (KeyError, TypeError, ValueError) as err:
+            problems.append(f"state.json has no usable dropout_rng ({type(err).__name__}: {err})")
+        if problems:
+            raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+        assign_params(self.model.params, params, where=str(path / "model.safetensors"))   # checks, then copies
         self.optimizer.load_state_dict(optimizer_state)
-        dropout_rng(self.model).bit_generator.state = state["dropout_rng"]
-        self.write(f"resuming from {newest} (step {state['step']})")
+        rng.bit_generator.state = state["dropout_rng"]
         return state["step"]
 
     def _checkpoint(self, step: int) -> None:
@@ -136,7 +213,8 @@ class TrainingLoop:
             if not self.checkpoint_every:
                 raise
             checkpoints = list_checkpoints(self.run_dir)
-            hint = (f"the newest checkpoint is {checkpoints[-1]}; fix the cause (a lower --lr?) and run with --resume"
+            hint = (f"the newest checkpoint is {checkpoints[-1]}; fix the cause and run with --resume "
+                    f"(--resume --lr X continues with a lower peak learning rate X)"
                     if checkpoints else "no checkpoint was written yet")
             raise NonFiniteLossError(f"{err}. {hint}") from None
         seconds = time.perf_counter() - t0
@@ -158,25 +236,40 @@ class TrainingLoop:
     # -- the run ------------------------------------------------------------------------------------
     def run(self, plan, make_batches, start: int = 0) -> dict:
         """Run the steps of `plan` after the first `start` (a resumed run); make_batches(rows) gives the
-        micro-batches of a step. Returns {"steps_run", "last_eval", "best"}."""
+        micro-batches of a step. Returns {"steps_run", "last_eval", "best"}.
+
+        The log is first cut back to the rows of steps 1..start (all of it for start 0), so whatever a
+        killed run wrote after its checkpoint is written again, once. A run resumed at its very end
+        (start == len(plan), e.g. `--resume --steps N` at the checkpoint of step N) runs no step but
+        evaluates once if its log has no evaluation of that step, as its last step would have.
+        """
         total = len(plan)
+        if start > total:
+            raise InputError(f"cannot resume at step {start} a plan of {total} steps")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         best, best_value, without_gain = None, -math.inf, 0
         last_eval, since_eval, number = {}, [], start
-        if start:                                    # resumed: the log up to `start` is the run so far
-            truncate_log(self.log_path, start)
-            for row in read_jsonl(self.log_path):
-                if "loss" in row:                    # a step
-                    since_eval.append(row["loss"])
-                    continue
-                last_eval, since_eval = row, []      # an evaluation
-                if self.metric is not None and row[self.metric] > best_value:
-                    best, best_value, without_gain = row, row[self.metric], 0
-                elif self.metric is not None:
-                    without_gain += 1
+        kept = truncate_log(self.log_path, start)    # resumed: the log up to `start` is the run so far
+        lost = missing_steps(kept, start)
+        if lost:
+            self.write(f"warning: {self.log_path} has no row for step(s) {step_ranges(lost)} (deleted?); "
+                       f"the resumed log lacks them too")
+        for row in kept:
+            if "loss" in row:                        # a step
+                since_eval.append(row["loss"])
+                continue
+            last_eval, since_eval = row, []          # an evaluation
+            if self.metric is not None and row[self.metric] > best_value:
+                best, best_value, without_gain = row, row[self.metric], 0
+            elif self.metric is not None:
+                without_gain += 1
         bar = tqdm(total=total, initial=start, desc=self.desc, unit="step", disable=not self.progress,
                    dynamic_ncols=True)
-        with bar, open(self.log_path, "a" if start else "w", encoding="utf-8", buffering=1) as log:  # a row per line
+        with bar, open(self.log_path, "a", encoding="utf-8", buffering=1) as log:  # a row per line
+            if start == total and start and self.evaluate and last_eval.get("step") != start:
+                last_eval = self._evaluation(start, plan[-1][0], since_eval)      # resumed at the end
+                self._log(log, {k: v for k, v in last_eval.items() if not k.startswith("_")})
+                bar.write(f"step {start}: {self.describe(last_eval)}")
             for number, (epoch, rows) in enumerate(plan[start:], start=start + 1):
                 row = self._step(number, epoch, make_batches(rows))
                 self._log(log, row)
@@ -202,6 +295,7 @@ class TrainingLoop:
                     bar.write(f"{where}: {self.describe(last_eval)}{'  (best so far)' if improved else ''}")
                 if self.checkpoint_every and (number % self.checkpoint_every == 0 or last):
                     log.flush()
+                    os.fsync(log.fileno())           # the log reaches the disk before the checkpoint that needs it
                     self._checkpoint(number)
                 if self.patience is not None and without_gain >= self.patience:
                     bar.write(f"early stopping: no better {self.metric} in {self.patience} evaluations")

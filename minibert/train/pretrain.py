@@ -18,7 +18,15 @@ Face BertForPreTraining names).
 
 Exact resume: the batch for step s is a pure function of (seed, s), the
 dropout generator's state is checkpointed with the weights and the optimizer,
-so a run killed and resumed gives the same numbers as one never interrupted.
+so a run killed and resumed gives the same numbers as one never interrupted,
+log.jsonl included (train/loop.py cuts it back to the checkpoint's step).
+
+`--resume` keeps the settings in run.json. Four may change: --steps (a longer or
+shorter run: the schedule is recomputed for the new total), --lr (a new peak
+from the resumed step on), --checkpoint-every and --keep (they change no number).
+run.json then records the pieces of the learning-rate schedule ("schedule", see
+LearningRateSchedule). Any other setting given with another value than the run's
+is an error, not silently ignored.
 """
 from __future__ import annotations
 
@@ -33,18 +41,19 @@ import numpy
 
 from minibert import backend, checks
 from minibert.data.batches import step_rows
-from minibert.data.pretraining import (GUTENBERG_HELD_OUT, EmptyCorpusError, create_training_instances,
+from minibert.data.pretraining import (FEATURE_NAMES, GUTENBERG_HELD_OUT, EmptyCorpusError, create_training_instances,
                                        instances_to_features, load_features, read_corpus, read_gutenberg,
                                        save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
 from minibert.errors import MinibertError
+from minibert.files import PRETRAINING_RUN, check_out_folder, claim_run_folder
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
-from minibert.model.io import read_json, save_arrays, write_json
+from minibert.model.io import CONFIG_NAME, read_json, save_arrays, write_json
 from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.tokenization.vocab_trainer import train_vocab
-from minibert.train.checkpoint import list_checkpoints
+from minibert.train.checkpoint import folder_step, list_checkpoints
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
@@ -118,22 +127,6 @@ class PretrainArgs:
         """Every setting within its declared range ("check" above, minibert/checks.py), before any work."""
         checks.check_fields(self)
 
-    @classmethod
-    def saved(cls, run_dir, **overrides) -> "PretrainArgs":
-        """The settings saved in run_dir/run.json (with `overrides`), checked as the flags are."""
-        path = Path(run_dir) / "run.json"
-        saved = read_json(path)
-        if not isinstance(saved, dict):
-            raise PretrainError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}")
-        unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise PretrainError(f"{path} has unknown setting(s) {', '.join(unknown)}: not a run.json of "
-                                f"`minibert pretrain` (or edited by hand)")
-        try:
-            return cls(**{**saved, **overrides})
-        except checks.SettingError as err:
-            raise PretrainError(f"{path}: {err}") from None
-
 
 class PretrainError(MinibertError, RuntimeError):
     """A problem with the inputs of a pretraining run, said plainly."""
@@ -180,10 +173,17 @@ def _read_corpus(path, flag: str):
         raise PretrainError(f"{flag}: {err}") from None
 
 
-def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
-
-    if (run_dir / "vocab.txt").is_file():
-        return BertTokenizer.from_pretrained(run_dir)
+def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path, write=print) -> tuple[BertTokenizer, bool]:
+    """(the run's tokenizer, whether it is the one saved in the run folder): that one when it is complete,
+    else a new one (learned on the training documents, or read from --vocab), saved there."""
+    saved = saved_tokenizer(run_dir)
+    if isinstance(saved, BertTokenizer):
+        return saved, True
+    if saved is not None:                    # an interrupted or damaged set-up: made again, the same way
+        if list_checkpoints(run_dir):
+            raise PretrainError(f"{saved}; the checkpoints in {run_dir} were trained with the vocabulary that was "
+                                f"there: restore it, or start a new run with another --out")
+        write(f"warning: {saved}: making the vocabulary again")
     if args.vocab is not None:
         tok = BertTokenizer.from_pretrained(args.vocab)
     else:
@@ -191,7 +191,30 @@ def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path):
         result = train_vocab(text, vocab_size=args.vocab_size, show_progress=args.progress, score=args.vocab_score)
         tok = BertTokenizer(result.vocab, do_lower_case=True)
     tok.save_pretrained(run_dir)
-    return tok
+    return tok, False
+
+
+def saved_tokenizer(run_dir: Path):
+    """The tokenizer saved in a run folder (vocab.txt, tokenizer_config.json), if the run's set-up finished
+    writing it; None when there is none; a str saying why when there is one that cannot be trusted.
+
+    The set-up writes the tokenizer's files, then config.json with vocab_size = the vocabulary's size
+    (build_config). So a vocab.txt without config.json beside it, or of another size than it says, was
+    cut short (a kill while it was written) or changed since.
+    """
+    vocab, config = run_dir / "vocab.txt", run_dir / CONFIG_NAME
+    if not vocab.is_file():
+        return None
+    if not config.is_file():
+        return f"{vocab} was written by a set-up that did not finish (no {CONFIG_NAME} yet)"
+    try:
+        tokenizer = BertTokenizer.from_pretrained(run_dir)
+        expected = BertConfig.load(config).vocab_size
+    except (MinibertError, OSError, UnicodeDecodeError, ValueError) as err:
+        return f"{vocab} or {config} cannot be read ({err})"
+    if len(tokenizer) != expected:
+        return f"{vocab} has {len(tokenizer)} tokens but {config} says vocab_size={expected}"
+    return tokenizer
 
 
 def build_config(args: PretrainArgs, vocab_size: int) -> BertConfig:
@@ -213,15 +236,17 @@ def max_predictions(args: PretrainArgs) -> int:
     return args.max_predictions or math.ceil(0.15 * args.seq_len)
 
 
-def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, path: Path):
-    """Instances as arrays, cached in the run folder (a resumed run reads them back)."""
-
-    if path.is_file():
-        try:
-            return load_features(path)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:     # cut short by a kill or a full disk
-            raise PretrainError(f"{path} is damaged (truncated?): {err}; delete it and the run rebuilds it from the "
-                                f"corpus (the same instances: they depend only on the settings)") from None
+def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, path: Path, write=print,
+                   reuse=True):
+    """Instances as arrays, cached in the run folder (a resumed run reads them back). A cached file that
+    cannot be read or does not fit the settings is made again from the documents: the same arrays, as
+    long as the corpus is the same (the instances are a function of the documents, vocabulary and seed).
+    reuse=False: always made again (the vocabulary was)."""
+    cached = cached_features(path, args.seq_len, len(tokenizer)) if reuse and path.is_file() else None
+    if isinstance(cached, dict):
+        return cached
+    if cached is not None:
+        write(f"warning: {cached}: making it again from the corpus")
     instances = create_training_instances(
         documents, tokenizer, max_seq_length=args.seq_len, dupe_factor=dupe_factor,
         short_seq_prob=args.short_seq_prob, max_predictions_per_seq=max_predictions(args), seed=seed,
@@ -231,6 +256,21 @@ def build_features(args: PretrainArgs, documents, tokenizer, seed, dupe_factor, 
     features = instances_to_features(instances, tokenizer.vocab, args.seq_len, max_predictions(args))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_features(path, features)
+    return features
+
+
+def cached_features(path: Path, seq_len: int, vocab_size: int):
+    """The arrays of a data/*.npz of the run folder, or a str saying why they cannot be used: a file cut
+    short or damaged, arrays missing, of the wrong length, or token ids outside the vocabulary."""
+    try:
+        features = load_features(path)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        return f"{path} cannot be read ({type(err).__name__}: {err})"
+    n, ids = len(features["input_ids"]), features["input_ids"]
+    if any(len(features[k]) != n for k in FEATURE_NAMES) or ids.ndim != 2 or ids.shape[1] != seq_len:
+        return f"{path} does not hold {seq_len}-token instances of one length"
+    if n == 0 or ids.min() < 0 or ids.max() >= vocab_size:
+        return f"{path} holds token ids outside the vocabulary of {vocab_size}"
     return features
 
 
@@ -364,20 +404,70 @@ def unigram_top(train: dict, tokenizer) -> list[tuple[str, float]]:
 
 # -- the run ------------------------------------------------------------------------------
 
+RESUME_CHANGES = ("steps", "lr", "checkpoint_every", "keep")      # the settings --resume may change
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a PretrainArgs field: seq_len -> --seq-len."""
+    return "--" + name.replace("_", "-")
+
+
+def load_run_args(run_dir, progress: bool = True) -> PretrainArgs:
+    """The settings of the run in `run_dir`, from its run.json (`progress`: not a setting, the caller's),
+    checked as the flags are: a run.json that is not a pretraining run's settings (a fine-tuning run's,
+    another program's, one edited by hand) is an error naming the file and its first problem."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise PretrainError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}; "
+                            f"it was not written by `minibert pretrain`")
+    if "task" in saved and "corpus" not in saved:
+        raise PretrainError(f"{path} is the run.json of a fine-tuning run (task {saved['task']!r}), not of a "
+                            f"pretraining run")
+    fields = {f.name: f for f in dataclasses.fields(PretrainArgs)}
+    unknown = sorted(set(saved) - set(fields) - {"schedule"})
+    if unknown:
+        raise PretrainError(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
+                            f"was it written by another program or version?")
+    for name, value in saved.items():
+        problem = checks.field_problem(fields[name], value) if name in fields else None
+        if problem is not None:
+            raise PretrainError(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
+    return PretrainArgs(**{**{k: v for k, v in saved.items() if k in fields}, "progress": progress})
+
+
+def _check_resume(args: PretrainArgs, run_dir: Path) -> PretrainArgs:
+    """`args` for resuming the run in `run_dir`, checked against its run.json: only the settings of
+    RESUME_CHANGES may differ (any other that differs is named in one error), and --steps cannot end the
+    run before its newest checkpoint."""
+    saved = load_run_args(run_dir, args.progress)
+    fixed = [f"{flag(k)} {v} (the run's: {getattr(saved, k)})" for k, v in dataclasses.asdict(args).items()
+             if k not in RESUME_CHANGES + ("progress", "out") and v != getattr(saved, k)]
+    if fixed:
+        raise PretrainError(f"--resume keeps the settings in {run_dir / 'run.json'}, but got {', '.join(fixed)}; "
+                            f"only {', '.join(map(flag, RESUME_CHANGES))} may change: drop the others, or start a "
+                            f"new run with another --out")
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoints and args.steps < folder_step(checkpoints[-1]):
+        raise PretrainError(f"--steps {args.steps} would end the run before its newest checkpoint "
+                            f"{checkpoints[-1]} (step {folder_step(checkpoints[-1])}); give --steps "
+                            f"{folder_step(checkpoints[-1])} or more")
+    return args
+
+
 def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> PretrainArgs:
-    """The arguments of the run in `run_dir`: those saved there when resuming; refuse to mix two runs."""
+    """The arguments of the run in `run_dir`: when resuming, `args` checked against those saved there
+    (see _check_resume); refuse to mix two runs."""
     if resume:
-        if not (run_dir / "run.json").is_file():
-            raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
-        return PretrainArgs.saved(run_dir, progress=args.progress)
-    if (run_dir / "run.json").is_file():
-        if list_checkpoints(run_dir):
-            raise PretrainError(f"{run_dir} already holds a run; use --resume to continue it or another --out")
+        return _check_resume(args, run_dir)
+    if (run_dir / "run.json").is_file():       # a run that never checkpointed (files.check_out_folder refuses others)
         old = read_json(run_dir / "run.json")
         changed = sorted(k for k, v in dataclasses.asdict(args).items() if k != "progress" and old.get(k) != v)
         if changed:   # its vocab.txt and data/ were made with other settings: never reuse them silently
             raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
-                                f"use another --out, or delete that folder")
+                                f"use another --out, or --overwrite to replace it")
     return args
 
 
@@ -399,10 +489,117 @@ def check_settings(args: PretrainArgs) -> None:
     if args.seq_len > positions:
         raise PretrainError(f"--seq-len {args.seq_len} is longer than max_position_embeddings={positions} of the "
                             f"config {args.config}")
-    for flag, what, path in (("--corpus", "corpus", args.corpus), ("--vocab", "vocabulary", args.vocab),
+    for flag, what, path in (("--corpus", "corpus", args.corpus),
                              ("--eval-corpus", "held-out corpus", args.eval_corpus)):
         if path is not None and not Path(path).exists():
             raise PretrainError(f"{what} not found: {path} ({flag})")
+
+
+def check_vocabulary(args: PretrainArgs) -> None:
+    """A new run's --vocab, read and checked before anything is written: it loads (no duplicate or empty
+    token ...), and the --config agrees with its size. (A resumed run uses the one saved in its folder.)"""
+    if args.vocab is None:
+        return
+    if not Path(args.vocab).exists():
+        raise PretrainError(f"vocabulary not found: {args.vocab} (--vocab)")
+    build_config(args, len(BertTokenizer.from_pretrained(args.vocab)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SchedulePiece:
+    """From step `from_step` on (0-based, the step with number from_step + 1), BERT's schedule for a run
+    of `steps` steps with peak `lr`."""
+    from_step: int
+    steps: int
+    lr: float
+
+
+class LearningRateSchedule:
+    """The learning rate of each step: BERT's warm-up then linear decay, in pieces when a resume changed
+    --steps or --lr.
+
+    Step i (0-based) uses the last piece with from_step <= i:
+
+        lr(i) = linear_warmup_decay(i, piece.lr, int(warmup * piece.steps), piece.steps)
+
+    A run never resumed with a change has one piece, (0, --steps, --lr): the usual schedule. Resumed at
+    step s with `--steps T` and/or `--lr P`, the pieces from s on are replaced by (s, T, P): from step
+    s + 1 the learning rate is what a run planned from the start for T steps with peak P would use
+    there (still warming up if s < int(warmup * T), else on the line down to 0 at step T). So the rate
+    can jump at s; what came before s is untouched. Each step's rate depends on the pieces and i
+    alone, so a later resume from any checkpoint, even one before s, repeats the same rates.
+    """
+
+    def __init__(self, warmup: float, pieces: list[SchedulePiece]):
+        self.warmup, self.pieces = warmup, list(pieces)
+
+    @classmethod
+    def of(cls, args: PretrainArgs, saved: dict | None = None) -> "LearningRateSchedule":
+        """The schedule of a run: run.json's "schedule" when it has one (`saved`), else one piece."""
+        pieces = [SchedulePiece(0, args.steps, args.lr)]
+        if saved and "schedule" in saved:
+            try:
+                pieces = [SchedulePiece(int(p["from_step"]), int(p["steps"]), float(p["lr"]))
+                          for p in saved["schedule"]]
+            except (KeyError, TypeError, ValueError) as err:
+                raise PretrainError(f"run.json's schedule is damaged ({type(err).__name__}: {err})") from None
+            if not pieces or pieces[0].from_step != 0 or (pieces[-1].steps, pieces[-1].lr) != (args.steps, args.lr):
+                raise PretrainError("run.json's schedule does not agree with its steps and lr; it was edited")
+        return cls(args.warmup, pieces)
+
+    def __call__(self, i: int) -> float:
+        piece = [p for p in self.pieces if p.from_step <= i][-1]
+        return linear_warmup_decay(i, piece.lr, int(self.warmup * piece.steps), piece.steps)
+
+    @property
+    def current(self) -> SchedulePiece:
+        return self.pieces[-1]
+
+    def change(self, start: int, steps: int, lr: float) -> bool:
+        """From step `start` on, a run of `steps` steps with peak `lr` (no change: pieces kept); whether it
+        changed."""
+        if (steps, lr) == (self.current.steps, self.current.lr):
+            return False
+        kept = [p for p in self.pieces if p.from_step < start]
+        if kept and (kept[-1].steps, kept[-1].lr) == (steps, lr):
+            self.pieces = kept                          # back to the piece in force before
+        else:
+            self.pieces = kept + [SchedulePiece(start, steps, lr)]
+        return True
+
+    def to_json(self) -> list[dict]:
+        return [dataclasses.asdict(p) for p in self.pieces]
+
+
+def run_json(args: PretrainArgs, schedule: LearningRateSchedule) -> dict:
+    """What run.json holds: the settings, and the schedule's pieces if a resume changed it."""
+    saved = dataclasses.asdict(args)
+    if len(schedule.pieces) > 1:
+        saved["schedule"] = schedule.to_json()
+    return saved
+
+
+def describe_resume(saved: PretrainArgs, args: PretrainArgs, start: int,
+                    schedule: LearningRateSchedule) -> list[str]:
+    """What a resume changed, one line per setting (nothing when it changed none)."""
+    lines = []
+    if args.steps != saved.steps:
+        lines.append(f"--steps {args.steps}: the schedule now decays to 0 at step {args.steps} (was {saved.steps})")
+    if args.lr != saved.lr:
+        lines.append(f"--lr {args.lr:g}: the peak learning rate from step {start + 1} on (was {saved.lr:g})")
+    if lines and start < args.steps:
+        lines[-1] += f"; step {start + 1} runs at lr {schedule(start):.3g}"
+    lines += [f"{flag(k)} {getattr(args, k)} (was {getattr(saved, k)})" for k in ("checkpoint_every", "keep")
+              if getattr(args, k) != getattr(saved, k)]
+    return lines
+
+
+def describe_settings(args: PretrainArgs) -> str:
+    """The settings that differ from the defaults, short: corpus=alice.txt, steps=12, ..."""
+    defaults = PretrainArgs()
+    shown = [f"{k}={v}" for k, v in dataclasses.asdict(args).items()
+             if k not in ("out", "progress") and v != getattr(defaults, k)]
+    return ", ".join(shown) + " (the rest at their defaults)" if shown else "all at their defaults"
 
 
 def describe_evaluation(result: dict) -> str:
@@ -441,27 +638,61 @@ def verdict(result: dict) -> list[str]:
     return lines
 
 
-def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -> dict:
+def run_inputs(args: PretrainArgs) -> list[tuple[str, str | None]]:
+    """(flag, path) of every file a run reads: its --out may not be, contain or lie inside any of them."""
+    return [("--corpus", args.corpus), ("--eval-corpus", args.eval_corpus), ("--vocab", args.vocab),
+            ("--config", None if args.config in PRESETS else args.config)]
+
+
+def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, overwrite: bool = False) -> dict:
     """Pretrain (or continue the run in args.out with resume=True); return the last evaluation's metrics.
 
     Writes into args.out: run.json, vocab.txt, config.json, data/, log.jsonl, checkpoints/ and
     model.safetensors (the curves are drawn from log.jsonl by minibert.viz.plot_pretraining).
     callback(row): called with every log row as it is written.
-    """
-    run_dir = Path(args.out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise PretrainError(f"--out {run_dir} is a file, not a folder: give the run folder to write")
-    args = _check_run_folder(args, run_dir, resume)
-    check_settings(args)
-    train_docs, eval_docs = load_documents(args)         # a corpus that cannot be read: an error before any write
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "run.json", dataclasses.asdict(args))
 
-    tokenizer = build_tokenizer(args, train_docs, run_dir)
+    Validate, then work: the settings (check_settings), args.out (the rules below) and every input (the
+    corpus is read, a --vocab loaded and matched with the config) are checked before anything is
+    written, so a refused run leaves nothing behind.
+    args.out is then claimed (minibert/files.py): a folder holding anything but a pretraining run, or
+    one of the run's inputs, is refused; so is a run that has checkpoints or a model, unless resume
+    (continue it) or overwrite (replace it: it says so, then empties the folder). The folder stays
+    locked (RUN/.lock) until the run ends: a second process writing there is refused.
+    """
+    run_dir, inputs = Path(args.out), run_inputs(args)
+    check_out_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite)
+    check_settings(args)
+    if not overwrite:                                    # (what --overwrite replaces is not checked against)
+        _check_run_folder(args, run_dir, resume)
+    documents = load_documents(args)                     # a corpus that cannot be read: an error before any write
+    if not resume:
+        check_vocabulary(args)
+    with claim_run_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite, say=stream):
+        return _run(args, documents, resume, stream, callback)
+
+
+def _run(args: PretrainArgs, documents, resume: bool, stream, callback) -> dict:
+    """The run itself, in a folder this process has claimed; documents: load_documents(args)."""
+    run_dir = Path(args.out)
+    args = _check_run_folder(args, run_dir, resume)      # again, under the lock: another process may have written
+    train_docs, eval_docs = documents
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:        # run.json is rewritten once the checkpoint's step is known, with the schedule's new piece
+        saved = load_run_args(run_dir, args.progress)
+        schedule = LearningRateSchedule.of(saved, read_json(run_dir / "run.json"))
+        stream(f"resuming {run_dir}; settings from its run.json: {describe_settings(saved)}")
+    else:
+        schedule = LearningRateSchedule.of(args)
+        write_json(run_dir / "run.json", run_json(args, schedule))
+
+    tokenizer, reused = build_tokenizer(args, train_docs, run_dir, write=stream)
     config = build_config(args, len(tokenizer))
     config.save(run_dir)
-    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, run_dir / "data" / "train.npz")
-    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, run_dir / "data" / "eval.npz")
+    data = run_dir / "data"              # the arrays of a vocabulary made again are made again too
+    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, data / "train.npz",
+                           write=stream, reuse=reused)
+    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, data / "eval.npz",
+                          write=stream, reuse=reused)
     n_train = len(train["input_ids"])
 
     baselines = context_free_baselines(train, held, config.vocab_size, args.batch_size * args.eval_batches,
@@ -469,10 +700,8 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -
     write_json(run_dir / "baselines.json", {**baselines, "unigram_top": unigram_top(train, tokenizer)})
     model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, variant=args.optimizer)
-    warmup_steps = int(args.warmup * args.steps)
     loop = TrainingLoop(
-        model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm,
-        lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, args.steps),
+        model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm, lr_at=schedule,
         evaluate=lambda: {**evaluate(model, held, args.batch_size, args.eval_batches, tokenizer.mask_token_id),
                           **baselines},
         describe=describe_evaluation,
@@ -480,6 +709,13 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None) -
         checkpoint_state=lambda: {"config": config.to_dict()}, step_metrics=PRETRAINING.step_metrics,
         progress=args.progress, desc="pretrain", callback=callback, write=stream)
     start = loop.resume() if resume else 0
+    if resume:
+        schedule.change(start, args.steps, args.lr)
+        for line in describe_resume(saved, args, start, schedule):
+            stream(line)
+        write_json(run_dir / "run.json", run_json(args, schedule))
+        if start == args.steps:
+            stream(f"the run is at its last step ({start}) already: no step to train")
     stream(f"pretraining BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
            f"{model.num_parameters():,} parameters, vocab {config.vocab_size}) on {n_train:,} instances, "
            f"{len(held['input_ids']):,} held out; backend {backend.name()}")

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy
 
 from minibert.errors import InputError
+from minibert.files import write_text
 from minibert.viz.figure import shorten
 
 __all__ = ["attention_page", "write_attention_page", "attention_frame", "page_data", "DECIMALS", "MAX_TOKENS",
@@ -153,8 +154,7 @@ def write_attention_page(path, tokens, probs, segment_ids=None, title="attention
     page = attention_page(tokens, probs, segment_ids, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text(path, page)                 # atomic: an open page is never half rewritten
 
 
 def attention_frame(tokens, probs, segment_ids=None, title="attention", height=None) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy
 from matplotlib.ticker import MaxNLocator
 
+from minibert.files import save_figure
 from minibert.train.loop import read_jsonl
 from minibert.viz.figure import figure
 
@@ -88,9 +89,7 @@ def plot_pretraining(run_dir, out=None) -> Path:
     for ax in axes.flat:
         _whole_steps(ax)
 
-    out = Path(out) if out else Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=100)
-    return out
+    return save_figure(fig, Path(out) if out else Path(run_dir) / "curves.png", dpi=100)   # atomic
 
 
 FINETUNING_METRICS = ("accuracy", "f1", "exact_match", "precision", "recall")   # drawn when an evaluation has them
@@ -132,9 +131,7 @@ def plot_finetuning(run_dir, out=None) -> Path:
     evals = [r for r in rows if "dev_loss" in r]
     task = json.loads((Path(run_dir) / "run.json").read_text()).get("task", "")
     fig = finetuning_figure(train, evals, title=task)
-    out = Path(out) if out else Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=100)
-    return out
+    return save_figure(fig, Path(out) if out else Path(run_dir) / "curves.png", dpi=100)   # atomic
 
 
 def plot_confusion(matrix, label_names, out, title="confusion matrix") -> Path:
@@ -151,8 +148,7 @@ def plot_confusion(matrix, label_names, out, title="confusion matrix") -> Path:
     ax.set_yticks(range(len(label_names)), label_names)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax)
-    fig.savefig(out, dpi=100)
-    return Path(out)
+    return save_figure(fig, out, dpi=100)
 
 
 def plot_span_logits(tokens, start_logits, end_logits, gold=None, predicted=None, offset: int = 0,

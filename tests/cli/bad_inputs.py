@@ -32,6 +32,7 @@ This module imports nothing from minibert: the probe script runs it against any 
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -39,6 +40,8 @@ import random
 import re
 import shlex
 import shutil
+import socket
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -514,15 +517,20 @@ def _damaged_model() -> list[Probe]:
     ]
     R = lambda cmd, match, damage: Probe("damaged model", cmd, match, run_copy(damage))  # noqa: E731
     rows += [
-        R("pretrain --out {case}/r --resume", r"run.json.*not valid JSON", replace_file("run.json", "{")),
-        R("pretrain --out {case}/r --resume", r"run.json: --steps: must be an integer >= 1, got 'many'",
+        R("pretrain --out {case}/r --resume", r"run.json that names no corpus and no task \(damaged",
+          replace_file("run.json", "{")),
+        R("pretrain --out {case}/r --resume", r"run.json: steps must be an integer, got 'many'",
           edit_json(_set(steps="many"), "run.json")),
-        R("pretrain --out {case}/r --resume", r"run.json.*unknown setting.*colour",
+        R("pretrain --out {case}/r --resume", r"run.json: steps must be an integer >= 1, got 0",
+          edit_json(_set(steps=0), "run.json")),
+        R("pretrain --out {case}/r --resume", r"run.json: optimizer must be one of torch, google, got 'sgd'",
+          edit_json(_set(optimizer="sgd"), "run.json")),
+        R("pretrain --out {case}/r --resume", r"run.json: whole_word_mask must be true or false, got 'yes'",
+          edit_json(_set(whole_word_mask="yes"), "run.json")),
+        R("pretrain --out {case}/r --resume", r"run.json holds settings this minibert does not know \(colour\)",
           edit_json(_set(colour="red"), "run.json")),
         R("fill-mask --model {case}/r 'the [MASK] sat'", r"model.safetensors.*(truncated|corrupted)",
           truncate_file("model.safetensors")),
-        R("pretrain --out {case}/r --resume --no-progress", r"data/train.npz is damaged \(truncated\?\)",
-          truncate_file("data/train.npz")),
         R("plot {case}/r", r"run.json is not valid JSON", replace_file("run.json", "{")),
         R("plot {case}/r", r"no log at .*log.jsonl", folder_instead("log.jsonl")),
     ]
@@ -595,7 +603,8 @@ def _damaged_input() -> list[Probe]:
           "--train {case}/t.conll", r"t.conll, line 2", files(t_DOT_conll="word\tO\nlonely\nend\tB-xyz\n")),
         I("finetune --no-progress --task sst2 --model {model} --max-seq-len 32 --out {case}/out --dev {dev} "
           "--train {case}", r"--train .*: a folder, not a file"),
-        I("embed --model {model} --input {case} --out {case}/v.npy", r"no input file at .* \(it is a folder\)"),
+        I("embed --model {model} --input {case}/in --out {case}/v.npy", r"no input file at .* \(it is a folder\)",
+          lambda w, c: (c / "in").mkdir()),
         I("tokenize --vocab {corpus}", r"vocabulary file .*corpus.txt: line 2 is empty"),
         I("gradcheck --config enormous", r"unknown preset 'enormous'; choose one of"),
         I("exercises start {case}/f.txt", r"f.txt is a file, not a folder", files(f_DOT_txt="my notes\n")),
@@ -631,8 +640,10 @@ def _output_path() -> list[Probe]:
         O("attention --model {model} --plot {case}/a.html 'a text'", r"--plot .*a.html: .*; use \.png"),
         O("attention --model {model} --html {case}/a.png 'a text'", r"--html .*a.png: give a file name ending in "
                                                                     r"\.html or \.htm"),
-        O("similarity --model {model} --plot {case}/noext a b", r"--plot .*noext: a figure cannot be written as a "
-                                                                r"file without an extension"),
+        O("similarity --model {model} --plot {case}/d a b", r"--plot .*d is a folder; give a file name",
+          lambda w, c: (c / "d").mkdir()),
+        O("similarity --model {model} --plot {case}/heat.npy a b", r"--plot .*heat.npy: a figure cannot be written "
+                                                                   r"as \.npy"),
         O(f"{PRE} --out {{case}}/file.txt", r"--out .*file.txt.*(is a file|not a folder)",
           files(file_DOT_txt="keep me\n")),
         O(f"{FT} --out {{case}}/file.txt", r"--out .*file.txt is a file, not a folder",
@@ -650,9 +661,108 @@ def _output_path() -> list[Probe]:
     ]
 
 
+def locked(source: str | None = "run") -> Callable:
+    """A setup: case/r (a copy of the world's pretraining run, "ft" its fine-tuning run, None an empty
+    folder) locked by another live process, as a run in progress leaves it (RUN/.lock, minibert/files.py).
+
+    The holder is a `sleep` started here: a lock naming this very process would count as the command's
+    own (the in-process test runs minibert in this process), and a dead PID as a stale lock taken over.
+    It is killed when this interpreter exits, if it has not ended by itself."""
+    def setup(world, case):
+        folder = case / "r"
+        if source is None:
+            folder.mkdir()
+        else:
+            run_copy(source=source)(world, case)
+        holder = subprocess.Popen(["sleep", "120"])
+        atexit.register(holder.kill)
+        write(folder / ".lock", json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                            "started": "2026-01-01 10:00:00"}) + "\n")
+    return setup
+
+
 def _files() -> list[Probe]:
-    """--out refusals (another run, an input, an existing run): the files part of issue 14 adds its rows here."""
-    return []
+    """--out refusals (another run kind, an input, an existing run, a run in progress) and --resume's own
+    refusals: the files and resume parts of issue 14 (tests/cli/test_out_folders.py has the same rules
+    on its own folders, tests/train/test_resume.py the resume ones)."""
+    F = lambda cmd, match, setup=None: Probe("files", cmd, match, setup)  # noqa: E731
+    in_use = r"{path} is in use by process \d+ on .* since 2026-01-01 10:00:00; wait for it to finish, or use " \
+             r"another --out"
+    return [
+        # pretrain: an earlier run, another kind, an input, a run in progress
+        F(f"{PRE} --out {{case}}/r", r"--out .*r already holds a pretraining run \(1 checkpoint, up to step 2, "
+                                     r"the trained model\); use another --out, --resume to continue it, or "
+                                     r"--overwrite to replace it", run_copy()),
+        F(f"{PRE} --out {{case}}/r --overwrite", r"--out .*r holds a fine-tuning run of sst2 .*not a pretraining "
+                                                 r"run: it is never replaced", run_copy(source="ft")),
+        F("pretrain --out {case}/r --resume", r"--out .*r holds a fine-tuning run of sst2 .*not a pretraining run",
+          run_copy(source="ft")),
+        F(f"{PRE} --out {{case}}/m", r"--out .*m holds a model \(config.json, model.safetensors\), not a "
+                                     r"pretraining run", model_copy()),
+        F(f"{PRE} --out {{vocab}}", r"--out .*vocab is the --vocab input: writing there would change what the "
+                                    r"command reads"),
+        F(f"{PRE} --corpus {{case}}/c.txt --out {{case}}", r"--out \S+ contains the --corpus input",
+          files(c_DOT_txt="A cat sat on a mat. The dog ran.\n\nA bird sang in a tree. The sun was out.\n")),
+        F("pretrain --out {case}/r --resume --overwrite",
+          r"--resume continues the run in --out, --overwrite replaces it: give one of them", run_copy()),
+        F("pretrain --out {case}/r --resume", in_use.format(path=".*r"), locked()),
+        F(f"{PRE} --out {{case}}/r", in_use.format(path=".*r"), locked(None)),
+        # pretrain --resume: what the run's run.json and checkpoints allow
+        F("pretrain --out {case}/r --resume --seq-len 16", r"--resume keeps the settings in .*run.json, but got "
+                                                           r"--seq-len 16 \(the run's: 32\); only --steps, --lr, "
+                                                           r"--checkpoint-every, --keep may change", run_copy()),
+        F("pretrain --out {case}/r --resume --steps 1", r"--steps 1 would end the run before its newest checkpoint "
+                                                        r".*step-0*2 \(step 2\); give --steps 2 or more",
+          run_copy()),
+        F("pretrain --out {case}/none --resume", r"--resume: no run to resume in .*none \(no run.json\)"),
+        F("pretrain --out {case} --resume", r"--resume: no run to resume in \S+ \(no run.json\)"),
+        # finetune: the model it reads, a pretraining run, an earlier fine-tuning run, a run in progress
+        F(f"{FT} --model {{case}}/r --out {{case}}/r", r"--out .*r is the --model input: writing there would change "
+                                                       r"what the command reads; use another --out", run_copy()),
+        F(f"{FT} --model {{case}}/r --out {{case}}/r/best", r"--out .*r/best is inside the --model input",
+          run_copy()),
+        F(f"{FT} --out {{case}}/r", r"--out .*r holds a pretraining run \(1 checkpoint, up to step 2, the trained "
+                                    r"model\), not a fine-tuning run: it is never replaced", run_copy()),
+        F(f"{FT} --out {{case}}/r", r"--out .*r already holds a fine-tuning run of sst2 \(its best model, "
+                                    r"metrics.json, a log\); use another --out, or --overwrite to replace it",
+          run_copy(source="ft")),
+        F(f"{FT} --out {{case}}/r", in_use.format(path=".*r"), locked(None)),
+        # train-vocab: a model, a run, an earlier vocabulary, its corpus's folder
+        F("train-vocab --corpus {corpus} --vocab-size 50 --out {case}/m", r"--out .*m holds a model .*not a "
+                                                                         r"vocabulary", model_copy()),
+        F("train-vocab --corpus {corpus} --vocab-size 50 --out {case}/r --overwrite",
+          r"--out .*r holds a pretraining run .*not a vocabulary", run_copy()),
+        F("train-vocab --corpus {corpus} --vocab-size 50 --out {case}/v", r"--out .*v already holds a vocabulary "
+                                                                         r"\(vocab.txt, 3 tokens\); use another "
+                                                                         r"--out, or --overwrite",
+          files(v__vocab_DOT_txt="[PAD]\n[UNK]\ncat\n")),
+        F("train-vocab --corpus {case}/c.txt --vocab-size 50 --out {case}", r"--out \S+ contains the --corpus "
+                                                                            r"input", files(c_DOT_txt="a cat\n")),
+        # single output files: an input, a file of a run or model, another output
+        F("records --model {model} --csv {case}/x.csv --text-columns question --out {case}/x.csv",
+          r"--out .*x.csv is the --csv input", lambda w, c: shutil.copy(w.csv, c / "x.csv")),
+        F("records --model {model} --csv {csv} --text-columns question --out {case}/r/run.json",
+          r"--out .*r/run.json is a file of a pretraining run .* it is never replaced", run_copy()),
+        F("records --model {model} --csv {csv} --text-columns question --out {case}/p.png --plot {case}/p.png",
+          r"--plot and --out are the same file .*p.png"),
+        F("embed --model {model} --input {case}/t.npy --out {case}/t.npy", r"--out .*t.npy is the --input input",
+          files(t_DOT_npy="a text, one per line\n")),
+        F("embed --model {case}/m --input {texts} --out {case}/m/vectors.npy",
+          r"--out .*m/vectors.npy is inside the --model input", model_copy()),
+        F("cluster --model {model} --corpus {case}/t.txt --out {case}/t.txt", r"--out .*t.txt is the --corpus input",
+          files(t_DOT_txt="a cat\na dog\n")),
+        F("cluster --model {model} --corpus {texts} --plot {case}/r/curves.png",
+          r"--plot .*r/curves.png is a file of a fine-tuning run", run_copy(source="ft")),
+        F("similarity --model {model} --plot {case}/m/model.safetensors a b",
+          r"--plot .*m/model.safetensors is a file of a model \(config.json, model.safetensors\) in .*m: it is "
+          r"never replaced", model_copy()),
+        F("polysemy --model {model} --word cat --sense a={case}/a.txt --sense b={case}/b.txt --plot {case}/b.txt",
+          r"--plot .*b.txt is the --sense input", files(a_DOT_txt="the cat sat\n", b_DOT_txt="a cat ran\n")),
+        F("attention --model {case}/m --html {case}/m/config.json 'a text'",
+          r"--html .*m/config.json is inside the --model input", model_copy()),
+        F("exercises start {case}/notes", r"notes holds 1 other file \(todo.md\), not an exercises workspace: give "
+                                          r"a new or empty folder", files(notes__todo_DOT_md="- my notes\n")),
+    ]
 
 
 PROBES: list[Probe] = (_flag_syntax() + _flag_range() + _flags_together() + _missing_path() + _damaged_model()

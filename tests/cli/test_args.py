@@ -9,6 +9,7 @@ import pytest
 
 from minibert.cli import GROUPS, build_parser
 from minibert.cli.args import add_arguments, flag_names, from_namespace
+from minibert.cli.pretrain import PretrainCommandArgs, pretrain_settings
 from minibert.train.finetune import FinetuneArgs
 from minibert.train.pretrain import PretrainArgs
 
@@ -34,11 +35,16 @@ def test_every_field_is_a_flag(command, args_class):
     assert flag_names(fields["progress"]) == ("--no-progress",)
 
 
+def pretrain_args(*argv) -> PretrainArgs:
+    """The settings `minibert pretrain ARGV` runs with (steps, lr, ... parse to None when not given: see
+    cli/pretrain.py, PretrainCommandArgs)."""
+    return pretrain_settings(from_namespace(PretrainCommandArgs, parse("pretrain", *argv)))
+
+
 def test_the_parsed_flags_build_the_dataclass_back():
-    assert from_namespace(PretrainArgs, parse("pretrain")) == PretrainArgs()
-    args = from_namespace(PretrainArgs, parse("pretrain", "--corpus", "books", "--vocab-size", "16000", "--lr",
-                                              "1e-3", "--whole-word-mask", "--no-progress", "--vocab-score",
-                                              "likelihood"))
+    assert pretrain_args() == PretrainArgs()
+    args = pretrain_args("--corpus", "books", "--vocab-size", "16000", "--lr", "1e-3", "--whole-word-mask",
+                         "--no-progress", "--vocab-score", "likelihood")
     assert args == PretrainArgs(corpus="books", vocab_size=16000, lr=1e-3, whole_word_mask=True, progress=False,
                                 vocab_score="likelihood")
     assert parse("pretrain", "--resume").resume is True                    # the command's own flag

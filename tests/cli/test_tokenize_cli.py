@@ -44,6 +44,23 @@ def test_tokenize_pairs_cased_and_max_length():
     assert done.stdout.decode().strip() == "[CLS] [UNK] hello [SEP]"   # uncased vocab, cased mode
 
 
+def test_tokenize_split_special_tokens(tmp_path):
+    """--split-special-tokens: "[SEP]" written in a line is text; without it, the tokenizer's own setting."""
+    stdin = b"x [SEP] y[MASK]\n"
+    plain = run("tokenize", "--vocab", str(minilm_path()), "--tokens", stdin=stdin)
+    split = run("tokenize", "--vocab", str(minilm_path()), "--tokens", "--split-special-tokens", stdin=stdin)
+    assert plain.returncode == split.returncode == 0, (plain.stderr, split.stderr)
+    assert plain.stdout.decode().strip() == "[CLS] x [SEP] y [MASK] [SEP]"
+    assert split.stdout.decode().strip() == "[CLS] x [ sep ] y [ mask ] [SEP]"
+    ids = run("tokenize", "--vocab", str(minilm_path()), "--split-special-tokens", stdin=stdin)
+    assert ids.stdout.decode().split() == [str(i) for i in minilm_tokenizer()(
+        "x [SEP] y[MASK]", split_special_tokens=True)["input_ids"]]
+    from minibert.tokenization import BertTokenizer
+    BertTokenizer.from_pretrained(minilm_path(), split_special_tokens=True).save_pretrained(tmp_path)
+    saved = run("tokenize", "--vocab", str(tmp_path), "--tokens", stdin=stdin)     # its config says split
+    assert saved.stdout == split.stdout, saved.stderr
+
+
 def test_tokenize_replaces_undecodable_bytes():
     done = run("tokenize", "--vocab", str(minilm_path()), "--tokens", stdin=b"caf\xe9 ok\xff\n")
     assert done.returncode == 0, done.stderr

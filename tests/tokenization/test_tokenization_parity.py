@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import pytest
 
+from minibert.tokenization import BertTokenizer
 from helpers import minilm_path, minilm_tokenizer
 from reference import hf_fast, hf_python
-from tokenization_data import DATASETS, MAX_LENGTH, SLOW_DATASETS, consecutive_pairs, gutenberg_lines, xquad
+from tokenization_data import (DATASETS, MAX_LENGTH, SLOW_DATASETS, consecutive_pairs, gutenberg_lines,
+                               special_string_lines, xquad)
 
 KEYS = ("input_ids", "token_type_ids", "attention_mask", "offset_mapping")
 
@@ -146,3 +148,45 @@ def test_cased_mode_matches_both_references():
     ours = [tok.encode(line, add_special_tokens=False) for line in lines]
     assert ours == python_ids
     assert tok.tokenize("Zoë SAID") != minilm_tokenizer().tokenize("Zoë SAID")  # really cased
+
+
+@pytest.mark.parametrize("how", ["constructor", "per call"])
+def test_split_special_tokens_matches_the_fast_reference(how):
+    """split_special_tokens=True on 9,000 real lines (WikiText-2, Gutenberg) each holding two of "[CLS]",
+    "[SEP]", "[MASK]", "[UNK]", "[PAD]" as text: ids, segment ids, masks and offsets equal Hugging Face's
+    BertTokenizer(split_special_tokens=True), alone and paired, set on the tokenizer or given per call.
+    (Hugging Face's Python tokenizer only half-splits: test_tokenization_disagreements.py.)"""
+    lines = list(special_string_lines())
+    fast = hf_fast(split_special_tokens=True)
+    if how == "constructor":
+        tok, call = BertTokenizer.from_pretrained(minilm_path(), split_special_tokens=True), {}
+    else:
+        tok, call = minilm_tokenizer(), {"split_special_tokens": True}
+    assert sum("[" in token for token in fast.tokenize(lines[0])) >= 2 and "[SEP]" not in fast.tokenize(
+        "a [SEP] b")
+    options = dict(truncation=True, max_length=MAX_LENGTH, return_offsets_mapping=True)
+    mine = tok(lines, **options, **call)
+    error = _first_difference(lines, mine, _lists(fast(lines, **options)), KEYS, "fast, split")
+    assert error is None, error
+    assert [tok.tokenize(line, **call) for line in lines[:500]] == [fast.tokenize(line) for line in lines[:500]]
+    # Pairs: the short ones, where the Rust tie rule (see above) cannot come into play.
+    pairs = [(a, b) for a, b in consecutive_pairs(lines) if len(a) + len(b) < 200]
+    firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+    mine = tok(firsts, seconds, **options, **call)
+    error = _first_difference(pairs, mine, _lists(fast(firsts, seconds, **options)), KEYS, "fast, split")
+    assert error is None, error
+    print(f"{len(lines)} lines, {len(pairs)} pairs: equal")
+
+
+def test_split_special_tokens_off_is_unchanged_and_matches_both_references():
+    """The default (False) on the same lines: a "[SEP]" in the text is the separator, as in both references."""
+    lines = list(special_string_lines())
+    tok, fast, python = minilm_tokenizer(), hf_fast(), hf_python()
+    assert tok.split_special_tokens is False
+    mine = tok(lines, truncation=True, max_length=MAX_LENGTH, return_offsets_mapping=True)
+    theirs = _lists(fast(lines, truncation=True, max_length=MAX_LENGTH, return_offsets_mapping=True))
+    error = _first_difference(lines, mine, theirs, KEYS, "fast")
+    assert error is None, error
+    assert [tok.encode(line, add_special_tokens=False) for line in lines] == [
+        python.convert_tokens_to_ids(python.tokenize(line)) for line in lines]
+    assert sum(ids[1:-1].count(tok.sep_token_id) for ids in mine["input_ids"]) > 1000

@@ -71,6 +71,21 @@ def test_matches_the_rust_reference_where_the_references_agree(text):
 
 
 @SETTINGS
+@given(TEXT)
+def test_split_special_tokens_matches_the_rust_reference_where_the_references_agree(text):
+    """split_special_tokens=True: every "[CLS]", "[SEP]", ... in the text is text, as in Hugging Face's
+    BertTokenizer(split_special_tokens=True); no special id but [UNK] comes out of text."""
+    assume(not any(0xD800 <= ord(c) <= 0xDFFF for c in text))
+    assume(_references_agree_on(text))
+    mine = minilm_tokenizer()(text, return_offsets_mapping=True, split_special_tokens=True)
+    theirs = hf_fast(split_special_tokens=True)(text, return_offsets_mapping=True)
+    assert mine["input_ids"] == theirs["input_ids"]
+    assert mine["offset_mapping"] == [tuple(span) for span in theirs["offset_mapping"]]
+    tok = minilm_tokenizer()
+    assert not set(mine["input_ids"][1:-1]) & (set(tok.all_special_ids) - {tok.unk_token_id})
+
+
+@SETTINGS
 @given(TEXT, TEXT, st.integers(min_value=3, max_value=40))
 def test_pair_structure_and_max_length(a, b, max_length):
     tok = minilm_tokenizer()
@@ -129,6 +144,9 @@ def test_fast_path_equals_readable_path(text):
             for word in basic.tokenize(text[start:end]):
                 expected += wordpiece.tokenize(word)
     assert tok.tokenize(text) == expected
+    # split_special_tokens: the whole text is text, and no word is kept whole as a special token
+    words = BasicTokenizer(do_lower_case=True, never_split=()).tokenize(text)
+    assert tok.tokenize(text, split_special_tokens=True) == [p for word in words for p in wordpiece.tokenize(word)]
     assert text.translate(CleanTable(True)) == space_out_cjk(clean_text(text))
     assert text.translate(CleanTable(False)) == clean_text(text)
 

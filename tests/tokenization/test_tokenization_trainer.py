@@ -148,3 +148,15 @@ def test_train_vocab_in_process_matches_cli_input(tmp_path):
     assert Counter(count_words(lines)) == Counter({"hello": 2, "world": 2, "of": 1, "words": 1})
     tok = BertTokenizer(result.vocab)
     assert tok.tokenize("Hello words") == ["hello", "words"]
+
+
+def test_special_token_strings_in_the_corpus_are_counted_as_text():
+    """A corpus that writes "[CLS]" (any text about BERT) counts "[", "cls", "]", as the pretraining
+    pipeline will read it (split_special_tokens); the special tokens enter the vocabulary once, on top."""
+    lines = ["BERT reads [CLS] A [SEP] B [SEP].", "x[MASK]y [unk] [PAD]"]
+    assert count_words(lines) == Counter({"[": 6, "]": 6, "sep": 2, "bert": 1, "reads": 1, "cls": 1, "a": 1,
+                                          "b": 1, ".": 1, "x": 1, "mask": 1, "y": 1, "unk": 1, "pad": 1})
+    result = train_vocab(lines * 5, vocab_size=80, show_progress=False)
+    assert result.vocab[:5] == list(SPECIAL_TOKENS) and len(result.vocab) == len(set(result.vocab))
+    tok = BertTokenizer(result.vocab)
+    assert tok.tokenize("[SEP] [cls]", split_special_tokens=True) == ["[", "sep", "]", "[", "cls", "]"]

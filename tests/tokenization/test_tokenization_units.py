@@ -12,6 +12,7 @@ from minibert.tokenization import BasicTokenizer, BertTokenizer, WordpieceTokeni
 from minibert.tokenization import basic, chars, encoding, tokenizer, vocab, vocab_trainer, wordpiece
 from minibert.tokenization.basic import clean_text, space_out_cjk, split_on_punctuation, strip_accents
 from minibert.tokenization.encoding import truncate, truncate_seq_pair
+from minibert.tokenization.vocab import VocabularyError
 from helpers import minilm_path, minilm_tokenizer
 from reference import hf_fast, hf_python
 
@@ -215,10 +216,49 @@ def test_save_pretrained_round_trip_and_hugging_face_reads_it(tmp_path):
         assert theirs(text)["input_ids"] == tok(text)["input_ids"] == again(text)["input_ids"]
 
 
+def test_split_special_tokens_setting_is_saved_loaded_and_overridable(tmp_path):
+    """As in Hugging Face: a constructor argument, written to tokenizer_config.json, read back (by
+    Hugging Face too), overridden per call (None keeps the tokenizer's own setting)."""
+    import transformers
+    words = SPECIALS + ["[", "]", "sep", "mask", "a"]
+    default, split = BertTokenizer(words), BertTokenizer(words, split_special_tokens=True)
+    assert default.tokenize("a [SEP] [MASK]") == ["a", "[SEP]", "[MASK]"]
+    assert split.tokenize("a [SEP] [MASK]") == ["a", "[", "sep", "]", "[", "mask", "]"]
+    assert default.tokenize("a [SEP]", split_special_tokens=True) == split.tokenize("a [SEP]")
+    assert split.tokenize("a [SEP]", split_special_tokens=False) == default.tokenize("a [SEP]")
+    assert split.tokenize("a [SEP]", split_special_tokens=None) == ["a", "[", "sep", "]"]
+    assert split.encode("[SEP]") == [2, 5, 7, 6, 3] and default.encode("[SEP]") == [2, 3, 3]
+    assert split("a", "[MASK]")["input_ids"] == [2, 9, 3, 5, 8, 6, 3]
+    assert split(["[PAD]"], split_special_tokens=False)["input_ids"] == [[2, 0, 3]]
+    assert "split_special_tokens=True" in repr(split) and "split" not in repr(default)
+    with pytest.raises(TypeError, match="split_special_tokens must be True, False or None"):
+        default.tokenize("a", split_special_tokens="yes")
+    with pytest.raises(TypeError, match="split_special_tokens must be True or False"):
+        BertTokenizer(words, split_special_tokens="false")
+
+    split.save_pretrained(tmp_path / "split")
+    default.save_pretrained(tmp_path / "default")
+    assert json.loads((tmp_path / "split" / "tokenizer_config.json").read_text())["split_special_tokens"] is True
+    assert json.loads((tmp_path / "default" / "tokenizer_config.json").read_text())["split_special_tokens"] is False
+    assert BertTokenizer.from_pretrained(tmp_path / "split").split_special_tokens is True
+    assert BertTokenizer.from_pretrained(tmp_path / "default").split_special_tokens is False
+    assert BertTokenizer.from_pretrained(tmp_path / "default", split_special_tokens=True).split_special_tokens
+    for name, expected in (("split", True), ("default", False)):
+        theirs = transformers.BertTokenizer.from_pretrained(str(tmp_path / name))
+        assert theirs.split_special_tokens is expected
+        assert theirs("a [SEP] b[MASK]")["input_ids"] == BertTokenizer.from_pretrained(
+            tmp_path / name)("a [SEP] b[MASK]")["input_ids"]
+    config = tmp_path / "split" / "tokenizer_config.json"
+    config.write_text(config.read_text().replace('"split_special_tokens": true', '"split_special_tokens": "no"'))
+    with pytest.raises(VocabularyError, match="tokenizer_config.json: split_special_tokens must be true or false"):
+        BertTokenizer.from_pretrained(tmp_path / "split")
+
+
 def test_word_cache_is_bounded(monkeypatch):
     tok = BertTokenizer(SPECIALS + ["a", "##a", "b"])
     monkeypatch.setattr(tokenizer, "WORD_CACHE_SIZE", 3)
     for word in ["a", "aa", "aaa", "b", "ab"]:
-        tok.tokenize(word)
-        assert len(tok._word_cache) <= 3
+        for split in (False, True):                         # one cache for each reading of "[SEP]"
+            tok.tokenize(word, split_special_tokens=split)
+            assert len(tok._word_caches[split]) <= 3
     assert tok.tokenize("a aa aaa b ab") == ["a", "a", "##a", "a", "##a", "##a", "b", "[UNK]"]

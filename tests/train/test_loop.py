@@ -1,15 +1,18 @@
 """minibert/train/loop.py on a toy model whose numbers can be worked out by hand (helpers.Mean): the
-evaluation and checkpoint cadence, the best model, early stopping, the log (a torn last line) and exact
-resume."""
+evaluation and checkpoint cadence, the best model, early stopping, the log (a torn last line, rows missing) and
+exact resume (from the checkpoint before a damaged one; a checkpoint that does not fit changes nothing)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from minibert.data.batches import epoch_batches, step_rows
-from minibert.train.loop import TrainingLoop, read_jsonl
+from minibert.model.io import CheckpointError, save_arrays
+from minibert.train.checkpoint import list_checkpoints, save_checkpoint
+from minibert.train.loop import TrainingLoop, read_jsonl, step_ranges
 from minibert.train.optim import AdamW
 from minibert.train.step import NonFiniteLossError
 from helpers import TOY_Y, Mean, MeanObjective, toy_batch
@@ -107,3 +110,60 @@ def test_a_torn_last_log_line_is_skipped(tmp_path):
     path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 2.0}\n')
     with pytest.raises(ValueError, match="line 1 is not valid JSON"):
         read_jsonl(path)
+
+
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_one_before_resumed(tmp_path):
+    plan = [(None, step_rows(s, 4, len(TOY_Y), 3)) for s in range(7)]
+    full = loop(tmp_path / "full", Mean(), checkpoint_every=3)
+    full.run(plan, lambda r: [toy_batch(r)])
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", cut)
+    newest = cut / "checkpoints" / "step-00000007"
+    save_arrays(newest / "model.safetensors", {"w": np.zeros(2)})           # the wrong shape
+    (cut / "checkpoints" / ".tmp-step-00000009").mkdir()                     # a write a kill interrupted
+    said = []
+    resumed = loop(cut, Mean(), checkpoint_every=3, write=said.append)
+    assert resumed.resume() == 6
+    unfinished = cut / "checkpoints" / ".tmp-step-00000009"
+    assert said[0] == f"removed {unfinished}, a checkpoint whose writing was interrupted" and not unfinished.exists()
+    assert said[1].startswith(f"warning: checkpoint {newest} is damaged (") and "has shape (2,)" in said[1]
+    assert said[1].endswith(f"resuming from {cut / 'checkpoints' / 'step-00000006'} instead (the damaged one is "
+                            f"kept as {cut / 'checkpoints' / 'damaged-step-00000007'})")
+    resumed.run(plan, lambda r: [toy_batch(r)], start=6)
+    assert resumed.model.params["w"][0] == full.model.params["w"][0]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")} for r in rows]  # noqa
+    assert strip(read_jsonl(cut / "log.jsonl")) == strip(read_jsonl(tmp_path / "full/log.jsonl"))
+
+
+def test_a_checkpoint_that_does_not_fit_changes_nothing(tmp_path):
+    model = Mean(w=2.5)
+    l = loop(tmp_path, model)                                              # noqa: E741
+    state = {"dropout_rng": model.rng.bit_generator.state}
+    save_checkpoint(tmp_path, 4, {"w": np.array([9.0])}, {"t": 3, "m.x": np.zeros(1), "v.w": np.zeros(1)}, state)
+    rng_before = model.rng.bit_generator.state
+    with pytest.raises(CheckpointError, match=r"no usable checkpoint .*step-00000004: .*lacks 1 moments \(m\.w\)"):
+        l.resume()
+    assert model.params["w"][0] == 2.5 and l.optimizer.t == 0 and model.rng.bit_generator.state == rng_before
+    assert list_checkpoints(tmp_path)                                    # nothing set aside: nothing to resume from
+
+
+def test_resumed_at_the_last_step_the_loop_evaluates_once_and_warns_of_missing_rows(tmp_path):
+    plan = [(None, np.array([0, 1]))] * 4
+    loop(tmp_path, Mean(), checkpoint_every=2, eval_every=3).run(plan, lambda r: [toy_batch(r)])
+    rows = read_jsonl(tmp_path / "log.jsonl")
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] != 2 or "score" in r))
+    said = []
+    again = loop(tmp_path, Mean(), checkpoint_every=2, eval_every=3, write=said.append)
+    again.run(plan[:2], lambda r: [toy_batch(r)], start=2)              # a run of 2 steps, resumed at its end
+    assert said == [f"warning: {tmp_path / 'log.jsonl'} has no row for step(s) 2 (deleted?); the resumed log lacks "
+                    f"them too"]
+    log = read_jsonl(tmp_path / "log.jsonl")
+    assert [(r["step"], "score" in r) for r in log] == [(1, False), (2, True)]   # step 2's evaluation, once
+    again.run(plan[:2], lambda r: [toy_batch(r)], start=2)
+    assert read_jsonl(tmp_path / "log.jsonl") == log                     # evaluated already: not again
+    with pytest.raises(ValueError, match="cannot resume at step 3 a plan of 2 steps"):
+        again.run(plan[:2], lambda r: [toy_batch(r)], start=3)
+
+
+def test_step_ranges():
+    assert step_ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10" and step_ranges([]) == ""

@@ -11,7 +11,9 @@
     for batch in iter_batches(features, 32): ...
 
 Same instances as google-research/bert's create_pretraining_data.py for the
-same documents, vocabulary, parameters and seed. Modules, in reading order:
+same documents, vocabulary, parameters and seed; as in Google's, "[SEP]"
+written in the corpus is text, never a separator (instances.py says why).
+Modules, in reading order:
 
     sentences.py   a small rule-based sentence splitter
     readers.py     plain text, WikiText, Project Gutenberg books -> documents of sentences
@@ -24,8 +26,9 @@ docs/pretraining_data.md explains the algorithm with a worked example.
 """
 from minibert.data.pretraining.features import (FEATURE_NAMES, IGNORE_INDEX, instances_to_features, iter_batches,
                                                 load_features, save_features)
-from minibert.data.pretraining.instances import (SkippedDocumentsWarning, TokenizedCorpus, TrainingInstance,
-                                                 check_vocab, create_instances, create_instances_from_document,
+from minibert.data.pretraining.instances import (CONTROL_TOKENS, SkippedDocumentsWarning, TokenizedCorpus,
+                                                 TrainingInstance, check_no_control_tokens, check_vocab,
+                                                 corpus_tokenize, create_instances, create_instances_from_document,
                                                  create_training_instances, tokenize_documents, truncate_seq_pair,
                                                  vocab_words_of)
 from minibert.data.pretraining.masking import candidate_groups, create_masked_lm_predictions, num_to_predict
@@ -34,9 +37,9 @@ from minibert.data.pretraining.readers import (GUTENBERG_BOOKS, GUTENBERG_HELD_O
 from minibert.data.pretraining.sentences import split_sentences
 
 __all__ = [
-    "EmptyCorpusError", "FEATURE_NAMES", "GUTENBERG_BOOKS", "GUTENBERG_HELD_OUT", "IGNORE_INDEX",
-    "SkippedDocumentsWarning", "TokenizedCorpus", "TrainingInstance", "candidate_groups",
-    "check_vocab", "create_instances", "create_instances_from_document",
+    "CONTROL_TOKENS", "EmptyCorpusError", "FEATURE_NAMES", "GUTENBERG_BOOKS", "GUTENBERG_HELD_OUT",
+    "IGNORE_INDEX", "SkippedDocumentsWarning", "TokenizedCorpus", "TrainingInstance", "candidate_groups",
+    "check_no_control_tokens", "check_vocab", "corpus_tokenize", "create_instances", "create_instances_from_document",
     "create_masked_lm_predictions", "create_training_instances", "instances_to_features",
     "iter_batches", "load_features", "num_to_predict", "read_corpus", "read_gutenberg",
     "read_gutenberg_book", "read_plain_text", "read_wikitext", "save_features",

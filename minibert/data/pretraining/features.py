@@ -25,7 +25,6 @@ Saving: save_features writes an .npz (no pickle); load_features reads it back.
 """
 from __future__ import annotations
 
-import os
 from itertools import chain
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from minibert.data.batches import consecutive_batches
 from minibert.data.pretraining.masking import PAD
+from minibert.files import atomic_path
 from minibert.ops.losses import IGNORE_INDEX     # labels value where nothing is predicted (-100, PyTorch's default)
 
 __all__ = ["FEATURE_NAMES", "IGNORE_INDEX", "instances_to_features", "iter_batches",
@@ -136,9 +136,8 @@ def save_features(path, features: dict[str, np.ndarray]) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **features)
-    os.replace(tmp, path)           # atomic: a kill mid-write never leaves a truncated file behind
+    with atomic_path(path) as tmp:  # atomic: a kill mid-write never leaves a truncated file behind
+        np.savez(tmp, **features)
     return path
 
 

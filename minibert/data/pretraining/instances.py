@@ -8,7 +8,8 @@ vocabulary, parameters and seed the instances are identical to Google's, one
 by one (tests/data/test_pretraining_data.py runs Google's code as the oracle).
 
     documents (list of list of sentence strings)
-      -> tokenize every sentence; drop sentences with no tokens, documents with none
+      -> tokenize every sentence (special-token strings in it are text, see below);
+         drop sentences with no tokens, documents with none
       -> shuffle the documents                                    (rng.shuffle)
       -> dupe_factor passes; in each, every document in turn:
            target length: max_seq_length - 3, or with probability short_seq_prob
@@ -20,7 +21,7 @@ by one (tests/data/test_pretraining_data.py runs Google's code as the oracle).
                  sentence of another document; the chunk's unused sentences are
                  put back and start the next chunk
              truncate_seq_pair: trim the longer of A and B, one token at a time,
-               from its front or its back at random, until both fit
+               from its front or its back at random, until both fit (linear time)
              "[CLS] A [SEP] B [SEP]", segment ids 0 ... 0 1 ... 1
              mask ~15% of the tokens (masking.py)
       -> shuffle all instances                                    (rng.shuffle)
@@ -30,23 +31,37 @@ nothing (empty, or only characters the tokenizer drops). Any other document
 gives at least one instance, even a one-word one (its B is then always a
 random next), so nothing else needs skipping; the number skipped is reported
 with a SkippedDocumentsWarning and kept in TokenizedCorpus.
+
+Special-token strings in the corpus are text. A sentence that mentions
+"[CLS]", "[SEP]" or "[MASK]" (any text about BERT does) is tokenized with
+`split_special_tokens=True`: "[SEP]" becomes "[", "sep", "]", as Google's
+FullTokenizer (which knows no special tokens) makes it. Read as the separator
+itself, it would put a third [SEP] in the middle of a segment, the model would
+learn that separators appear in text, and the masking would never choose it.
+So the only [CLS] and [SEP] of an instance are the three the pipeline puts in,
+and `create_instances` refuses tokenized documents that hold a control token
+([CLS], [SEP], [PAD], [MASK]; see `check_no_control_tokens`). An [UNK] is
+different: WordPiece writes it for a word it cannot spell, it stands for text,
+and it is masked like any other token (as Google does).
 """
 from __future__ import annotations
 
+import functools
 import random
 import warnings
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from minibert.data.pretraining.masking import CLS, MASK, SEP, create_masked_lm_predictions
+from minibert.data.pretraining.masking import CLS, MASK, PAD, SEP, create_masked_lm_predictions
 from minibert.data.pretraining.readers import EmptyCorpusError
 from minibert.errors import InputError
 
 __all__ = [
-    "SkippedDocumentsWarning", "TokenizedCorpus", "TrainingInstance", "check_vocab",
-    "create_instances", "create_instances_from_document", "create_sentence_pair",
-    "create_training_instances", "tokenize_documents", "truncate_seq_pair", "vocab_words_of",
+    "CONTROL_TOKENS", "SkippedDocumentsWarning", "TokenizedCorpus", "TrainingInstance",
+    "check_no_control_tokens", "check_vocab", "corpus_tokenize", "create_instances",
+    "create_instances_from_document", "create_sentence_pair", "create_training_instances",
+    "tokenize_documents", "truncate_seq_pair", "vocab_words_of",
 ]
 
 # Google's flag defaults (create_pretraining_data.py).
@@ -57,6 +72,8 @@ MASKED_LM_PROB = 0.15
 MAX_PREDICTIONS_PER_SEQ = 20
 RANDOM_SEED = 12345
 REQUIRED_TOKENS = (CLS, SEP, MASK)
+# Tokens only the pipeline may put in an instance: never the tokenization of corpus text.
+CONTROL_TOKENS = frozenset((CLS, SEP, PAD, MASK))
 
 
 class SkippedDocumentsWarning(UserWarning):
@@ -126,20 +143,37 @@ def vocab_words_of(vocab: dict[str, int]) -> list[str]:
 
 # -- tokenization ---------------------------------------------------------------
 
+def corpus_tokenize(tokenizer):
+    """The function that tokenizes corpus text: `tokenizer.tokenize` with special-token strings as text.
+
+    A tokenizer with a `split_special_tokens` setting (minibert's BertTokenizer,
+    Hugging Face's) is called with split_special_tokens=True, whatever its own
+    setting; any other `.tokenize(text)` (Google's FullTokenizer, a stand-in)
+    is called as it is, and `check_no_control_tokens` catches one that still
+    turns text into control tokens.
+    """
+    if hasattr(tokenizer, "split_special_tokens"):
+        return functools.partial(tokenizer.tokenize, split_special_tokens=True)
+    return tokenizer.tokenize
+
+
 def tokenize_documents(documents, tokenizer, *, progress: bool | None = None) -> TokenizedCorpus:
-    """Tokenize every sentence with `tokenizer.tokenize`; drop what has no tokens.
+    """Tokenize every sentence with `corpus_tokenize(tokenizer)`; drop what has no tokens.
 
     Google tokenizes each input line (sentence) on its own, drops lines that
-    give no tokens and documents left empty; so does this.
+    give no tokens and documents left empty; so does this. A "[SEP]" written
+    in a sentence is text ("[", "sep", "]"), as in Google's tokenizer.
     progress: True/False shows/hides a tqdm bar; None shows it on a terminal.
     """
+    tokenize = corpus_tokenize(tokenizer)
     out = TokenizedCorpus(documents=[])
     for index, document in enumerate(tqdm(documents, desc="tokenizing", unit="doc",
                                           disable=None if progress is None else not progress)):
         out.documents_read += 1
         tokenized = []
-        for sentence in document:
-            tokens = tokenizer.tokenize(sentence)
+        for s, sentence in enumerate(document):
+            tokens = tokenize(sentence)
+            _check_sentence(tokens, index, s)
             if tokens:
                 tokenized.append(tokens)
             else:
@@ -152,6 +186,30 @@ def tokenize_documents(documents, tokenizer, *, progress: bool | None = None) ->
     return out
 
 
+def check_no_control_tokens(tokenized_documents) -> None:
+    """Raise InputError if a sentence's tokens hold [CLS], [SEP], [PAD] or [MASK].
+
+    Those are the pipeline's own: it puts [CLS] and two [SEP]s around the
+    segments and [MASK] where it masks; [PAD] is added with the features. A
+    tokenizer that made one of them out of corpus text would give an instance a
+    separator in mid-segment (see the module doc). [UNK] is allowed: WordPiece
+    writes it for a word it cannot spell.
+    """
+    for d, document in enumerate(tokenized_documents):
+        for s, sentence in enumerate(document):
+            _check_sentence(sentence, d, s)
+
+
+def _check_sentence(tokens: list[str], document: int, sentence: int) -> None:
+    """check_no_control_tokens for one sentence; the error names it (indexes from 0)."""
+    if CONTROL_TOKENS.isdisjoint(tokens):
+        return
+    found = sorted(CONTROL_TOKENS.intersection(tokens))
+    raise InputError(f"document {document}, sentence {sentence} was tokenized into the control token(s) "
+                     f"{', '.join(found)}: corpus text must be tokenized with split_special_tokens=True, "
+                     f"so that a \"[SEP]\" written in the text stays text (tokenize_documents does this)")
+
+
 # -- one document -> instances ------------------------------------------------
 
 def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: random.Random) -> None:
@@ -161,13 +219,28 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng: 
     front or its back with equal probability, so that neither end of a segment
     is always the one that survives. (minibert.tokenization.encoding has the
     deterministic, fine-tuning kind of truncation; this is pretraining's.)
+
+    Speed: removing the first token of a Python list moves every other one, so
+    taking the steps one at a time costs O(n^2) on a segment of n tokens (a
+    corpus line with no sentence end can be one sentence of 100,000s of tokens).
+    This implementation is O(n) and gives the same lists, with the same draws.
     """
-    while len(tokens_a) + len(tokens_b) > max_num_tokens:
-        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
-        if rng.random() < 0.5:
-            del longer[0]
-        else:
-            longer.pop()
+    # Google's loop removes one token per step, `del longer[0]` (the front) or
+    # `longer.pop()` (the back). Here the steps are taken on the lengths alone,
+    # with the same draws in the same order, counting what leaves each end;
+    # then each list is cut once.
+    if max_num_tokens < 0:
+        raise InputError(f"max_num_tokens must be >= 0, got {max_num_tokens}")
+    lengths = [len(tokens_a), len(tokens_b)]            # [A, B] as the steps shorten them
+    cut = [[0, 0], [0, 0]]                              # cut[A or B] = [from the front, from the back]
+    while lengths[0] + lengths[1] > max_num_tokens:
+        longer = 0 if lengths[0] > lengths[1] else 1    # B on a tie
+        end = 0 if rng.random() < 0.5 else 1            # Google's `del longer[0]` or `longer.pop()`
+        cut[longer][end] += 1
+        lengths[longer] -= 1
+    for tokens, (front, back) in zip((tokens_a, tokens_b), cut):
+        del tokens[len(tokens) - back:]                 # the back first: `front` counts from the start
+        del tokens[:front]
 
 
 def _random_next_segment(all_documents, document_index: int, target_length: int,
@@ -313,7 +386,8 @@ def create_instances(tokenized_documents, vocab_words: list[str], *,
     """Tokenized documents -> shuffled instances (the part of Google's script after reading).
 
     tokenized_documents: list of documents, each a non-empty list of non-empty
-    token lists (tokenize_documents(...).documents). It is not modified.
+    token lists (tokenize_documents(...).documents), with no control token in
+    them (check_no_control_tokens). It is not modified.
     seed: an int, or a random.Random to draw from (Google passes its rng).
     """
     _check_parameters(max_seq_length, dupe_factor, short_seq_prob, masked_lm_prob,
@@ -322,6 +396,7 @@ def create_instances(tokenized_documents, vocab_words: list[str], *,
     documents = list(tokenized_documents)
     if not documents:
         raise EmptyCorpusError("no document has any token: nothing to make instances from")
+    check_no_control_tokens(documents)
     if len(documents) == 1:
         warnings.warn("the corpus has a single document: every 'random next' B comes from that same "
                       "document, so the next-sentence labels carry no signal", stacklevel=2)
@@ -354,6 +429,8 @@ def create_training_instances(documents, tokenizer, *, max_seq_length: int = MAX
         documents: list of documents, each a list of sentence strings.
         tokenizer: minibert's BertTokenizer, or anything with `.tokenize(text)`
             and a `.vocab` dict token -> id holding [CLS], [SEP] and [MASK].
+            Corpus text is tokenized with split_special_tokens=True (see
+            corpus_tokenize): "[SEP]" written in a sentence is text.
         max_seq_length: hard limit on len(tokens), [CLS] and [SEP]s included.
         dupe_factor: passes over the corpus, each with fresh targets, pairs and masks.
         short_seq_prob: chance that a document pass aims for a shorter length.

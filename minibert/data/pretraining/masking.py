@@ -4,9 +4,9 @@ Follows google-research/bert `create_pretraining_data.py`,
 `create_masked_lm_predictions`, random call for random call, so that the same
 `random.Random` state gives the same masks:
 
-1. candidates = every position except [CLS], [SEP] (and [PAD], which Google's
-   instances never contain); with whole-word masking, a "##" piece joins the
-   word it continues, so a candidate is a group of positions;
+1. candidates = every position except those holding [CLS], [SEP] or [PAD]
+   (NEVER_MASKED); with whole-word masking, a "##" piece joins the word it
+   continues, so a candidate is a group of positions;
 2. shuffle the candidates (one `rng.shuffle`);
 3. budget = min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob))),
    len counting [CLS] and [SEP];
@@ -37,6 +37,20 @@ with the piece right before it, so a B segment that starts with a "##" piece
 (after truncation from the front) is not joined to the last word of A across
 [SEP], as the reference's grouping would. Without whole-word masking the
 output is exactly Google's.
+
+What is never masked, exactly, and why. The rule is Google's, by the token's
+string: a position holding [CLS], [SEP] or [PAD] is not a candidate. In an
+instance those are only ever the control tokens the pipeline put in: the
+[CLS] at position 0 and the two [SEP]s closing A and B ([PAD] comes later, with
+the features; it is listed so that padded input is safe too). Corpus text
+never gives them: it is tokenized with split_special_tokens on, so "[SEP]"
+written in a sentence is "[", "sep", "]", three ordinary, maskable tokens, and
+`instances.check_no_control_tokens` refuses a tokenization that gives one. So
+a masked position is always text and a control token is never masked; a
+separator is not something to predict, and masking one would hide where the
+segments end. Everything else is a candidate, [UNK] included: WordPiece writes
+it for a word it cannot spell, it stands for text, and Google masks it too
+(its label is then [UNK]), so the instances stay Google's.
 """
 from __future__ import annotations
 
@@ -46,6 +60,7 @@ __all__ = ["CLS", "SEP", "MASK", "PAD", "NEVER_MASKED", "candidate_groups",
            "create_masked_lm_predictions", "num_to_predict"]
 
 CLS, SEP, MASK, PAD = "[CLS]", "[SEP]", "[MASK]", "[PAD]"
+# The control tokens the pipeline puts in an instance (see "What is never masked" above).
 NEVER_MASKED = frozenset((CLS, SEP, PAD))
 
 

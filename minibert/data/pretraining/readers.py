@@ -136,7 +136,7 @@ def _is_wiki_heading(lines: list[str], i: int) -> bool:
     return bool(_WIKI_HEADING.match(lines[i])) and _between_blank_lines(lines, i)
 
 
-def read_wikitext(path, *, unk_token: str = "[UNK]") -> list[list[str]]:
+def read_wikitext(path) -> list[list[str]]:
     """A WikiText file (raw or tokenized) -> one document per article.
 
     A line ` = Title = ` (one `=` on each side, a blank line above and
@@ -145,9 +145,12 @@ def read_wikitext(path, *, unk_token: str = "[UNK]") -> list[list[str]]:
     for Wikipedia ("we extract only the text passages and ignore lists,
     tables, and headers"). Each remaining line is a paragraph: its ` @-@ `,
     ` @,@ ` and ` @.@ ` marks are undone and it is split into sentences.
-    `<unk>` (in the *.tokens.txt files) becomes `unk_token`; minibert's
-    tokenizer keeps "[UNK]" whole. Text before the first title, if any, is a
-    document of its own.
+    `<unk>` (in the *.tokens.txt files, where it replaced every rare word) is
+    left as written: it is text, and the pipeline reads it as "<", "un", "##k",
+    ">", as Google's and Hugging Face's scripts do on these files. (Writing
+    "[UNK]" instead would not give the [UNK] token either: corpus text is
+    tokenized with split_special_tokens on, instances.py says why.) Text
+    before the first title, if any, is a document of its own.
     """
     path = _check_path(path)
     lines = path.read_text(encoding="utf-8").split("\n")
@@ -160,7 +163,6 @@ def read_wikitext(path, *, unk_token: str = "[UNK]") -> list[list[str]]:
             continue
         for mark, text in WIKITEXT_MARKS.items():
             line = line.replace(mark, text)
-        line = line.replace("<unk>", unk_token)
         articles[-1].extend(split_sentences(line))
     return _check_not_empty([a for a in articles if a], path)
 
