@@ -3,8 +3,9 @@ no function-local import of a minibert module (ast), and no pickle anywhere.
 
     backend <- ops <- model <- data, tokenization <- train <- apps, viz <- cli
 
-A module may import from its own layer or any layer below it. `minibert/errors.py` and `minibert/files.py`
-sit at the bottom with the backend (every layer raises its errors and writes its files atomically); a `__main__.py` (an entry point) is in the cli layer; the
+A module may import from its own layer or any layer below it. `minibert/errors.py`, `minibert/checks.py` and
+`minibert/files.py` sit at the bottom with the backend (every layer raises its errors, declares its settings' ranges
+and writes its files atomically); a `__main__.py` (an entry point) is in the cli layer; the
 package's own `__init__.py`, the public face that re-exports from every layer, is outside the order.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from helpers import REPO
 
 PACKAGE = REPO / "minibert"
 LAYERS = {
-    "backend": 0, "errors": 0, "files": 0,
+    "backend": 0, "errors": 0, "checks": 0, "files": 0,
     "ops": 1,
     "model": 2,
     "data": 3, "tokenization": 3, "pretraining": 3,      # pretraining/: the old path of data/pretraining

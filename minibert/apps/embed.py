@@ -42,7 +42,7 @@ from minibert import backend
 from minibert.backend import get_xp
 from minibert.errors import InputError
 from minibert.model.bert import BertModel
-from minibert.model.io import find_model_folder
+from minibert.model.io import check_vocab_size, find_model_folder
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
 
@@ -126,6 +126,7 @@ def _load_folder(root: Path, dtype) -> Encoder:
                                 f"beside the weights (BertTokenizer.save_pretrained(folder) writes it)")
     bert = BertModel.from_pretrained(folder, dtype=dtype)
     tokenizer = BertTokenizer.from_pretrained(folder)
+    check_vocab_size(len(tokenizer), bert.config, folder / "vocab.txt")
     max_length = min(tokenizer.model_max_length, bert.config.max_position_embeddings)
     root_dir = root if root.is_dir() else root.parent
     for candidate in (folder / "sentence_bert_config.json", root_dir / "sentence_bert_config.json"):

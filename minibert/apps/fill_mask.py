@@ -16,7 +16,8 @@ from minibert import backend
 from minibert.errors import InputError
 from minibert.model.config import BertConfig
 from minibert.model.heads import BertForPreTraining
-from minibert.model.io import assign_params, load_arrays
+from minibert.model.io import (WEIGHTS_NAME, CheckpointError, assign_params, check_vocab_size, check_weights,
+                               config_mismatches, read_weights, split_prefix)
 from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.train.checkpoint import list_checkpoints
@@ -87,14 +88,31 @@ def fill_mask_examples(model, tokenizer, documents, seed: int, n: int = 5, basel
 
 
 def load_pretraining_model(run_dir, dtype="float32"):
-    """(model, tokenizer) from a run folder (or any folder with config.json, vocab.txt, model.safetensors)."""
+    """(model, tokenizer) from a run folder (or any folder with config.json, vocab.txt, model.safetensors;
+    a run still in progress: its newest checkpoint's weights).
+
+    Every file is checked before the model is used, so a damaged one is an error that names it rather than
+    nonsense guesses: config.json is a valid config, vocab.txt has config.vocab_size tokens, and the
+    weights parse, are finite floats, agree with config.json and fit the model (CheckpointError, ConfigError,
+    VocabularyError).
+    """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run folder at {run_dir}" if not run_dir.exists() else
+                              f"{run_dir} is a file, not a run folder (config.json, vocab.txt, model.safetensors)")
     config = BertConfig.load(run_dir)
     tokenizer = BertTokenizer.from_pretrained(run_dir)
+    check_vocab_size(len(tokenizer), config, run_dir / "vocab.txt")
+    weights = run_dir / WEIGHTS_NAME
+    if not weights.exists() and list_checkpoints(run_dir):
+        weights = list_checkpoints(run_dir)[-1] / WEIGHTS_NAME
+    arrays = read_weights(weights)
+    check_weights(arrays, weights)
+    mismatches = config_mismatches(config, split_prefix(arrays)[0])
+    if mismatches:
+        raise CheckpointError(f"{run_dir / 'config.json'} does not match the weights in {weights}: "
+                              + "; ".join(mismatches))
     model = BertForPreTraining(config, dtype=dtype).eval()
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file() and list_checkpoints(run_dir):
-        weights = list_checkpoints(run_dir)[-1] / "model.safetensors"
-    assign_params(model.params, load_arrays(weights), where=str(weights))
+    assign_params(model.params, arrays, where=str(weights))
     return model, tokenizer
 

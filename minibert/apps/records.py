@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import re
 from pathlib import Path
 
@@ -40,6 +41,7 @@ import numpy
 
 from minibert.apps.embed import embed
 from minibert.apps.vectors import adjusted_rand_index, best_match_accuracy, kmeans
+from minibert.checks import decode_utf8
 from minibert.errors import InputError
 from minibert.files import atomic_open
 from minibert.ops.linear import linear_backward, linear_forward
@@ -67,7 +69,8 @@ class Table:
 
 
 def read_csv(path, delimiter=None) -> Table:
-    """Read a CSV with a header row (UTF-8, an optional BOM; quotes as in RFC 4180).
+    """Read a CSV with a header row (UTF-8, an optional BOM; quotes as in RFC 4180). Bytes that are not
+    UTF-8 are an error naming the line (checks.NotUTF8Error), not characters replaced without a word.
 
     The delimiter defaults to a tab for .tsv/.tab files and a comma otherwise.
     A row with too few fields gets "" for the missing ones; extra fields are
@@ -78,7 +81,8 @@ def read_csv(path, delimiter=None) -> Table:
         raise RecordsError(f"no CSV file at {path}")
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+    text = decode_utf8(path.read_bytes(), path).removeprefix("\ufeff")     # a Latin-1 CSV: an error naming the line
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)

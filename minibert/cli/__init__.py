@@ -15,7 +15,10 @@ whose fields generate its flags (args.py), and the function that runs it. The mo
     exercises.py    exercises list, start, check (also `python -m minibert.exercises ...`)
 
 Library code raises minibert's errors (minibert/errors.py); `main` turns each into one line on
-stderr and an exit code: 2 for bad input, 3 for a loss that became NaN or inf.
+stderr and an exit code: 2 for bad input, 3 for a loss that became NaN or inf. argparse's own
+errors, and a flag outside its declared range (minibert/checks.py), are one line too. An
+unexpected exception is a bug and keeps its traceback; `minibert --debug COMMAND ...` keeps the
+traceback of every error.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from minibert import backend
 from minibert.cli import exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
 from minibert.cli.args import add_arguments, from_namespace
-from minibert.cli.command import add_commands, errors_as_messages, run_command
+from minibert.cli.command import Parser, add_commands, errors_as_messages, run_command
 
 __all__ = ["GROUPS", "build_parser", "main"]
 
@@ -47,6 +50,8 @@ class MainArgs:
     """The options given before the command: `minibert --backend cupy pretrain ...`."""
     backend: str | None = field(default=None, metadata={
         "choices": ["numpy", "cupy"], "help": "array backend (default: $MINIBERT_BACKEND or numpy)"})
+    debug: bool = field(default=False, metadata={
+        "help": "show the traceback of an error instead of one line (to report a bug, or to debug)"})
 
 
 def command_listing(groups=GROUPS) -> str:
@@ -61,8 +66,8 @@ def command_listing(groups=GROUPS) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """`minibert [--backend B] COMMAND ...`, every command of GROUPS."""
-    parser = argparse.ArgumentParser(prog="minibert", description=DESCRIPTION + "\n\n" + command_listing(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="minibert", description=DESCRIPTION + "\n\n" + command_listing(),
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, MainArgs)
     add_commands(parser, [command for _, commands in GROUPS for command in commands],
                  listing="one of the commands listed above")
@@ -72,12 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run `minibert ...` with argv (default: sys.argv[1:]); return its exit code.
 
-    A bad flag exits with code 2 and argparse's usage message; minibert's errors exit with
-    `error: <message>` and their exit code (SystemExit, see command.errors_as_messages).
+    A bad flag and minibert's errors exit with one line, `error: <message>`, and their exit code
+    (SystemExit, see command.errors_as_messages); with --debug, minibert's errors keep their traceback.
     """
     namespace = build_parser().parse_args(argv)
-    with errors_as_messages():
-        settings = from_namespace(MainArgs, namespace)
+    settings = from_namespace(MainArgs, namespace)
+    with errors_as_messages(debug=settings.debug):
         if settings.backend is not None:
             backend.use(settings.backend)
         backend.get_xp()            # MINIBERT_BACKEND's backend made usable now: without CuPy, one error line

@@ -27,6 +27,9 @@ The rules, field -> argparse argument:
     metadata "help"             the help; "(default: X)" is added unless the help already speaks of
                                 the default, or the default is None, a bool or a positional's
     metadata "group"            the heading the flag is listed under in --help (e.g. "model")
+    metadata "check"            the values it takes (minibert/checks.py: positive, finite_positive, ...):
+                                argparse runs the check on the converted value, so `--lr nan` stops at
+                                once with `argument --lr: must be a finite number > 0, got nan`
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ import argparse
 import dataclasses
 import types
 import typing
+
+from minibert import checks
 
 __all__ = ["add_arguments", "from_namespace", "flag_names"]
 
@@ -75,7 +80,7 @@ def _options(f: dataclasses.Field, annotation) -> dict:
     if is_bool:
         options["action"] = "store_false" if f.default is True else "store_true"
     else:
-        options["type"] = value_type
+        options["type"] = _converter(value_type, f.metadata.get("check"))
     if f.metadata.get("positional"):
         if has_default:
             options["default"] = f.default
@@ -102,6 +107,27 @@ def _value_type(annotation) -> tuple[type, bool]:
     if typing.get_origin(annotation) is list:
         (annotation,) = typing.get_args(annotation)
     return annotation, annotation is bool
+
+
+def _converter(value_type: type, check: checks.Check | None):
+    """What argparse calls on each value: the type, then the field's check (if it has one).
+
+    A value that does not convert keeps argparse's own message ("invalid int value: 'x'": the
+    converter carries the type's name); one outside the check's range raises ArgumentTypeError,
+    whose text argparse prints after the flag's name, with the value as it was typed.
+    """
+    if check is None:
+        return value_type
+
+    def convert(text: str):
+        value = value_type(text)
+        problem = check.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    convert.__name__ = value_type.__name__
+    return convert
 
 
 def _help(f: dataclasses.Field, positional: bool, is_bool: bool) -> str:

@@ -12,12 +12,16 @@ as gradcheck does). A command may instead hold commands of its own
 `errors_as_messages` is the one place where errors become what the user reads: library code
 raises minibert's own errors (minibert/errors.py) and never prints or exits; here each becomes
 one line, `error: <message>`, on stderr, and an exit code (2 bad input, 3 a non-finite loss).
+`Parser` makes argparse's own errors (an unknown flag, `--steps x`, a value outside a flag's
+declared range) the same one line, with where to look: `(see minibert pretrain --help)`.
+With `--debug` (`minibert --debug COMMAND ...`) an expected error keeps its traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
 import sys
 from typing import Callable
@@ -25,10 +29,36 @@ from typing import Callable
 from minibert.cli.args import add_arguments, from_namespace
 from minibert.errors import MinibertError
 
-__all__ = ["Command", "add_commands", "run_command", "errors_as_messages", "FILE_ERRORS"]
+__all__ = ["Command", "Parser", "add_commands", "run_command", "errors_as_messages", "FILE_ERRORS"]
 
 # What a bad path gives (a missing file, a folder where a file should be, no permission): bad input
 FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, as every other error of the command line.
+
+    argparse prints its usage block and then `minibert pretrain: error: ...`; here it is
+    `error: argument --steps: invalid int value: 'x' (see minibert pretrain --help)`, exit code 2.
+    The sub-commands' parsers are of this class too (argparse makes them of the parent's class).
+    """
+
+    def error(self, message: str):
+        _exit(2, f"{message} (see {self.prog} --help)")
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's parse_args, except that a flag the chosen command does not have is reported by that
+        command's parser, with the nearest flag it has: `error: unrecognized arguments: --stpes 3 (did you
+        mean --steps?) (see minibert pretrain --help)` rather than `minibert: error: ...`."""
+        namespace, extra = self.parse_known_args(args, namespace)
+        if extra:
+            chosen = getattr(namespace, "chosen_parser", self)
+            flags = [flag for action in chosen._actions for flag in action.option_strings]
+            typed = [e.split("=")[0] for e in extra if e.startswith("-")]
+            near = [m for t in typed for m in difflib.get_close_matches(t, flags, n=1)]
+            chosen.error(f"unrecognized arguments: {' '.join(extra)}"
+                         + (f" (did you mean {', '.join(near)}?)" if near else ""))
+        return namespace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +92,7 @@ def add_command(subparsers, command: Command, listed: bool = True) -> None:
         add_commands(parser, command.subcommands, dest=f"{command.name}_command")
     else:
         add_arguments(parser, command.args)
-        parser.set_defaults(chosen_command=command)
+        parser.set_defaults(chosen_command=command, chosen_parser=parser)
 
 
 def run_command(namespace: argparse.Namespace) -> int:
@@ -72,24 +102,32 @@ def run_command(namespace: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def errors_as_messages():
+def errors_as_messages(debug: bool = False):
     """Turn minibert's errors, and the OS's for a bad path, into `error: <message>` and an exit code.
 
     Exiting is raising SystemExit, as argparse does for a bad flag. Its str() is the message, so
     code that calls main() in-process (a test, a notebook) can still read what went wrong; run as
     a program, Python prints nothing more and exits with the code. Any other exception is a bug
-    in minibert and keeps its traceback.
+    in minibert and keeps its traceback. debug=True (`minibert --debug ...`): every error keeps
+    its traceback, for a bug report or a look with a debugger.
     """
     try:
         yield
-    except MinibertError as err:
-        _exit(err.exit_code, str(err) or type(err).__name__)
-    except FILE_ERRORS as err:
-        _exit(2, _os_error_message(err))
-    except json.JSONDecodeError as err:              # a file that should hold JSON
-        _exit(2, f"not valid JSON: {err}")
-    except UnicodeDecodeError as err:                # a file that should hold UTF-8 text
-        _exit(2, f"not UTF-8 text: {err}")
+    except (MinibertError, *FILE_ERRORS, json.JSONDecodeError, UnicodeDecodeError) as err:
+        if debug:
+            raise
+        _exit(*_code_and_message(err))
+
+
+def _code_and_message(err: Exception) -> tuple[int, str]:
+    """The exit code and the one-line message of an expected error."""
+    if isinstance(err, MinibertError):
+        return err.exit_code, str(err) or type(err).__name__
+    if isinstance(err, FILE_ERRORS):
+        return 2, _os_error_message(err)
+    if isinstance(err, json.JSONDecodeError):          # a file that should hold JSON
+        return 2, f"not valid JSON: {err}"
+    return 2, f"not UTF-8 text: {err}"                 # UnicodeDecodeError: a file that should hold UTF-8 text
 
 
 def _os_error_message(err: OSError) -> str:

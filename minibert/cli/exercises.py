@@ -5,13 +5,13 @@ teacher's guide.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.cli.command import Command, add_commands, errors_as_messages, run_command
+from minibert import checks
+from minibert.cli.command import Command, Parser, add_commands, errors_as_messages, run_command
 from minibert.errors import InputError
 from minibert.exercises import EXERCISES, check_workspace, get, grade_reference, start
 from minibert.exercises import capstone
@@ -55,6 +55,8 @@ class StartArgs:
 
 def run_start(args: StartArgs) -> int:
     """Write the workspace, say what was kept and where to begin."""
+    if Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise InputError(f"{args.dir} is a file, not a folder: give the folder of the workspace to write")
     done = start(args.dir, force=args.force)
     print(f"wrote {len(done['written'])} files in {args.dir}")
     if done["kept"]:
@@ -75,6 +77,7 @@ class CheckArgs:
     reference: bool = field(default=False, metadata={
         "help": "grade minibert's own functions instead of a workspace (then every name is an exercise)"})
     timeout: float = field(default=DEFAULT_TIMEOUT_S, metadata={
+        "check": checks.finite_non_negative,
         "help": f"seconds per check before a function counts as hanging (default {DEFAULT_TIMEOUT_S:g}; 0: none)"})
     format: str = field(default="text", metadata={
         "choices": FORMATS, "help": "text: the reports a learner reads; json: one object per exercise (checks, "
@@ -132,6 +135,7 @@ class ReportArgs:
     dir: str = field(default=DEFAULT_WORKSPACE, metadata={
         "positional": True, "nargs": "?", "help": f"the workspace folder (default: {DEFAULT_WORKSPACE})"})
     timeout: float = field(default=DEFAULT_TIMEOUT_S, metadata={
+        "check": checks.finite_non_negative,
         "help": f"seconds per check before a function counts as hanging (default {DEFAULT_TIMEOUT_S:g}; 0: none)"})
     seed: int | None = field(default=None, metadata={
         "help": f"seed of the grader's random cases (default: ${GRADER_SEED_VARIABLE}, else 0)"})
@@ -153,7 +157,7 @@ class CapstoneArgs:
     dir: str = field(default=DEFAULT_WORKSPACE, metadata={
         "positional": True, "nargs": "?", "help": f"the workspace folder (default: {DEFAULT_WORKSPACE})"})
     steps: int = field(default=capstone.Recipe.steps, metadata={
-        "help": f"pretraining steps of each of the two runs (default {capstone.Recipe.steps}: a few minutes)"})
+        "check": checks.positive, "help": f"pretraining steps of each of the two runs (default {capstone.Recipe.steps}: a few minutes)"})
     seed: int = field(default=capstone.Recipe.seed, metadata={"help": "seed of the data, the init and dropout"})
 
 
@@ -187,7 +191,7 @@ COMMANDS = (
 
 def main(argv=None) -> int:
     """`python -m minibert.exercises ...`: the sub-commands of `minibert exercises`, on their own."""
-    parser = argparse.ArgumentParser(prog="python -m minibert.exercises", description=DESCRIPTION)
+    parser = Parser(prog="python -m minibert.exercises", description=DESCRIPTION)
     add_commands(parser, SUBCOMMANDS)
     namespace = parser.parse_args(argv)
     with errors_as_messages():

@@ -5,6 +5,7 @@ import dataclasses
 import sys
 from dataclasses import dataclass, field
 
+from minibert import checks
 from minibert.cli.command import Command
 from minibert.train import finetune
 from minibert.train.finetune import FinetuneArgs, FinetuneError, load_finetuned
@@ -34,7 +35,7 @@ class PredictArgs:
     pair: str | None = field(default=None, metadata={"help": "second text of a sentence pair (RTE, QNLI)"})
     question: str | None = field(default=None, metadata={"help": "question (QA)"})
     context: str | None = field(default=None, metadata={"help": "context paragraph (QA)"})
-    top_k: int = field(default=3, metadata={"help": "labels or answers shown"})
+    top_k: int = field(default=3, metadata={"check": checks.positive, "help": "labels or answers shown"})
     text: list[str] = field(metadata={"positional": True, "nargs": "*",
                                       "help": "texts to classify or tag (default: lines of stdin)"})
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from minibert import gradcheck
+from minibert import checks, gradcheck
 from minibert.cli.command import Command
 
 
@@ -12,7 +12,8 @@ class GradcheckArgs:
     config: str = field(default="tiny", metadata={
         "help": "preset for the whole-model check (tiny, mini, ...) or 'odd'"})
     seed: int = field(default=0, metadata={"help": "seed of the random inputs and weights"})
-    per_param: int = field(default=4, metadata={"help": "entries checked per model parameter"})
+    per_param: int = field(default=4, metadata={
+        "check": checks.positive, "help": "entries checked per model parameter"})
 
 
 def run_gradcheck(args: GradcheckArgs) -> int:

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minibert import checks
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
 from minibert.files import PRETRAINING_RUN, check_out_folder
@@ -94,6 +96,9 @@ class PlotArgs:
 
 def run_plot(args: PlotArgs) -> int:
     """Redraw the figures of a run folder (curves.png; confusion.png for classification); print their paths."""
+    run_json = Path(args.run_dir) / "run.json"
+    if run_json.is_file():
+        read_json(run_json)                    # damaged: an error naming it, before any figure is drawn
     for path in plot_run(args.run_dir):
         print(path)
     return 0
@@ -102,13 +107,16 @@ def run_plot(args: PlotArgs) -> int:
 @dataclass(kw_only=True)
 class FillMaskArgs:
     model: str = field(metadata={"help": "run folder (config.json, vocab.txt, model.safetensors)"})
-    top_k: int = field(default=5, metadata={"help": "guesses shown per [MASK]"})
+    top_k: int = field(default=5, metadata={"check": checks.positive, "help": "guesses shown per [MASK]"})
     text: list[str] = field(metadata={"positional": True, "nargs": "+", "help": "texts with [MASK] tokens"})
 
 
 def run_fill_mask(args: FillMaskArgs) -> int:
     """Each text, then the top-k guesses for each of its [MASK] tokens."""
     model, tok = load_pretraining_model(args.model)
+    if args.top_k > len(tok):
+        print(f"note: --top-k {args.top_k} is more than the {len(tok)} tokens of the vocabulary: showing {len(tok)}",
+              file=sys.stderr)
     for text in args.text:
         print(text)
         for k, guesses in enumerate(fill_mask(model, tok, text, args.top_k)):

@@ -1,13 +1,15 @@
 """`minibert records`: cluster, classify and check the rows of a CSV."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minibert.apps.records import RecordsError, analyse, parse_columns, read_csv, summary, write_report
+from minibert import checks
+from minibert.apps.records import analyse, parse_columns, read_csv, summary, write_report
 from minibert.apps.vectors import pca
 from minibert.cli.command import Command
-from minibert.cli.vectors import ModelArgs, encoder_from_args
+from minibert.cli.vectors import ModelArgs, check_figure_file, encoder_from_args
 from minibert.files import check_out_files, figure_path, save_figure
 from minibert.viz import plot_clusters
 
@@ -18,9 +20,12 @@ class RecordsArgs(ModelArgs):
     text_columns: str = field(metadata={"help": "comma-separated names of the text columns"})
     label_column: str | None = field(default=None, metadata={"help": "column with a label to learn (optional)"})
     clusters: int | None = field(default=None, metadata={
+        "check": checks.positive,
         "help": "k of k-means (default: the number of labels, or 5 without a label column)"})
-    folds: int = field(default=5, metadata={"help": "cross-validation folds for the held-out accuracy"})
-    epochs: int = field(default=100, metadata={"help": "training epochs of the classifier head"})
+    folds: int = field(default=5, metadata={
+        "check": checks.at_least(2), "help": "cross-validation folds for the held-out accuracy"})
+    epochs: int = field(default=100, metadata={
+        "check": checks.positive, "help": "training epochs of the classifier head"})
     seed: int = field(default=0, metadata={"help": "seed of k-means, the folds and the classifier"})
     delimiter: str | None = field(default=None, metadata={
         "help": "field separator (default: tab for .tsv, else comma)"})
@@ -35,16 +40,18 @@ def run_records(args: RecordsArgs) -> int:
     """Analyse the CSV, write the report, print the summary (and draw the scatter with --plot)."""
     check_out_files([("--out", args.out), ("--plot", figure_path(args.plot) if args.plot else None)],
                     inputs=[("--csv", args.csv), ("--model", args.model)])
+    check_figure_file("--plot", args.plot)
     table = read_csv(args.csv, args.delimiter)
     text_columns = parse_columns(args.text_columns, table)
     if args.label_column:
         parse_columns([args.label_column], table, "label column")
-    if args.clusters is not None and args.clusters < 1:
-        raise RecordsError("--clusters must be at least 1")
     encoder = encoder_from_args(args)
     result = analyse(table, text_columns, args.label_column, k=args.clusters, model=encoder,
                      folds=args.folds, seed=args.seed, batch_size=args.batch_size, epochs=args.epochs,
                      progress=None if args.progress else False)
+    if args.clusters is not None and result["k"] < args.clusters:
+        print(f"note: --clusters {args.clusters} is more than the {result['k']} rows with text: using "
+              f"{result['k']}", file=sys.stderr)
     out = write_report(result, table, args.out)
     print(summary(result))
     print(f"report -> {out}")

@@ -15,7 +15,9 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from minibert import checks
 from minibert.cli.command import Command
 from minibert.errors import InputError
 from minibert.files import VOCABULARY, check_out_folder
@@ -43,6 +45,7 @@ class TokenizeArgs:
         "help": "each line is two texts separated by a TAB: [CLS] A [SEP] B [SEP]"})
     tokens: bool = field(default=False, metadata={"help": "print tokens instead of ids"})
     max_length: int | None = field(default=None, metadata={
+        "check": checks.at_least(2),
         "metavar": "N", "help": "truncate to N tokens, special tokens included (longest first for pairs)"})
     split_special_tokens: bool = field(default=False, metadata={
         "help": "read [CLS], [SEP], [MASK], [UNK], [PAD] written in the text as text ('[', 'sep', ']'), "
@@ -80,7 +83,9 @@ def run_tokenize(args: TokenizeArgs) -> int:
 @dataclass(kw_only=True)
 class TrainVocabArgs:
     corpus: list[str] = field(metadata={"nargs": "+", "metavar": "FILE", "help": "one or more UTF-8 text files"})
-    vocab_size: int = field(metadata={"metavar": "N", "help": "tokens in the vocabulary, special tokens included"})
+    vocab_size: int = field(metadata={
+        "check": checks.positive,
+        "metavar": "N", "help": "tokens in the vocabulary, special tokens included"})
     out: str = field(metadata={"metavar": "DIR", "help": "output folder (created; a folder of anything but a "
                                                          "vocabulary is refused)"})
     cased: bool = field(default=False, metadata={"help": "learn a cased vocabulary"})
@@ -95,8 +100,10 @@ class TrainVocabArgs:
 
 def run_train_vocab(args: TrainVocabArgs) -> int:
     """Learn the vocabulary, write vocab.txt and tokenizer_config.json, say how it went on stderr."""
-    if args.vocab_size <= 0:
-        raise InputError("--vocab-size must be positive")
+    for path in args.corpus:
+        if not Path(path).is_file():
+            raise InputError(f"--corpus {path}: " + ("a folder: give the text files in it" if Path(path).is_dir()
+                                                      else "no such file"))
     found = check_out_folder(args.out, VOCABULARY, inputs=[("--corpus", c) for c in args.corpus],
                              overwrite=args.overwrite)
     if args.overwrite and found.kind == VOCABULARY:

@@ -215,9 +215,12 @@ class BertConfig:
             raise ConfigError(f"no config file at {path}")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path} is not valid JSON: {err}") from None
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except ConfigError as err:                  # say which file holds the bad field
+            raise ConfigError(f"{path}: {err}") from None
 
     save_pretrained = save
     from_pretrained = load

@@ -205,7 +205,7 @@ def read_bert_checkpoint(folder, config) -> tuple[Path, dict, dict]:
     folder = find_model_folder(folder)
     arrays = normalise_names(read_weights(folder / WEIGHTS_NAME))
     encoder, rest = split_prefix(arrays)
-    _check_dtypes(encoder, folder)
+    check_weights(encoder, folder / WEIGHTS_NAME)
     mismatches = config_mismatches(config, encoder)
     if mismatches:
         raise CheckpointError(f"{folder / CONFIG_NAME} does not match the weights in {folder / WEIGHTS_NAME}: "
@@ -289,18 +289,29 @@ def config_mismatches(config, arrays: dict) -> list[str]:
     return problems
 
 
-def _check_dtypes(arrays: dict, folder) -> None:
+def check_weights(arrays: dict, where) -> None:
     """Every weight is floating point and finite (a file whose bytes were overwritten usually
-    holds NaN or inf somewhere; safetensors itself has no checksum to catch it)."""
-    import numpy
-
+    holds NaN or inf somewhere; safetensors itself has no checksum to catch it). `where`: the
+    file (or folder) the message names, with the first bad weight."""
     for k, v in arrays.items():
         if v.dtype.kind != "f":
-            raise CheckpointError(f"{folder}: weight {k} has dtype {v.dtype}, expected floating point")
+            raise CheckpointError(f"{where}: weight {k} has dtype {v.dtype}, expected floating point")
         if not numpy.isfinite(v).all():
             bad = int(v.size - numpy.isfinite(v).sum())
-            raise CheckpointError(f"{folder}: weight {k} holds {bad} NaN or infinite values "
-                                  f"(corrupted file?); nothing was loaded")
+            raise CheckpointError(f"{where}: weight {k} holds {bad} NaN or infinite values "
+                                  f"(corrupted file, or a run that diverged?); nothing was loaded")
+
+
+def check_vocab_size(n_tokens: int, config, vocab_file) -> None:
+    """The vocab.txt beside a model has exactly config.vocab_size tokens (one per row of the embedding table).
+
+    Shorter, and the model predicts ids no token has (an IndexError at the first such guess); longer, and
+    the tokenizer makes ids past the table. Either way the two files do not belong together.
+    """
+    if n_tokens != config.vocab_size:
+        raise CheckpointError(f"{vocab_file} has {n_tokens} tokens but the model's config.json says "
+                              f"vocab_size={config.vocab_size}: they do not belong together (use the vocab.txt "
+                              f"the model was trained with)")
 
 
 def save_bert_weights(model, folder, extra: dict | None = None, architectures=("BertModel",)) -> Path:

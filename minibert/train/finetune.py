@@ -26,16 +26,18 @@ Legend: B batch, T tokens, C labels.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy
 
-from minibert import backend
+from minibert import backend, checks
 from minibert.data.batches import consecutive_batches, epoch_batches
 from minibert.errors import MinibertError
-from minibert.files import FINETUNING_RUN, claim_run_folder
-from minibert.model.io import read_json, write_json
+from minibert.files import FINETUNING_RUN, check_out_folder, claim_run_folder
+from minibert.model.config import BertConfig
+from minibert.model.io import check_vocab_size, read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
 from minibert.train.amp import LossScaler
@@ -56,43 +58,65 @@ class FinetuneArgs:
     dev: str = field(metadata={"help": "dev file, evaluated every epoch"})
     model: str | None = field(default=None, metadata={
         "help": "folder with config.json, vocab.txt, model.safetensors (default: the packaged all-MiniLM-L6-v2)"})
-    epochs: int = field(default=3, metadata={"help": "passes over the training set"})
+    epochs: int = field(default=3, metadata={"check": checks.positive, "help": "passes over the training set"})
     lr: float = field(default=3e-5, metadata={
+        "check": checks.finite_positive,
         "help": "peak learning rate (after 10% warm-up, linear decay to 0); small, as the encoder is already "
                 "trained (BERT paper: 2e-5 .. 5e-5)"})
-    batch_size: int = field(default=32, metadata={"help": "sequences per optimizer step"})
+    batch_size: int = field(default=32, metadata={"check": checks.positive, "help": "sequences per optimizer step"})
     max_seq_len: int | None = field(default=None, metadata={
+        "check": checks.at_least(3),
         "help": "tokens per sequence (default: the task's, 128; 384 for squad)"})
-    train_limit: int | None = field(default=None, metadata={"help": "use the first N training examples only"})
-    dev_limit: int | None = field(default=None, metadata={"help": "evaluate on the first N dev examples only"})
+    train_limit: int | None = field(default=None, metadata={
+        "check": checks.positive,
+        "help": "use the first N training examples only"})
+    dev_limit: int | None = field(default=None, metadata={
+        "check": checks.positive,
+        "help": "evaluate on the first N dev examples only"})
     doc_stride: int = field(default=128, metadata={
+        "check": checks.positive,
         "help": "squad: context pieces shared by consecutive windows"})
     split_articles: int | None = field(default=None, metadata={
+        "check": checks.positive,
         "help": "squad: train on the first N articles of --train, evaluate on the others of --dev "
                 "(XQuAD: one file, 38 articles train, 10 dev)"})
-    warmup: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up"})
+    warmup: float = field(default=0.1, metadata={
+        "check": checks.below_one,
+        "help": "fraction of the steps spent warming up"})
     weight_decay: float = field(default=0.01, metadata={
+        "check": checks.finite_non_negative,
         "help": "AdamW weight decay (not on biases and LayerNorm)"})
     max_grad_norm: float = field(default=1.0, metadata={
+        "check": checks.finite_non_negative,
         "help": "clip the gradients' global norm (0: no clipping)"})
     accumulate: int = field(default=1, metadata={
+        "check": checks.positive,
         "help": "micro-batches per step (gradient accumulation; --batch-size must divide by it)"})
     freeze_embeddings: bool = field(default=False, metadata={"help": "freeze the embeddings"})
     freeze_layers: int = field(default=0, metadata={
+        "check": checks.non_negative,
         "help": "freeze the embeddings and the first K encoder layers (no update, no backward)"})
     fp16: bool = field(default=False, metadata={
         "help": "float16 matmuls with dynamic loss scaling (emulated on NumPy, real on CuPy; "
                 "minibert/train/amp.py)"})
     eval_every: int = field(default=0, metadata={
+        "check": checks.non_negative,
         "help": "steps between dev evaluations (default: 0, once per epoch)"})
     patience: int | None = field(default=None, metadata={
+        "check": checks.positive,
         "help": "early stopping: evaluations without a better dev metric (default: no early stopping)"})
-    dropout: float | None = field(default=None, metadata={"help": "classifier dropout (default: the config's)"})
+    dropout: float | None = field(default=None, metadata={
+        "check": checks.below_one,
+        "help": "classifier dropout (default: the config's)"})
     seed: int = field(default=42, metadata={"help": "seed of the data order, the new head and dropout"})
     dtype: str = field(default="float32", metadata={
         "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
     out: str = field(default="runs/finetune", metadata={"help": "run folder"})
     progress: bool = field(default=True, metadata={"help": "no progress bars"})
+
+    def __post_init__(self):
+        """Every setting within its declared range ("check" above, minibert/checks.py), before any work."""
+        checks.check_fields(self)
 
 
 class FinetuneError(MinibertError, RuntimeError):
@@ -142,14 +166,38 @@ def _model_dir(args: FinetuneArgs) -> Path:
 
 
 def _check_args(args: FinetuneArgs) -> None:
+    """The settings that must fit each other, and the paths, before any work (each setting's own range is
+    checked when FinetuneArgs is made)."""
+    for flag, path in (("--train", args.train), ("--dev", args.dev)):
+        if not Path(path).is_file():
+            raise FinetuneError(f"{flag} {path}: {'a folder, not a file' if Path(path).is_dir() else 'no such file'}")
     if args.batch_size % args.accumulate:
         raise FinetuneError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
     if args.fp16 and args.dtype != "float32":
         raise FinetuneError("--fp16 keeps float32 master weights: it cannot be combined with --dtype float64")
-    if args.epochs < 1:
-        raise FinetuneError(f"--epochs must be at least 1, got {args.epochs}")
     if args.split_articles is not None and args.task != "squad":
         raise FinetuneError("--split-articles is for the squad task (articles of a SQuAD JSON file)")
+
+
+def _checked_tokenizer(model_dir: Path, task, args: FinetuneArgs):
+    """The vocabulary of the model in model_dir, checked against its config.json, before any data is read:
+    the folder holds a config that fits --max-seq-len and --freeze-layers, and a vocab.txt of vocab_size tokens."""
+    if not (model_dir / "config.json").is_file():
+        raise FinetuneError(f"--model {model_dir}: no config.json there (a folder with config.json, vocab.txt "
+                            f"and model.safetensors, e.g. a pretraining run folder)")
+    config = BertConfig.load(model_dir)
+    if task.max_seq_len > config.max_position_embeddings:
+        given = f"--max-seq-len {task.max_seq_len}" if args.max_seq_len else \
+            f"the task's default --max-seq-len {task.max_seq_len}"
+        raise FinetuneError(f"{given} is longer than the model's max_position_embeddings="
+                            f"{config.max_position_embeddings}: give --max-seq-len {config.max_position_embeddings} "
+                            f"or less")
+    if args.freeze_layers > config.num_hidden_layers:
+        raise FinetuneError(f"--freeze-layers {args.freeze_layers}: the model has {config.num_hidden_layers} encoder "
+                            f"layer{'s' if config.num_hidden_layers != 1 else ''}")
+    tokenizer = BertTokenizer.from_pretrained(model_dir)
+    check_vocab_size(len(tokenizer), config, model_dir / "vocab.txt")
+    return tokenizer
 
 
 def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
@@ -163,9 +211,6 @@ def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
         stream(f"weights of {model_dir} not used by {type(model).__name__}: {', '.join(info['unexpected_keys'][:6])}"
                f"{' ...' if len(info['unexpected_keys']) > 6 else ''}")
     model.train()
-    if not 0 <= args.freeze_layers <= model.config.num_hidden_layers:
-        raise FinetuneError(f"--freeze-layers {args.freeze_layers}: the model has "
-                            f"{model.config.num_hidden_layers} encoder layers")
     if args.freeze_embeddings or args.freeze_layers:
         # bottom-up: freezing layers 0..K-1 freezes the embeddings below them too, so the backward
         # can stop at layer K (nothing below it needs a gradient)
@@ -181,30 +226,20 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
     callback(row): called with every log row as it is written (a step's row has "loss", an
     evaluation's has "dev_loss"), e.g. to redraw a live plot in a notebook.
 
-    args.out is claimed first (minibert/files.py): a folder holding anything but a fine-tuning run, or
-    one of the inputs (--model, --train, --dev), is refused; so is an earlier fine-tuning run (its best
-    model, metrics or log) unless overwrite (it says so, then empties the folder). The folder stays
-    locked (RUN/.lock) until the run ends.
+    Validate, then work: the settings, args.out (the rules below) and every input (the model, its
+    vocabulary, the data files) are read and checked before anything is written, so a refused run leaves
+    nothing behind. args.out is then claimed (minibert/files.py): a folder holding anything but a
+    fine-tuning run, or one of the inputs (--model, --train, --dev), is refused; so is an earlier
+    fine-tuning run (its best model, metrics or log) unless overwrite (it says so, then empties the
+    folder). The folder stays locked (RUN/.lock) until the run ends.
     """
     _check_args(args)
     task = get_task(args.task, max_seq_len=args.max_seq_len,
                     doc_stride=args.doc_stride if args.task == "squad" else None)
     model_dir = _model_dir(args)
-    if not (model_dir / "config.json").is_file():
-        raise FinetuneError(f"--model {model_dir}: no config.json there (a folder with config.json, vocab.txt "
-                            f"and model.safetensors, e.g. a pretraining run folder)")
     inputs = [("--model", model_dir), ("--train", args.train), ("--dev", args.dev)]
-    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
-        return _run(args, task, model_dir, stream, callback)
-
-
-def _run(args: FinetuneArgs, task, model_dir: Path, stream, callback) -> dict:
-    """The run itself, in a folder this process has claimed."""
-    run_dir = Path(args.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "run.json", dataclasses.asdict(args))
-
-    tokenizer = BertTokenizer.from_pretrained(model_dir)
+    check_out_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite)
+    tokenizer = _checked_tokenizer(model_dir, task, args)
     extra = {"split_articles": args.split_articles} if args.split_articles is not None else {}
     train = task.load(args.train, tokenizer, limit=args.train_limit, split="train", **extra)
     dev = task.load(args.dev, tokenizer, limit=args.dev_limit, split="dev", **extra)
@@ -212,8 +247,16 @@ def _run(args: FinetuneArgs, task, model_dir: Path, stream, callback) -> dict:
         raise FinetuneError(f"nothing to {'train on' if not len(train.encoded) else 'evaluate'}: "
                             f"{train.describe() if not len(train.encoded) else dev.describe()}")
     stream(f"{args.task}: {train.describe()} for training, {dev.describe()} for evaluation")
-
     model = _load_model(task, model_dir, args, stream)
+    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
+        return _run(args, task, tokenizer, train, dev, model, stream, callback)
+
+
+def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback) -> dict:
+    """The run itself, in a folder this process has claimed, on inputs read and checked before."""
+    run_dir = Path(args.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "run.json", dataclasses.asdict(args))
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, frozen=model.frozen_names())
     scaler = LossScaler() if args.fp16 else None
     plan = [(epoch + 1, rows) for epoch in range(args.epochs)
@@ -266,8 +309,34 @@ def load_finetuned(folder):
     if not (folder / "task.json").is_file():
         raise FinetuneError(f"{folder} has no task.json: not a folder written by `minibert finetune` "
                             f"(expected RUN_DIR or RUN_DIR/best)")
-    info = read_json(folder / "task.json")
-    task = get_task(info["task"], max_seq_len=info.get("max_seq_len"),
-                    doc_stride=info.get("doc_stride") if info["task"] == "squad" else None)
+    task = _task_of(folder / "task.json")
     model = task.head.from_pretrained(folder, require_head=True)
-    return task, model.eval(), BertTokenizer.from_pretrained(folder)
+    tokenizer = BertTokenizer.from_pretrained(folder)
+    check_vocab_size(len(tokenizer), model.config, folder / "vocab.txt")
+    return task, model.eval(), tokenizer
+
+
+def _task_of(path: Path):
+    """The task a fine-tuned model was trained for, from its task.json (written by save_model), checked."""
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise FinetuneError(f"{path} should hold a JSON object such as {{\"task\": \"sst2\", ...}}, found "
+                            f"{json_preview(info)}; `minibert finetune` writes it")
+    if not isinstance(info.get("task"), str):
+        raise FinetuneError(f"{path} has no \"task\" (the task the model was fine-tuned for, e.g. \"sst2\"); "
+                            f"`minibert finetune` writes it")
+    if info["task"] not in TASK_NAMES:
+        raise FinetuneError(f"{path} names an unknown task {info['task']!r}; minibert's tasks are "
+                            f"{', '.join(TASK_NAMES)}")
+    for key, least in (("max_seq_len", 3), ("doc_stride", 1)):
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise FinetuneError(f"{path}: {key} must be an integer >= {least} (or null), got {value!r}")
+    doc_stride = info.get("doc_stride") if info["task"] == "squad" else None
+    return get_task(info["task"], max_seq_len=info.get("max_seq_len"), doc_stride=doc_stride)
+
+
+def json_preview(value, width: int = 60) -> str:
+    """A short JSON rendering of `value` for a message."""
+    text = json.dumps(value)
+    return text if len(text) <= width else text[:width - 3] + "..."

@@ -39,14 +39,14 @@ from pathlib import Path
 
 import numpy
 
-from minibert import backend
+from minibert import backend, checks
 from minibert.data.batches import step_rows
-from minibert.data.pretraining import (FEATURE_NAMES, GUTENBERG_HELD_OUT, create_training_instances,
+from minibert.data.pretraining import (FEATURE_NAMES, GUTENBERG_HELD_OUT, EmptyCorpusError, create_training_instances,
                                        instances_to_features, load_features, read_corpus, read_gutenberg,
                                        save_features)
 from minibert.data.pretraining.stdlib_corpus import stdlib_documents
 from minibert.errors import MinibertError
-from minibert.files import PRETRAINING_RUN, claim_run_folder
+from minibert.files import PRETRAINING_RUN, check_out_folder, claim_run_folder
 from minibert.model.config import PRESETS, BertConfig
 from minibert.model.heads.pretraining import BertForPreTraining
 from minibert.model.io import CONFIG_NAME, read_json, save_arrays, write_json
@@ -57,6 +57,9 @@ from minibert.train.checkpoint import folder_step, list_checkpoints
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
+
+
+MIN_SEQ_LEN = 5           # the shortest instance: [CLS] A [SEP] B [SEP], one token in each segment
 
 
 @dataclasses.dataclass
@@ -70,43 +73,59 @@ class PretrainArgs:
     config: str = field(default="tiny", metadata={"help": f"preset ({', '.join(PRESETS)}) or a config.json path"})
     vocab: str | None = field(default=None, metadata={
         "help": "folder with vocab.txt, or the file (default: learn a vocabulary on the corpus)"})
-    vocab_size: int = field(default=8000, metadata={"help": "size of the learned vocabulary"})
+    vocab_size: int = field(default=8000, metadata={"check": checks.positive, "help": "size of the learned vocabulary"})
     vocab_score: str = field(default="frequency", metadata={
         "choices": ["frequency", "likelihood"],
         "help": "merge rule of the learned vocabulary: the most frequent pair (default; frequent words "
                 "become whole tokens) or WordPiece's likelihood score (see vocab_trainer)"})
-    steps: int = field(default=1000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
+    steps: int = field(default=1000, metadata={"check": checks.positive, "help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"check": checks.positive, "help": "sequences per step"})
     seq_len: int = field(default=64, metadata={
+        "check": checks.at_least(MIN_SEQ_LEN),
         "help": "max_seq_length of the instances (64: docstring paragraphs are short, and a step is half as long "
                 "as at 128)"})
     max_predictions: int | None = field(default=None, metadata={
+        "check": checks.positive,
         "help": "max masked positions per sequence (default: 15% of --seq-len, rounded up: 10 for 64, "
                 "20 for 128 as in Google's recipe)"})
-    dupe_factor: int = field(default=2, metadata={"help": "masked copies of the corpus"})
+    dupe_factor: int = field(default=2, metadata={"check": checks.positive, "help": "masked copies of the corpus"})
     eval_dupe_factor: int = field(default=1, metadata={
+        "check": checks.positive,
         "help": "masked versions of the held-out documents (more: a steadier estimate)"})
     short_seq_prob: float = field(default=0.1, metadata={
+        "check": checks.probability,
         "help": "share of instances with a shorter target length"})
     whole_word_mask: bool = field(default=False, metadata={"help": "mask whole words"})
-    lr: float = field(default=1e-3, metadata={"help": "peak learning rate"})
-    warmup: float = field(default=0.1, metadata={"help": "warm-up fraction of the steps"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the global gradient norm (0: off)"})
+    lr: float = field(default=1e-3, metadata={"check": checks.finite_positive, "help": "peak learning rate"})
+    warmup: float = field(default=0.1, metadata={"check": checks.below_one, "help": "warm-up fraction of the steps"})
+    weight_decay: float = field(default=0.01, metadata={
+        "check": checks.finite_non_negative,
+        "help": "AdamW decoupled weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={
+        "check": checks.finite_non_negative,
+        "help": "clip the global gradient norm (0: off)"})
     optimizer: str = field(default="torch", metadata={
         "choices": ["torch", "google"], "help": "AdamW with bias correction (torch) or Google's BERT variant"})
     accumulate: int = field(default=1, metadata={
+        "check": checks.positive,
         "help": "micro-batches per step (gradient accumulation; --batch-size must divide by it)"})
-    heldout_fraction: float = field(default=0.05, metadata={"help": "share of documents held out for evaluation"})
-    eval_every: int = field(default=250, metadata={"help": "steps between held-out evaluations"})
-    eval_batches: int = field(default=20, metadata={"help": "batches per evaluation"})
-    checkpoint_every: int = field(default=250, metadata={"help": "steps between checkpoints"})
-    keep: int = field(default=3, metadata={"help": "checkpoints kept"})
+    heldout_fraction: float = field(default=0.05, metadata={
+        "check": checks.fraction,
+        "help": "share of documents held out for evaluation"})
+    eval_every: int = field(default=250, metadata={
+        "check": checks.positive, "help": "steps between held-out evaluations"})
+    eval_batches: int = field(default=20, metadata={"check": checks.positive, "help": "batches per evaluation"})
+    checkpoint_every: int = field(default=250, metadata={"check": checks.positive, "help": "steps between checkpoints"})
+    keep: int = field(default=3, metadata={"check": checks.positive, "help": "checkpoints kept"})
     seed: int = field(default=12345, metadata={"help": "seed of data, init and dropout"})
     dtype: str = field(default="float32", metadata={
         "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
     out: str = field(default="runs/pretrain", metadata={"help": "run folder"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
+
+    def __post_init__(self):
+        """Every setting within its declared range ("check" above, minibert/checks.py), before any work."""
+        checks.check_fields(self)
 
 
 class PretrainError(MinibertError, RuntimeError):
@@ -127,18 +146,31 @@ def load_documents(args: PretrainArgs):
         if path.is_dir() and args.eval_corpus is None and all((path / b).is_file() for b in GUTENBERG_HELD_OUT):
             # the Gutenberg folder: the two held-out books are the evaluation text
             return read_gutenberg(path, exclude=GUTENBERG_HELD_OUT), read_gutenberg(path, books=list(GUTENBERG_HELD_OUT))
-        documents = read_corpus(path)
+        documents = _read_corpus(path, "--corpus")
     if args.eval_corpus is not None:
-        return documents, read_corpus(args.eval_corpus)
+        return documents, _read_corpus(args.eval_corpus, "--eval-corpus")
     if len(documents) < 2:
-        raise PretrainError(f"the corpus has {len(documents)} document(s); at least 2 are needed "
-                            f"(one to train on, one held out), or give --eval-corpus")
+        raise PretrainError(f"the corpus {args.corpus or '(the standard library docstrings)'} has {len(documents)} "
+                            f"document(s); at least 2 are needed (one to train on, one held out), or give "
+                            f"--eval-corpus")
     order = list(range(len(documents)))
     random.Random(args.seed).shuffle(order)
     n_held = max(1, int(round(len(documents) * args.heldout_fraction)))
     held = sorted(order[:n_held])
     held_set = set(held)
     return [d for i, d in enumerate(documents) if i not in held_set], [documents[i] for i in held]
+
+
+def _read_corpus(path, flag: str):
+    """read_corpus, with the file and the flag named when the text is not UTF-8 or holds no words."""
+    try:
+        return read_corpus(path)
+    except UnicodeDecodeError:
+        if Path(path).is_file():                       # say which line, as every reader of a user's file does
+            checks.decode_utf8(Path(path).read_bytes(), f"{flag} {path}")
+        raise PretrainError(f"{flag} {path}: a file in it is not UTF-8; convert it to UTF-8") from None
+    except EmptyCorpusError as err:
+        raise PretrainError(f"{flag}: {err}") from None
 
 
 def build_tokenizer(args: PretrainArgs, train_documents, run_dir: Path, write=print) -> tuple[BertTokenizer, bool]:
@@ -381,17 +413,29 @@ def flag(name: str) -> str:
 
 
 def load_run_args(run_dir, progress: bool = True) -> PretrainArgs:
-    """The settings of the run in `run_dir`, from its run.json (`progress`: not a setting, the caller's)."""
+    """The settings of the run in `run_dir`, from its run.json (`progress`: not a setting, the caller's),
+    checked as the flags are: a run.json that is not a pretraining run's settings (a fine-tuning run's,
+    another program's, one edited by hand) is an error naming the file and its first problem."""
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
     saved = read_json(path)
-    names = {f.name for f in dataclasses.fields(PretrainArgs)}
-    unknown = sorted(set(saved) - names - {"schedule"}) if isinstance(saved, dict) else ["(not a JSON object)"]
+    if not isinstance(saved, dict):
+        raise PretrainError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}; "
+                            f"it was not written by `minibert pretrain`")
+    if "task" in saved and "corpus" not in saved:
+        raise PretrainError(f"{path} is the run.json of a fine-tuning run (task {saved['task']!r}), not of a "
+                            f"pretraining run")
+    fields = {f.name: f for f in dataclasses.fields(PretrainArgs)}
+    unknown = sorted(set(saved) - set(fields) - {"schedule"})
     if unknown:
         raise PretrainError(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
                             f"was it written by another program or version?")
-    return PretrainArgs(**{**{k: v for k, v in saved.items() if k in names}, "progress": progress})
+    for name, value in saved.items():
+        problem = checks.field_problem(fields[name], value) if name in fields else None
+        if problem is not None:
+            raise PretrainError(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
+    return PretrainArgs(**{**{k: v for k, v in saved.items() if k in fields}, "progress": progress})
 
 
 def _check_resume(args: PretrainArgs, run_dir: Path) -> PretrainArgs:
@@ -425,6 +469,40 @@ def _check_run_folder(args: PretrainArgs, run_dir: Path, resume: bool) -> Pretra
             raise PretrainError(f"{run_dir} holds an unfinished run with other settings ({', '.join(changed)}); "
                                 f"use another --out, or --overwrite to replace it")
     return args
+
+
+def check_settings(args: PretrainArgs) -> None:
+    """The settings that must fit each other or the config, checked before any work (each one's own range
+    is checked when PretrainArgs is made)."""
+    if args.batch_size % args.accumulate:
+        raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
+    room = args.seq_len - 3                                   # [CLS] A [SEP] B [SEP]: 3 positions are not words
+    if args.max_predictions is not None and args.max_predictions > room:
+        raise PretrainError(f"--max-predictions {args.max_predictions} is more than the {room} word positions of "
+                            f"a --seq-len {args.seq_len} instance ([CLS] and two [SEP] take 3)")
+    if args.config not in PRESETS:
+        if not Path(args.config).is_file():
+            raise PretrainError(f"--config {args.config}: no such file, and not a preset ({', '.join(PRESETS)})")
+        positions = BertConfig.load(args.config).max_position_embeddings
+    else:
+        positions = BertConfig.preset(args.config).max_position_embeddings
+    if args.seq_len > positions:
+        raise PretrainError(f"--seq-len {args.seq_len} is longer than max_position_embeddings={positions} of the "
+                            f"config {args.config}")
+    for flag, what, path in (("--corpus", "corpus", args.corpus),
+                             ("--eval-corpus", "held-out corpus", args.eval_corpus)):
+        if path is not None and not Path(path).exists():
+            raise PretrainError(f"{what} not found: {path} ({flag})")
+
+
+def check_vocabulary(args: PretrainArgs) -> None:
+    """A new run's --vocab, read and checked before anything is written: it loads (no duplicate or empty
+    token ...), and the --config agrees with its size. (A resumed run uses the one saved in its folder.)"""
+    if args.vocab is None:
+        return
+    if not Path(args.vocab).exists():
+        raise PretrainError(f"vocabulary not found: {args.vocab} (--vocab)")
+    build_config(args, len(BertTokenizer.from_pretrained(args.vocab)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,22 +651,31 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, o
     model.safetensors (the curves are drawn from log.jsonl by minibert.viz.plot_pretraining).
     callback(row): called with every log row as it is written.
 
-    args.out is claimed first (minibert/files.py): a folder holding anything but a pretraining run, or
+    Validate, then work: the settings (check_settings), args.out (the rules below) and every input (the
+    corpus is read, a --vocab loaded and matched with the config) are checked before anything is
+    written, so a refused run leaves nothing behind.
+    args.out is then claimed (minibert/files.py): a folder holding anything but a pretraining run, or
     one of the run's inputs, is refused; so is a run that has checkpoints or a model, unless resume
     (continue it) or overwrite (replace it: it says so, then empties the folder). The folder stays
     locked (RUN/.lock) until the run ends: a second process writing there is refused.
     """
-    with claim_run_folder(args.out, PRETRAINING_RUN, inputs=run_inputs(args), resume=resume, overwrite=overwrite,
-                          say=stream):
-        return _run(args, resume, stream, callback)
+    run_dir, inputs = Path(args.out), run_inputs(args)
+    check_out_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite)
+    check_settings(args)
+    if not overwrite:                                    # (what --overwrite replaces is not checked against)
+        _check_run_folder(args, run_dir, resume)
+    documents = load_documents(args)                     # a corpus that cannot be read: an error before any write
+    if not resume:
+        check_vocabulary(args)
+    with claim_run_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite, say=stream):
+        return _run(args, documents, resume, stream, callback)
 
 
-def _run(args: PretrainArgs, resume: bool, stream, callback) -> dict:
-    """The run itself, in a folder this process has claimed."""
+def _run(args: PretrainArgs, documents, resume: bool, stream, callback) -> dict:
+    """The run itself, in a folder this process has claimed; documents: load_documents(args)."""
     run_dir = Path(args.out)
-    args = _check_run_folder(args, run_dir, resume)
-    if args.batch_size % args.accumulate:
-        raise PretrainError(f"--batch-size {args.batch_size} must be divisible by --accumulate {args.accumulate}")
+    args = _check_run_folder(args, run_dir, resume)      # again, under the lock: another process may have written
+    train_docs, eval_docs = documents
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:        # run.json is rewritten once the checkpoint's step is known, with the schedule's new piece
         saved = load_run_args(run_dir, args.progress)
@@ -598,7 +685,6 @@ def _run(args: PretrainArgs, resume: bool, stream, callback) -> dict:
         schedule = LearningRateSchedule.of(args)
         write_json(run_dir / "run.json", run_json(args, schedule))
 
-    train_docs, eval_docs = load_documents(args)
     tokenizer, reused = build_tokenizer(args, train_docs, run_dir, write=stream)
     config = build_config(args, len(tokenizer))
     config.save(run_dir)

@@ -254,7 +254,7 @@ def test_cli_similarity_cluster_analogy_attention_polysemy(tmp_path, corpus, cap
         main(["cluster", "--corpus", str(corpus), "-k", "9"])
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    with pytest.raises(SystemExit, match="the corpus is empty"):
+    with pytest.raises(SystemExit, match="the corpus file .* is empty"):
         main(["search", "--corpus", str(empty), "x"])
 
 

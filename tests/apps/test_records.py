@@ -202,7 +202,7 @@ def test_records_without_labels_and_input_errors(tmp_path, capsys, monkeypatch):
         (["--text-columns", "notes", "--label-column", "label"], r"label column\(s\) \['label'\] not in"),
         (["--text-columns", "notes", "--label-column", "notes"], "both a text column and the label column"),
         (["--text-columns", ","], "no text columns given"),
-        (["--text-columns", "notes", "--clusters", "0"], "--clusters must be at least 1"),
+        (["--text-columns", "notes", "--clusters", "0"], "argument --clusters: must be an integer >= 1, got 0"),
     ]:
         with pytest.raises(SystemExit, match=match):
             main(["records", "--csv", str(small), "--out", str(out)] + args)

@@ -62,7 +62,7 @@ def test_png_by_default_and_both_when_asked(tmp_path, monkeypatch, capsys, encod
     (["word " * 300], r"the input has 302 tokens with \[CLS\] and \[SEP\], more than max_length=256: shorten it"),
     (["--max-length", "5", "one two three four"], "the input has 6 tokens .* more than max_length=5"),
     (["word " * 150], r"152 tokens are too many for the attention page \(at most 128\)"),
-    (["--max-length", "600", "a cat"], "max_length=600 is longer than the model's max_position_embeddings=512"),
+    (["--max-length", "600", "a cat"], "--max-length 600 is longer than the model's max_position_embeddings=512"),
 ])
 def test_errors_are_one_line(args, message, tmp_path, encoder):
     with pytest.raises(SystemExit, match=message):

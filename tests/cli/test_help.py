@@ -36,7 +36,7 @@ def test_the_groups_hold_every_command_once():
 def test_top_level_help_lists_every_command_under_its_heading():
     r = subprocess.run([sys.executable, "-m", "minibert", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("usage: minibert [-h] [--backend {numpy,cupy}] COMMAND ...")
+    assert r.stdout.startswith("usage: minibert [-h] [--backend {numpy,cupy}] [--debug] COMMAND ...")
     listing = r.stdout.split("\noptions:")[0]
     for heading, commands in GROUPS:
         block = listing.split(f"\n  {heading}\n")[1]               # the lines under the heading

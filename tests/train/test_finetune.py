@@ -157,7 +157,8 @@ def test_clear_errors(sst2, tmp_path):
     wrong = tmp_path / "wrong.tsv"
     wrong.write_text("sentence1\tsentence2\tlabel\nx\ty\t0\n")
     r = subprocess.run([sys.executable, "-m", "minibert", "finetune", "--task", "sst2", "--train", str(wrong),
-                        "--dev", str(wrong), "--model", str(model_dir), "--out", str(tmp_path / "r"), "--no-progress"],
+                        "--dev", str(wrong), "--model", str(model_dir), "--out", str(tmp_path / "r"), "--no-progress",
+                        "--max-seq-len", "32"],             # the small model has 64 positions, the task's default is 128
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "error:" in r.stderr and "header" in r.stderr and "Traceback" not in r.stderr
     # predict with a folder that has no trained head for its task: the message names the missing weights

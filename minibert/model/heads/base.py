@@ -16,7 +16,7 @@ from minibert import backend
 from minibert.backend import get_xp
 from minibert.model.bert import BertModel, bert_parameter_shapes, init_parameters
 from minibert.model.config import BertConfig
-from minibert.model.io import (CheckpointError, _check_dtypes, assign_params, find_model_folder,
+from minibert.model.io import (WEIGHTS_NAME, CheckpointError, assign_params, check_weights, find_model_folder,
                                read_bert_checkpoint, save_bert_weights)
 from minibert.ops.losses import IGNORE_INDEX
 
@@ -185,7 +185,7 @@ class BertWithTaskHead(BertWithHeads):
                 f"re-initialise the head")
         for k, _, _ in mismatched:
             del head[k]
-        _check_dtypes(head, folder)
+        check_weights(head, folder / WEIGHTS_NAME)
         missing_head = [k for k in shapes if k not in head]
         if require_head and missing_head:
             raise CheckpointError(f"{folder} has no trained {cls.__name__} head: missing "
