@@ -9,6 +9,8 @@
    replaces minibert's. A function not written yet (the starter's NotImplementedError) or a file that
    is missing or does not import falls back to minibert's, and a line says so. Your attention calls
    your softmax (and your dropout) when you wrote them: the model runs softmax only inside attention.
+   Exercises 14-16 and 19 (multi-head attention, the encoder layer, the MLM and QA heads: whole
+   blocks of minibert/model/) are not plugged in: the model's blocks are minibert's, running your ops.
 2. **Gradient check.** BertForPreTraining built from your table, float64, odd sizes, dropout on with
    fixed masks: every parameter's gradient against central differences of *your* forward (the
    check of minibert/gradcheck.py, `python -m minibert gradcheck`).
@@ -139,6 +141,10 @@ def load_pieces(workspace, wrap: Callable | None = None) -> Pieces:
         if absent:
             lines.append(f"{ex.stem}: minibert's {', '.join(absent)} (your file does not define it)")
     _bind_attention_helpers(modules, learner, wrap, lines)
+    blocks = [ex.stem for ex in EXERCISES if all(f.__module__.startswith("minibert.model") for f in ex.functions)]
+    if blocks:
+        lines.append(f"{', '.join(blocks)}: whole blocks and heads, graded by `check` but not put into this model: "
+                     f"its blocks are minibert's, running the op table (your ops above)")
     return Pieces(REFERENCE_OPS.replace(**chosen), training, learner, lines)
 
 

@@ -43,7 +43,7 @@ exercises 02, 07 and 08). The work here is the composition, and above all the ba
 ## Your functions
 
 `multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias=None, dropout_p=0.0,
-rng=None, training=False, dropout_mask=None)` returns `(out, cache)` and
+rng=None, training=False, dropout_mask=None, ops=None)` returns `(out, cache)` and
 `multi_head_attention_backward(dout, cache)` returns `(dx, dw_qkv, db_qkv, dw_o, db_o)`.
 """
 
@@ -54,11 +54,15 @@ CONTRACTS = (
     w_o: (H, H)   b_o: (H,)   mask_bias: (B, 1, 1, T) or None (exercise 07's additive mask)
     dropout_p, rng, training, dropout_mask: the attention-probability dropout, passed on to
     scaled_dot_product_attention_forward as they are.
+    ops: minibert's signature (a BertModel passes its op table, minibert/model/ops_table.py). The
+    grader passes None, meaning minibert's own functions: call the ones your file imports. (The
+    capstone puts your ops into the model, not this block.)
     ->  out: (B, T, H), cache.
 
-    The cache must be MultiHeadAttentionCache(qkv, sdpa, output, num_heads): the fused projection's
-    LinearCache, the attention's AttentionCache, the output projection's LinearCache and A (the
-    grader also runs your backward on minibert's own cache, which has this form).
+    The cache must be MultiHeadAttentionCache(qkv, sdpa, output, num_heads, ops): the fused
+    projection's LinearCache, the attention's AttentionCache, the output projection's LinearCache, A,
+    and the op table the forward ran: REFERENCE_OPS, the table of the functions your file imports
+    (the grader also runs your backward on minibert's own cache, which has this form).
     """),
     ("multi_head_attention_backward", """dout: (B, T, H), cache: MultiHeadAttentionCache from the forward
     ->  (dx (B, T, H), dw_qkv (3H, H), db_qkv (3H,), dw_o (H, H), db_o (H,)).
@@ -333,6 +337,7 @@ EXERCISE = Exercise(
     functions=(multi_head_attention_forward, multi_head_attention_backward),
     imports="import numpy as np\n\n"
             "from minibert.model.blocks import MultiHeadAttentionCache          # the cache your forward returns\n"
+            "from minibert.model.ops_table import REFERENCE_OPS                 # the op table your cache records\n"
             "from minibert.ops.attention import (merge_heads, scaled_dot_product_attention_backward,  # you may\n"
             "                                    scaled_dot_product_attention_forward, split_heads)   # use these\n"
             "from minibert.ops.linear import LinearCache, linear_backward, linear_forward",

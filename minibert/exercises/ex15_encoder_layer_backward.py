@@ -54,9 +54,10 @@ CONTRACTS = (
     attention output, FFN output.
 
     The cache must be EncoderLayerCache(attention, attention_add_norm, ffn, ffn_add_norm): the
-    attention's and the FFN's caches, and for each Add & Norm an AddNormCache(dropout, layer_norm)
-    (its dropout cache and its LayerNorm cache). The grader also runs your backward on minibert's own
-    cache, which has this form.
+    attention's and the FFN's caches, and for each Add & Norm an AddNormCache(dropout, layer_norm, ops)
+    (its dropout cache, its LayerNorm cache and the op table that ran them: REFERENCE_OPS, the table
+    of the functions your file imports). The grader also runs your backward on minibert's own cache,
+    which has this form.
     """),
     ("encoder_layer_backward", """dout: (B, T, H), cache: EncoderLayerCache   ->   (dx (B, T, H), grads).
 
@@ -310,6 +311,10 @@ def _backward_check(t, batch, steps, hidden, heads, inter, pd, forward_ok, on_re
         return
     _, cache, forward, own = t.forward_for_backward("encoder_layer_forward", x.copy(), p, heads, EPS, mask_bias,
                                                     rng=rng(), **kwargs)
+    if not own:
+        # Your forward failed (reported above), perhaps after drawing some masks from the generator it was
+        # given, which minibert's forward then shared: take the cache of minibert's forward on a fresh one.
+        cache = ref_cache
     dx, grads = t.unpack(t.call("encoder_layer_backward", dout.copy(), cache), "encoder_layer_backward", "dx, grads")
 
     def loss():
@@ -341,6 +346,7 @@ EXERCISE = Exercise(
     functions=(encoder_layer_forward, encoder_layer_backward),
     imports="import numpy as np\n\n"
             "from minibert.model.blocks import AddNormCache, EncoderLayerCache   # the caches your forward returns\n"
+            "from minibert.model.ops_table import REFERENCE_OPS                 # the op table your cache records\n"
             "from minibert.model.blocks import (ffn_backward, ffn_forward, multi_head_attention_backward,  # you\n"
             "                                   multi_head_attention_forward)                   # may use these\n"
             "from minibert.ops.dropout import dropout_backward, dropout_forward\n"

@@ -41,12 +41,16 @@ CONTRACTS = (
     ("mlm_head_forward", """x: (M, H) hidden vectors at the predicted positions   w_t: (H, H), b_t: (H,) (the transform)
     gamma, beta: (H,), eps (its LayerNorm)   word_embeddings: (V, H) (the tied decoder weight E)
     out_bias: (V,)   hidden_act: the activation's name ("gelu": the exact GELU)
+    ops: minibert's signature (BertForPreTraining passes its op table, minibert/model/ops_table.py).
+    The grader passes None, meaning minibert's own functions: call the ones your file imports. (The
+    capstone puts your ops into the model, not this head.)
     ->  logits (M, V), cache.
 
-    The cache must be MlmHeadCache(transform, activation, layer_norm, decoder, hidden_act): the
+    The cache must be MlmHeadCache(transform, activation, layer_norm, decoder, hidden_act, ops): the
     transform's LinearCache, GELU's cache, the LayerNorm's cache, the decoder's LinearCache (of a
-    linear layer whose weight is E) and hidden_act (the grader also runs your backward on minibert's
-    own cache, which has this form).
+    linear layer whose weight is E), hidden_act, and the op table the forward ran: REFERENCE_OPS, the
+    table of the functions your file imports (the grader also runs your backward on minibert's own
+    cache, which has this form).
     """),
     ("mlm_head_backward", """dlogits: (M, V), cache: MlmHeadCache
     ->  (dx (M, H), dw_t (H, H), db_t (H,), dgamma (H,), dbeta (H,), dword_embeddings (V, H), dout_bias (V,)).
@@ -323,6 +327,7 @@ EXERCISE = Exercise(
     functions=(mlm_head_forward, mlm_head_backward, tied_word_embeddings_backward),
     imports="import numpy as np\n\n"
             "from minibert.model.heads.pretraining import MlmHeadCache          # the cache your forward returns\n"
+            "from minibert.model.ops_table import REFERENCE_OPS                 # the op table your cache records\n"
             "from minibert.ops.activations import gelu_backward, gelu_forward     # you may use these\n"
             "from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward\n"
             "from minibert.ops.linear import linear_backward, linear_forward",

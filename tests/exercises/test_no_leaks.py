@@ -17,8 +17,7 @@ The rule, for every exercise:
   FORBIDDEN_CODE (code that computes an answer under another variable name).
 
 Messages are not checked: they may quote the *learner's* own line ("raised ValueError at line 5: `...`").
-The exercises not yet rewritten derivation-first are listed in NOT_YET_REWRITTEN (strict xfail): a
-rewrite that makes one pass must remove it from the list.
+Every exercise is derivation-first now: none is exempt.
 """
 from __future__ import annotations
 
@@ -45,9 +44,6 @@ FORBIDDEN_CODE = (
 )
 TRIVIAL = re.compile(r"^(def |class |async def |import |from |@|raise NotImplementedError|return[\w,()\[\]. ]*$)")
 
-# exercises whose texts still hold solution lines (issue 15 asks their rewrite): each found leaking
-# today; remove a name when its rewrite makes it pass (the xfail is strict)
-NOT_YET_REWRITTEN = {"cross_entropy", "masking", "nsp_pairs"}
 
 
 def _strip_comment(line: str) -> str:
@@ -166,9 +162,7 @@ def test_the_rule_finds_a_planted_leak():
     assert code_lines("    total = numpy.zeros(shape)   # (N, d)\n") == ["total=numpy.zeros(shape)"]
 
 
-@pytest.mark.parametrize("ex", [
-    pytest.param(ex, marks=pytest.mark.xfail(strict=True, reason="not yet rewritten derivation-first"))
-    if ex.name in NOT_YET_REWRITTEN else ex for ex in EXERCISES], ids=[ex.name for ex in EXERCISES])
+@pytest.mark.parametrize("ex", EXERCISES, ids=[ex.name for ex in EXERCISES])
 def test_no_learner_text_holds_a_line_of_the_solution(ex):
     found = leaks(ex)
     assert not found, f"exercise {ex.number:02d} {ex.name}:\n  " + "\n  ".join(found)

@@ -17,9 +17,6 @@ from minibert.exercises import base
 
 REPO = Path(__file__).resolve().parents[2]
 
-# exercises whose checks still draw from fixed seeds (random.Random(7), seed loops) instead of t.rng:
-# their owners route them through t.rng; remove a name when it passes (the xfail is strict)
-FIXED_CASES = {"masking", "nsp_pairs", "adamw"}
 # a check may keep a few fixed edge cases (an empty batch, a word from the paper): at most this share
 # of the grader's calls may get the same inputs under two seeds
 FIXED_SHARE = 0.25
@@ -83,9 +80,7 @@ def test_the_seed_comes_from_the_argument_then_the_environment(monkeypatch):
         base.grader_seed()
 
 
-@pytest.mark.parametrize("ex", [
-    pytest.param(ex, marks=pytest.mark.xfail(strict=True, reason="checks draw from a fixed seed"))
-    if ex.name in FIXED_CASES else ex for ex in EXERCISES], ids=[ex.name for ex in EXERCISES])
+@pytest.mark.parametrize("ex", EXERCISES, ids=[ex.name for ex in EXERCISES])
 def test_another_seed_changes_every_random_case(ex):
     """Under seeds 0 and 1 the grader's calls get other inputs (at most FIXED_SHARE the same: fixed edge cases);
     the same seed repeats them exactly."""

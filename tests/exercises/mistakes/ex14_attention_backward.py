@@ -3,7 +3,7 @@ from mistakes import Mistake
 
 SOLUTION = '''
 def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias=None, dropout_p=0.0, rng=None,
-                                 training=False, dropout_mask=None):
+                                 training=False, dropout_mask=None, ops=None):
     H = x.shape[-1]
     qkv, c_qkv = linear_forward(x, w_qkv, b_qkv)                  # (B,T,H) -> (B,T,3H) = [Q | K | V]
     q = split_heads(qkv[..., :H], num_heads)                      # (B,A,T,d)
@@ -11,7 +11,7 @@ def multi_head_attention_forward(x, w_qkv, b_qkv, w_o, b_o, num_heads, mask_bias
     v = split_heads(qkv[..., 2 * H:], num_heads)
     ctx, c_att = scaled_dot_product_attention_forward(q, k, v, mask_bias, dropout_p, rng, training, dropout_mask)
     out, c_o = linear_forward(merge_heads(ctx), w_o, b_o)         # (B,T,H) -> (B,T,H)
-    return out, MultiHeadAttentionCache(c_qkv, c_att, c_o, num_heads)
+    return out, MultiHeadAttentionCache(c_qkv, c_att, c_o, num_heads, REFERENCE_OPS)
 
 
 def multi_head_attention_backward(dout, cache):

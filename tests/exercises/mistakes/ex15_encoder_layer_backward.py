@@ -12,7 +12,7 @@ def encoder_layer_forward(x, params, num_heads, eps, mask_bias=None, hidden_act=
     f, c_ffn = ffn_forward(h, p["w1"], p["b1"], p["w2"], p["b2"], hidden_act)
     f, c_drop2 = dropout_forward(f, hidden_dropout_p, rng, training)
     out, c_ln2 = layer_norm_forward(h + f, p["gamma2"], p["beta2"], eps)
-    return out, EncoderLayerCache(c_att, AddNormCache(c_drop1, c_ln1), c_ffn, AddNormCache(c_drop2, c_ln2))
+    return out, EncoderLayerCache(c_att, AddNormCache(c_drop1, c_ln1, REFERENCE_OPS), c_ffn, AddNormCache(c_drop2, c_ln2, REFERENCE_OPS))
 
 
 def encoder_layer_backward(dout, cache):

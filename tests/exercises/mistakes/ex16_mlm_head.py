@@ -2,12 +2,12 @@
 from mistakes import Mistake
 
 SOLUTION = '''
-def mlm_head_forward(x, w_t, b_t, gamma, beta, eps, word_embeddings, out_bias, hidden_act="gelu"):
+def mlm_head_forward(x, w_t, b_t, gamma, beta, eps, word_embeddings, out_bias, hidden_act="gelu", ops=None):
     u, c_dense = linear_forward(x, w_t, b_t)                             # (M,H) -> (M,H)
     a, c_act = gelu_forward(u)
     h, c_ln = layer_norm_forward(a, gamma, beta, eps)
     logits, c_dec = linear_forward(h, word_embeddings, out_bias)         # (M,H) -> (M,V): E is the weight
-    return logits, MlmHeadCache(c_dense, c_act, c_ln, c_dec, hidden_act)
+    return logits, MlmHeadCache(c_dense, c_act, c_ln, c_dec, hidden_act, REFERENCE_OPS)
 
 
 def mlm_head_backward(dlogits, cache):
