@@ -452,6 +452,20 @@ class Tester:
                         f"extra (a scale, a 1/n, or the upstream gradient).")
         return ""
 
+    def consistent_with_own_forward(self, label: str, actual, loss, wrt, of: str = "forward") -> None:
+        """When the learner's forward fails: only ask that `actual` (a backward's output) is the derivative of
+        their own `loss` with respect to `wrt` (float64 finite differences at 12 entries), and note it."""
+        a = self.array(label, actual)
+        if a.shape != wrt.shape:
+            raise CheckFailed(f"{label} has shape {a.shape}; expected {wrt.shape}.")
+        idx = self._pick(a.size, 12)
+        err = _rel_error(a.reshape(-1)[idx], self.finite_differences(loss, wrt, idx))
+        if err >= FD_TOLERANCE:
+            raise CheckFailed(f"{label} is not the derivative of your own {of} either (relative error {err:.2g}); "
+                              f"your forward fails its checks above.",
+                              "fix the forward first; the checks on minibert's cache grade the backward alone.")
+        self.note(f"{label}: the derivative of your forward ({err:.0e})")
+
     def gradient(self, label: str, actual, expected, loss, wrt, *, candidates=(), hint: str = "",
                  shape_hint: str = "", forward_failed: bool = False, entries: int = 12) -> None:
         """A backward's output `actual` against minibert's `expected` and float64 finite differences.

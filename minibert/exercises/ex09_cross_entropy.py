@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy
 
-from minibert.exercises.base import FD_TOLERANCE, CheckFailed, Exercise, Question, _rel_error, describe
+from minibert.exercises.base import CheckFailed, Exercise, Question, describe
 from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 
 STATEMENT = r"""
@@ -263,16 +263,7 @@ def _own_cache_check(t, logits, labels, dloss, forward_ok):
                    hint="redo the derivation's step 1 for one row (the label's entry and the others), then the "
                         "factors of step 3; docs/softmax.md, 'Gradient'.")
         return
-    a = t.array("dlogits", got)
-    if a.shape != logits.shape:
-        raise CheckFailed(f"dlogits has shape {a.shape}; expected {logits.shape}.")
-    idx = t._pick(a.size, 12)
-    err = _rel_error(a.reshape(-1)[idx], t.finite_differences(loss, logits, idx))
-    if err >= FD_TOLERANCE:
-        raise CheckFailed(f"dlogits is not the derivative of your own loss either (relative error {err:.2g}); "
-                          f"your forward fails its checks above.",
-                          "fix the forward first; the checks on minibert's cache grade the backward alone.")
-    t.note(f"dlogits: the derivative of your forward ({err:.0e})")
+    t.consistent_with_own_forward("dlogits", got, loss, logits, of="loss")
 
 
 def check(t):
