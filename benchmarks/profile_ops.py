@@ -121,15 +121,15 @@ def main(argv=None):
     print(f"BertModel {args.config} (L{cfg.num_hidden_layers} H{H} I{cfg.intermediate_size}), batch {B} x seq {T}, "
           f"mode {args.mode}, median of {args.repeats} steps: {wall:.3f} s "
           f"(NumPy {np.__version__})")
-    print(f"{'op':34s} {'calls':>6s} {'seconds':>8s} {'share':>6s} {'GFLOP/s':>8s}")
+    print(f"{'op':34s} {'calls':>6s} {'ms':>8s} {'share':>6s} {'GFLOP/s':>8s}")
     inside = 0.0
     for k in labels:
         s = statistics.median(r.get(k, [0, 0, 0])[0] for r in runs)
         calls, flops = runs[0].get(k, [0, 0, 0])[1:]
         inside += s
         g = f"{flops / s / 1e9:8.1f}" if flops and s > 0 else ""
-        print(f"{k:34s} {calls:>6d} {s:>8.3f} {100 * s / wall:>5.1f}% {g}")
-    print(f"{'outside the op table':34s} {'':>6s} {wall - inside:>8.3f} {100 * (wall - inside) / wall:>5.1f}%")
+        print(f"{k:34s} {calls:>6d} {1e3 * s:>8.1f} {100 * s / wall:>5.1f}% {g}")
+    print(f"{'outside the op table':34s} {'':>6s} {1e3 * (wall - inside):>8.1f} {100 * (wall - inside) / wall:>5.1f}%")
 
     from minibert.ops.activations import gelu_forward
 
