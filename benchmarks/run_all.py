@@ -300,6 +300,40 @@ def row(label, ratio, target, ok, detail):
     print(f"{label:58s} {ratio:>9s} {target:>14s} {mark:>4s}   {detail}")
 
 
+def print_rows(name, r, a, shape):
+    """The table rows of section `name` from its child's figures `r`."""
+    if "error" in r:
+        print(f"{name}: failed: {r['error']}")
+        return
+    if name == "model2":
+        (m, p), (mi, pi) = r["step"], r["infer"]
+        row(f"BertModel {shape} fwd+bwd, {a.threads} threads, vs PyTorch time", f"{m / p:.2f}x", "<= 0.85x",
+            m / p <= 0.85, f"{m:.3f} s vs {p:.3f} s")
+        row(f"forward only, inference mode, {a.threads} threads", f"{mi / pi:.2f}x", "<= 0.9x", mi / pi <= 0.9,
+            f"{mi:.3f} s vs {pi:.3f} s")
+        share = r["gflops"] / r["peak"]
+        row("achieved matmul FLOP/s during fwd+bwd, of NumPy peak", f"{100 * share:.0f}%", ">= 70%",
+            share >= 0.7, f"{r['gflops']:.1f} of {r['peak']:.1f} GFLOP/s ({r['flops'] / 1e9:.1f} GFLOP)")
+    if name == "model1":
+        m, p = r["step"]
+        row(f"same fwd+bwd, 1 thread each, CPU time", f"{m / p:.2f}x", "<= 0.8x", m / p <= 0.8,
+            f"{m:.3f} s vs {p:.3f} s CPU")
+    if name == "embed":
+        mb, hf = r["padded"]
+        row(f"MiniLM embedding, {r['n_pad']} sentences padded to {a.seq}, vs transformers", f"{mb / hf:.2f}x",
+            ">= 1.3x", mb / hf >= 1.3, f"{mb:.1f} vs {hf:.1f} sentences/s")
+        mb, hf, *st = r["real"]
+        row(f"MiniLM, {r['n_real']} real SST-2 sentences end to end, vs transformers", f"{mb / hf:.2f}x",
+            ">= 2x", mb / hf >= 2, f"{mb:.1f} vs {hf:.1f} sentences/s")
+        if st:
+            row("  same, vs sentence-transformers encode", f"{mb / st[0]:.2f}x", ">= 1.5x", mb / st[0] >= 1.5,
+                f"{mb:.1f} vs {st[0]:.1f} sentences/s")
+    if name == "pretrain":
+        m, p = r["step"]
+        row(f"BertForPreTraining {shape} step vs gather-first reference", f"{m / p:.2f}x", "<= 0.85x",
+            m / p <= 0.85, f"{m:.3f} s vs {p:.3f} s")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sections", default=",".join(SECTIONS))
@@ -324,6 +358,7 @@ def main(argv=None):
               f"--seq={a.seq}", f"--sentences={a.sentences}", f"--padded={a.padded}", f"--data={a.data}"]
     if a.quick:
         passed.append("--quick")
+    sys.stdout.reconfigure(line_buffering=True)          # rows appear as their sections finish
     wanted = [s.strip() for s in a.sections.split(",") if s.strip()]
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
@@ -334,51 +369,11 @@ def main(argv=None):
     print(f"date {time.strftime('%Y-%m-%d %H:%M')}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
           f", median of {a.repeats} interleaved repeats")
     print(f"{'row':58s} {'minibert':>9s} {'target':>14s} {'met':>4s}   figures")
-    res = {s: run_section(s, passed, 1 if s == "model1" else a.threads) for s in wanted}
     shape = f"{a.config} {a.batch}x{a.seq}"
-    if "model2" in res:
-        r = res["model2"]
-        if "error" in r:
-            print(f"model2: failed: {r['error']}")
-        else:
-            (m, p), (mi, pi) = r["step"], r["infer"]
-            row(f"BertModel {shape} fwd+bwd, {a.threads} threads, vs PyTorch time", f"{m / p:.2f}x", "<= 0.85x",
-                m / p <= 0.85, f"{m:.3f} s vs {p:.3f} s")
-            row(f"forward only, inference mode, {a.threads} threads", f"{mi / pi:.2f}x", "<= 0.9x", mi / pi <= 0.9,
-                f"{mi:.3f} s vs {pi:.3f} s")
-            share = r["gflops"] / r["peak"]
-            row("achieved matmul FLOP/s during fwd+bwd, of NumPy peak", f"{100 * share:.0f}%", ">= 70%",
-                share >= 0.7, f"{r['gflops']:.1f} of {r['peak']:.1f} GFLOP/s ({r['flops'] / 1e9:.1f} GFLOP)")
-    if "model1" in res:
-        r = res["model1"]
-        if "error" in r:
-            print(f"model1: failed: {r['error']}")
-        else:
-            m, p = r["step"]
-            row(f"same fwd+bwd, 1 thread each, CPU time", f"{m / p:.2f}x", "<= 0.8x", m / p <= 0.8,
-                f"{m:.3f} s vs {p:.3f} s CPU")
-    if "embed" in res:
-        r = res["embed"]
-        if "error" in r:
-            print(f"embed: failed: {r['error']}")
-        else:
-            mb, hf = r["padded"]
-            row(f"MiniLM embedding, {r['n_pad']} sentences padded to {a.seq}, vs transformers", f"{mb / hf:.2f}x",
-                ">= 1.3x", mb / hf >= 1.3, f"{mb:.1f} vs {hf:.1f} sentences/s")
-            mb, hf, *st = r["real"]
-            row(f"MiniLM, {r['n_real']} real SST-2 sentences end to end, vs transformers", f"{mb / hf:.2f}x",
-                ">= 2x", mb / hf >= 2, f"{mb:.1f} vs {hf:.1f} sentences/s")
-            if st:
-                row("  same, vs sentence-transformers encode", f"{mb / st[0]:.2f}x", ">= 1.5x", mb / st[0] >= 1.5,
-                    f"{mb:.1f} vs {st[0]:.1f} sentences/s")
-    if "pretrain" in res:
-        r = res["pretrain"]
-        if "error" in r:
-            print(f"pretrain: failed: {r['error']}")
-        else:
-            m, p = r["step"]
-            row(f"BertForPreTraining {shape} step vs gather-first reference", f"{m / p:.2f}x", "<= 0.85x",
-                m / p <= 0.85, f"{m:.3f} s vs {p:.3f} s")
+    res = {}
+    for name in wanted:                       # each section's rows as soon as it has run
+        res[name] = run_section(name, passed, 1 if name == "model1" else a.threads)
+        print_rows(name, res[name], a, shape)
     return 1 if any("error" in r for r in res.values()) else 0
 
 
