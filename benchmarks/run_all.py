@@ -78,10 +78,10 @@ def machine_lines() -> list[str]:
 
 # -- timing ----------------------------------------------------------------------------------------
 
-def interleaved(pairs, repeats, clock=time.perf_counter):
-    """Medians of `repeats` alternating calls of each function in `pairs` (one warm-up call each first:
-    the first pass over fresh large arrays pays page faults)."""
-    for fn in pairs:
+def interleaved(pairs, repeats, clock=time.perf_counter, warm_up=True):
+    """Medians of `repeats` alternating calls of each function in `pairs` (one warm-up call each first,
+    unless the caller has run them: the first pass over fresh large arrays pays page faults)."""
+    for fn in pairs if warm_up else ():
         fn()
     times = [[] for _ in pairs]
     for _ in range(repeats):
@@ -227,12 +227,14 @@ def section_embed(a):
         fns.append(lambda: st.encode(real, batch_size=a.batch, show_progress_bar=False))
     except ImportError:
         pass
-    # the vectors agree, so that the comparison is between equals
+    # the warm-up passes, and a check that the vectors agree, so that the comparison is between equals
     mine = mb_end_to_end()
     theirs = np.concatenate(hf_end_to_end())
     order_flat = np.concatenate([np.asarray(i) for i in order])
     assert np.abs(mine[order_flat] - theirs).max() < 1e-4, "minibert and transformers disagree"
-    times = interleaved(fns, a.repeats)
+    if st is not None:
+        fns[2]()
+    times = interleaved(fns, a.repeats, warm_up=False)
     return dict(padded=(n_pad / m_pad, n_pad / p_pad), real=[n_real / t for t in times], n_pad=n_pad,
                 n_real=n_real, st=st is not None)
 
