@@ -292,8 +292,11 @@ def child_env(threads: int) -> dict:
 def run_section(name, argv, threads) -> dict:
     r = subprocess.run([sys.executable, __file__, "--child", name, *argv], capture_output=True, text=True,
                        env=child_env(threads))
+    if r.returncode < 0:
+        return {"error": f"killed by signal {-r.returncode}"}
     if r.returncode != 0:
-        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+        lines = [x for x in r.stderr.strip().splitlines() if x.strip() and "%|" not in x]   # no progress bars
+        return {"error": (lines or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
