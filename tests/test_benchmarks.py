@@ -90,3 +90,29 @@ def test_bench_notebooks_prints_each_notebooks_wall_and_cpu_time(tmp_path):
     bad = notebook("bad.ipynb", "raise ValueError('planted')")
     r = subprocess.run([sys.executable, script, bad], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 1 and "bad.ipynb: a cell raised an error" in r.stderr and "planted" in r.stderr
+
+
+def test_run_all_prints_a_row_per_target():
+    """benchmarks/run_all.py --quick (tiny sizes, no MiniLM): the machine's BLAS kernels first, then a row
+    per target with minibert's ratio, the target and whether it is met."""
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run_all.py"), "--quick",
+                        "--sections", "model2,model1,pretrain"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    assert "NumPy" in r.stdout and "BLAS" in r.stdout
+    for label, target in (("fwd+bwd, 2 threads", "<= 0.85x"), ("forward only, inference mode", "<= 0.9x"),
+                          ("of NumPy peak", ">= 70%"), ("1 thread each, CPU time", "<= 0.8x"),
+                          ("step vs gather-first reference", "<= 0.85x")):
+        assert re.search(rf"{re.escape(label)}.* [\d.]+[x%] +{re.escape(target)} +(yes|no) ", r.stdout), label
+
+
+def test_profile_ops_prints_a_row_per_op():
+    """benchmarks/profile_ops.py on the tiny config: a row per op of the table, linears by shape with their
+    GFLOP/s, the time outside the table, and exp / GELU in cache."""
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "profile_ops.py"), "--config", "tiny",
+                        "--batch", "2", "--seq", "16", "--repeats", "1", "--mode", "train"],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for op in ("gelu fwd", "layer_norm bwd", "scaled_dot_product_attention fwd", "dropout fwd", "embedding bwd"):
+        assert re.search(rf"^{op} +\d+ +[\d.]+ +[\d.]+%", r.stdout, re.M), op
+    assert re.search(r"^linear 128->512 fwd +2 +[\d.]+ +[\d.]+% +[\d.]+$", r.stdout, re.M), r.stdout
+    assert "outside the op table" in r.stdout and re.search(r"numpy\.exp [\d.]+ ns/element", r.stdout)
