@@ -56,15 +56,57 @@ def test_rows_in_blocks_gives_the_one_call_numbers(threads, monkeypatch):
     assert out_cache.weight is w and out_cache.flag == "kept"                                   # passthrough: kept
     np.testing.assert_allclose(total, want_total, rtol=1e-4, atol=1e-3)                         # a sum: other order
     assert np.array_equal(total, toy(x, w, 0.5, cache=cache)[1])                                # ... but a fixed one
-    if threads == 1:                                                                            # block after block
-        step = blocks.BLOCK_ELEMENTS // x.shape[-1]
-        flat_x, flat_rows = x.reshape(-1, x.shape[-1]), cache.rows.reshape(-1, x.shape[-1])
-        parts = [toy.__wrapped__(flat_x[i:i + step], w, 0.5, cache=ToyCache(flat_rows[i:i + step], w, "in"))[1]
-                 for i in range(0, flat_x.shape[0], step)]
-        expected = parts[0]
-        for p in parts[1:]:
-            expected = expected + p
-        assert np.array_equal(total, expected)
+    step = blocks.BLOCK_ELEMENTS // x.shape[-1]                  # on any number of threads: the blocks' sums
+    flat_x, flat_rows = x.reshape(-1, x.shape[-1]), cache.rows.reshape(-1, x.shape[-1])     # added in block order
+    parts = [toy.__wrapped__(flat_x[i:i + step], w, 0.5, cache=ToyCache(flat_rows[i:i + step], w, "in"))[1]
+             for i in range(0, flat_x.shape[0], step)]
+    expected = parts[0]
+    for p in parts[1:]:
+        expected = expected + p
+    assert np.array_equal(total, expected)
+
+
+def test_one_two_and_three_threads_give_the_same_numbers(monkeypatch):
+    """Bit for bit, sums over rows included: which thread ran which block changes nothing."""
+    x, w, cache = _inputs()
+    got = []
+    for threads in (1, 2, 3, 2):
+        monkeypatch.setattr(blocks, "THREADS", threads)
+        y, total, out_cache, z, _ = toy(x, w, 0.5, cache=cache)
+        got.append((y, total, out_cache.rows, z))
+    for other in got[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(got[0], other))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_an_error_in_a_block_is_raised_in_the_caller(threads, monkeypatch):
+    monkeypatch.setattr(blocks, "THREADS", threads)
+
+    @blocks.rows_in_blocks()
+    def fails_on_the_last_block(x):
+        if x.shape[0] < blocks.BLOCK_ELEMENTS // x.shape[-1]:       # the ragged last block
+            raise ValueError("block")
+        return x + 1.0
+
+    x, _, _ = _inputs()
+    with pytest.raises(ValueError, match="block"):
+        fails_on_the_last_block(x)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_for_blocks_gives_the_one_call_numbers(threads, monkeypatch):
+    monkeypatch.setattr(blocks, "THREADS", threads)
+    rng = np.random.default_rng(1)
+    a, g = rng.normal(size=(3, 70001)).astype(np.float32), rng.normal(size=(3, 70001)).astype(np.float32)
+    want = a.copy()
+    want *= 0.9
+    want += np.sqrt(np.abs(g))
+
+    def update(p, q):
+        p *= 0.9
+        p += np.sqrt(np.abs(q))
+    blocks.for_blocks(update, (a, g))
+    assert np.array_equal(a, want)
 
 
 def test_an_output_written_into_its_input_is_the_input():
