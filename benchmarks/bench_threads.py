@@ -1,0 +1,105 @@
+"""Row blocks on threads and OpenBLAS's spinning threads: each option measured side by side.
+
+    python benchmarks/bench_threads.py [--rounds 5] [--steps 2]
+
+backend/blocks.py can hand the cache-sized row blocks of the elementwise ops (GELU, LayerNorm,
+softmax, AdamW) to MINIBERT_THREADS threads. After each matmul OpenBLAS's own worker threads keep
+spinning for a while (OPENBLAS_THREAD_TIMEOUT, default 2^28 cycles) and take the second core the
+row blocks want. Options, each run in its own process (OpenBLAS reads its settings when it loads):
+
+    1 thread              MINIBERT_THREADS=1 (blocks in the calling thread), BLAS 2 threads
+    2 threads             MINIBERT_THREADS=2, OpenBLAS as it comes
+    2 + timeout           MINIBERT_THREADS=2, OPENBLAS_THREAD_TIMEOUT=1 (spin 2^4 cycles, then sleep)
+    2 + limit             MINIBERT_THREADS=2, BLAS set to 1 thread while the blocks run (threadpoolctl)
+    2 + BLAS 1            MINIBERT_THREADS=2, OPENBLAS_NUM_THREADS=1 (single-threaded matmuls throughout)
+
+Timed: BertModel mini, batch 32 x 128, float32, dropout off, forward + backward (wall seconds and
+process CPU seconds); the rounds interleave the options so that load on the machine hits all alike.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+OPTIONS = {
+    "1 thread": {"MINIBERT_THREADS": "1"},
+    "2 threads": {"MINIBERT_THREADS": "2"},
+    "2 + timeout": {"MINIBERT_THREADS": "2", "OPENBLAS_THREAD_TIMEOUT": "1"},
+    "2 + limit": {"MINIBERT_THREADS": "2", "BENCH_LIMIT_BLAS": "1"},
+    "2 + BLAS 1": {"MINIBERT_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"},
+}
+
+
+def child(steps: int, batch: int, seq: int) -> None:
+    """One process, one option (from the environment): print a JSON list of (wall, cpu) per step."""
+    import numpy as np
+    from minibert import BertConfig, BertModel
+    from minibert.backend import blocks
+    if os.environ.get("BENCH_LIMIT_BLAS"):
+        from threadpoolctl import ThreadpoolController
+        limit = ThreadpoolController().select(user_api="blas")
+        run_on_workers = blocks._on_workers
+
+        def quiet_blas(run_block, todo):
+            with limit.limit(limits=1):
+                run_on_workers(run_block, todo)
+        blocks._on_workers = quiet_blas
+    cfg = BertConfig.preset("mini", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, cfg.vocab_size, (batch, seq))
+    types, mask = np.zeros_like(ids), np.ones_like(ids)
+    mask[batch // 2:, seq * 3 // 4:] = 0
+    model = BertModel(cfg, seed=0).eval()
+    d_seq = rng.standard_normal((batch, seq, cfg.hidden_size), dtype=np.float32)
+    d_pool = rng.standard_normal((batch, cfg.hidden_size), dtype=np.float32)
+
+    def step():
+        model.forward(ids, types, mask)
+        model.zero_grad()
+        model.backward(d_seq, d_pool)
+    step()                                                  # warm-up
+    out = []
+    for _ in range(steps):
+        w, c = time.perf_counter(), time.process_time()
+        step()
+        out.append((time.perf_counter() - w, time.process_time() - c))
+    print(json.dumps(out))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return child(args.steps, args.batch, args.seq)
+    times = {name: [] for name in OPTIONS}
+    for _ in range(args.rounds):                            # interleaved: load hits every option alike
+        for name, env in OPTIONS.items():
+            full = {k: v for k, v in os.environ.items()
+                    if k not in ("MINIBERT_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS")}
+            full.update(env)
+            res = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps),
+                                  "--batch", str(args.batch), "--seq", str(args.seq)],
+                                 env=full, capture_output=True, text=True, check=True)
+            times[name] += json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"BertModel mini {args.batch} x {args.seq} forward + backward, float32, median of "
+          f"{args.rounds} rounds x {args.steps} steps, options interleaved; load average now "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    base = statistics.median(w for w, _ in times["1 thread"])
+    print(f"{'option':14} {'wall s':>8} {'cpu s':>8} {'wall vs 1 thread':>17}")
+    for name, t in times.items():
+        w, c = statistics.median(x for x, _ in t), statistics.median(y for _, y in t)
+        print(f"{name:14} {w:>8.3f} {c:>8.3f} {w / base:>16.2f}x")
+
+
+if __name__ == "__main__":
+    main()
