@@ -10,7 +10,8 @@ row blocks want. Options, each run in its own process (OpenBLAS reads its settin
     1 thread              MINIBERT_THREADS=1 (blocks in the calling thread), BLAS 2 threads
     2 threads             MINIBERT_THREADS=2, OpenBLAS as it comes
     2 + timeout           MINIBERT_THREADS=2, OPENBLAS_THREAD_TIMEOUT=1 (spin 2^4 cycles, then sleep)
-    2 + limit             MINIBERT_THREADS=2, BLAS set to 1 thread while the blocks run (threadpoolctl)
+    2 + limit             MINIBERT_THREADS=2, BLAS set to 1 thread while the blocks run (threadpoolctl;
+                          minibert's default when threadpoolctl is installed: MINIBERT_QUIET_BLAS=1)
     2 + BLAS 1            MINIBERT_THREADS=2, OPENBLAS_NUM_THREADS=1 (single-threaded matmuls throughout)
 
 Timed: BertModel mini, batch 32 x 128, float32, dropout off, forward + backward (wall seconds and
@@ -28,9 +29,9 @@ import time
 
 OPTIONS = {
     "1 thread": {"MINIBERT_THREADS": "1"},
-    "2 threads": {"MINIBERT_THREADS": "2"},
-    "2 + timeout": {"MINIBERT_THREADS": "2", "OPENBLAS_THREAD_TIMEOUT": "1"},
-    "2 + limit": {"MINIBERT_THREADS": "2", "BENCH_LIMIT_BLAS": "1"},
+    "2 threads": {"MINIBERT_THREADS": "2", "MINIBERT_QUIET_BLAS": "0"},
+    "2 + timeout": {"MINIBERT_THREADS": "2", "MINIBERT_QUIET_BLAS": "0", "OPENBLAS_THREAD_TIMEOUT": "1"},
+    "2 + limit": {"MINIBERT_THREADS": "2", "MINIBERT_QUIET_BLAS": "1"},      # the default (threadpoolctl)
     "2 + BLAS 1": {"MINIBERT_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"},
 }
 
@@ -39,17 +40,7 @@ def child(steps: int, batch: int, seq: int) -> None:
     """One process, one option (from the environment): print a JSON list of (wall, cpu) per step."""
     import numpy as np
     from minibert import BertConfig, BertModel
-    from minibert.backend import blocks
-    if os.environ.get("BENCH_LIMIT_BLAS"):
-        from threadpoolctl import ThreadpoolController
-        limit = ThreadpoolController().select(user_api="blas")
-        run_on_workers = blocks._on_workers
-
-        def quiet_blas(run_block, todo):
-            with limit.limit(limits=1):
-                run_on_workers(run_block, todo)
-        blocks._on_workers = quiet_blas
-    cfg = BertConfig.preset("mini", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        cfg = BertConfig.preset("mini", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, cfg.vocab_size, (batch, seq))
     types, mask = np.zeros_like(ids), np.ones_like(ids)
@@ -85,7 +76,8 @@ def main(argv=None):
     for _ in range(args.rounds):                            # interleaved: load hits every option alike
         for name, env in OPTIONS.items():
             full = {k: v for k, v in os.environ.items()
-                    if k not in ("MINIBERT_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_NUM_THREADS")}
+                    if k not in ("MINIBERT_THREADS", "MINIBERT_QUIET_BLAS", "OPENBLAS_THREAD_TIMEOUT",
+                                  "OPENBLAS_NUM_THREADS")}
             full.update(env)
             res = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps),
                                   "--batch", str(args.batch), "--seq", str(args.seq)],

@@ -11,11 +11,21 @@ The numbers are those of one call on the whole array: every row (or element) goe
 same formula, and sums over rows (a LayerNorm's dgamma) are added up in a fixed order, so they do
 not depend on thread timing either.
 
-Threads: the blocks can be handed to a pool of threads (NumPy releases the GIL inside its loops).
-It is OFF by default (MINIBERT_THREADS=1: the blocks run one after the other in the calling thread,
-which keeps the cache gain). On the 2-core machine this was written on a second thread gained
-nothing: OpenBLAS's own threads keep spinning for a while after each matmul and take the second
-core. Set MINIBERT_THREADS=2 (or more) to try it on your machine.
+Threads: the blocks are handed to MINIBERT_THREADS threads (default: the cores this process may
+use; NumPy releases the GIL inside its loops): the calling thread and a pool, each taking the next
+block not yet taken. MINIBERT_THREADS=1 runs them one after the other in the calling thread.
+Each block's rows are copied into one output array as soon as the block is done, while they are
+still in the cache, and the sums over rows are added in block order: 1, 2 or 3 threads give the
+same numbers, bit for bit (tests/backend/test_row_blocks.py).
+
+OpenBLAS's threads: after each matmul they keep spinning for a while (OPENBLAS_THREAD_TIMEOUT,
+2^28 cycles by default) and take the core a second block thread wants. While the blocks run, BLAS
+is set to one thread (threadpoolctl, if it is installed; it is not a dependency; set
+MINIBERT_QUIET_BLAS=0 to leave BLAS alone). Measured side by side by benchmarks/bench_threads.py
+(BertModel mini 32 x 128 fwd + bwd, 2 cores, under load, wall time vs 1 thread): 2 threads 0.91x,
++ OPENBLAS_THREAD_TIMEOUT=1 1.10x, + BLAS at 1 thread during the blocks 0.75x; with
+OPENBLAS_NUM_THREADS=1 throughout (single-threaded matmuls) 0.16x: under load OpenBLAS's own
+threaded GEMM loses most (its threads wait for each other while one of them is descheduled).
 
 Only NumPy arrays are cut: on CuPy each op is already one GPU kernel over the whole array, and
 small arrays (gradient checks) are not worth it. Both get one call of the formula.
@@ -25,6 +35,7 @@ small arrays (gradient checks) are not worth it. Both get one call of the formul
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -34,8 +45,26 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy
 
 BLOCK_ELEMENTS = 1 << 16       # 64 Ki floats = 256 KB of float32 per block: fits in L2 with temporaries
-THREADS = max(1, int(os.environ.get("MINIBERT_THREADS", "1")))
+THREADS = max(1, int(os.environ.get("MINIBERT_THREADS", len(os.sched_getaffinity(0))
+                                     if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)))
+QUIET_BLAS = os.environ.get("MINIBERT_QUIET_BLAS", "1") != "0"
 _pool: ThreadPoolExecutor | None = None
+_blas = None                   # threadpoolctl's handle on the BLAS libraries, once asked for; False: none
+
+
+def _blas_at_one_thread():
+    """A context in which BLAS runs on one thread (so its idle threads stop taking a core the
+    blocks want), or a context that does nothing: threadpoolctl missing, or MINIBERT_QUIET_BLAS=0."""
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController     # optional, not a dependency of minibert
+            _blas = ThreadpoolController().select(user_api="blas")
+        except Exception:                                      # not installed, or no BLAS it knows
+            _blas = False
+    if not (QUIET_BLAS and _blas):
+        return contextlib.nullcontext()
+    return _blas.limit(limits=1)
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -72,10 +101,11 @@ def _on_workers(run_block, todo) -> None:
                 return
 
     pool = _executor()
-    running = [pool.submit(work) for _ in range(helpers)]
-    work()
-    for f in running:
-        f.result()
+    with _blas_at_one_thread():
+        running = [pool.submit(work) for _ in range(helpers)]
+        work()
+        for f in running:
+            f.result()
     if failed:
         raise failed[0]
 

@@ -136,3 +136,23 @@ def test_keyword_arguments_and_the_formulas_signature_and_docstring():
     b = toy(x=x, w=w, scale=0.5, cache=cache)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert inspect.signature(toy) == inspect.signature(toy.__wrapped__) and toy.__doc__ == toy.__wrapped__.__doc__
+
+
+def test_blas_runs_on_one_thread_while_the_blocks_run_and_is_given_back(monkeypatch):
+    """OpenBLAS's idle threads would spin on the core a block thread wants (backend/blocks.py)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not blas.lib_controllers:
+        pytest.skip("no BLAS threadpoolctl knows")
+    monkeypatch.setattr(blocks, "THREADS", 2)
+    seen = []
+
+    @blocks.rows_in_blocks()
+    def records_blas_threads(x):
+        seen.append(threadpoolctl.ThreadpoolController().select(user_api="blas").info()[0]["num_threads"])
+        return x + 1.0
+
+    with blas.limit(limits=2):
+        records_blas_threads(_inputs()[0])
+        assert blas.info()[0]["num_threads"] == 2                                # given back
+    assert seen[0] == 2 and set(seen[1:]) == {1}         # the first block runs alone, before the threads start
