@@ -13,6 +13,8 @@ row blocks want. Options, each run in its own process (OpenBLAS reads its settin
     2 + limit             MINIBERT_THREADS=2, BLAS set to 1 thread while the blocks run (threadpoolctl;
                           minibert's default when threadpoolctl is installed: MINIBERT_QUIET_BLAS=1)
     2 + BLAS 1            MINIBERT_THREADS=2, OPENBLAS_NUM_THREADS=1 (single-threaded matmuls throughout)
+    2 + own GEMM          MINIBERT_THREADS=2, MINIBERT_MATMUL_ROWS=1: the Linear matmuls cut into blocks of
+                          512 rows on the block threads, one single-threaded BLAS call each (blocks.matmul_rows)
 
 Timed: BertModel mini, batch 32 x 128, float32, dropout off, forward + backward (wall seconds and
 process CPU seconds); the rounds interleave the options so that load on the machine hits all alike.
@@ -33,6 +35,7 @@ OPTIONS = {
     "2 + timeout": {"MINIBERT_THREADS": "2", "MINIBERT_QUIET_BLAS": "0", "OPENBLAS_THREAD_TIMEOUT": "1"},
     "2 + limit": {"MINIBERT_THREADS": "2", "MINIBERT_QUIET_BLAS": "1"},      # the default (threadpoolctl)
     "2 + BLAS 1": {"MINIBERT_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"},
+    "2 + own GEMM": {"MINIBERT_THREADS": "2", "MINIBERT_MATMUL_ROWS": "1"},
 }
 
 
@@ -76,7 +79,8 @@ def main(argv=None):
     for _ in range(args.rounds):                            # interleaved: load hits every option alike
         for name, env in OPTIONS.items():
             full = {k: v for k, v in os.environ.items()
-                    if k not in ("MINIBERT_THREADS", "MINIBERT_QUIET_BLAS", "OPENBLAS_THREAD_TIMEOUT",
+                    if k not in ("MINIBERT_THREADS", "MINIBERT_QUIET_BLAS", "MINIBERT_MATMUL_ROWS",
+                                  "OPENBLAS_THREAD_TIMEOUT",
                                   "OPENBLAS_NUM_THREADS")}
             full.update(env)
             res = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps),

@@ -32,6 +32,8 @@ small arrays (gradient checks) are not worth it. Both get one call of the formul
 
     rows_in_blocks   decorator for a row-wise op: `@rows_in_blocks()` above `def layer_norm_forward`
     for_blocks       runs an in-place elementwise update on flat pieces of same-shaped arrays (AdamW)
+    matmul_rows      a @ b with a's rows split among the same threads, BLAS at one thread in each
+                     (opt-in, MINIBERT_MATMUL_ROWS=1: see its docstring)
 """
 from __future__ import annotations
 
@@ -55,16 +57,23 @@ _blas = None                   # threadpoolctl's handle on the BLAS libraries, o
 def _blas_at_one_thread():
     """A context in which BLAS runs on one thread (so its idle threads stop taking a core the
     blocks want), or a context that does nothing: threadpoolctl missing, or MINIBERT_QUIET_BLAS=0."""
+    blas = _blas_handle()
+    if not (QUIET_BLAS and blas):
+        return contextlib.nullcontext()
+    return blas.limit(limits=1)
+
+
+def _blas_handle():
+    """threadpoolctl's handle on the loaded BLAS libraries, or False (not installed, or no BLAS)."""
     global _blas
     if _blas is None:
         try:
             from threadpoolctl import ThreadpoolController     # optional, not a dependency of minibert
             _blas = ThreadpoolController().select(user_api="blas")
+            _blas = _blas if _blas.lib_controllers else False
         except Exception:                                      # not installed, or no BLAS it knows
             _blas = False
-    if not (QUIET_BLAS and _blas):
-        return contextlib.nullcontext()
-    return _blas.limit(limits=1)
+    return _blas
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -277,3 +286,37 @@ def for_blocks(fn, arrays):
     flat = [a.reshape(-1) for a in arrays]              # views: writes land in the arrays
     starts = range(0, x.size, BLOCK_ELEMENTS)
     _on_workers(lambda b: fn(*[a[starts[b]:starts[b] + BLOCK_ELEMENTS] for a in flat]), range(len(starts)))
+
+
+# -- matmul_rows: a 2-D matmul on row blocks, one single-threaded BLAS call per block ---------------
+
+MATMUL_ROWS = os.environ.get("MINIBERT_MATMUL_ROWS", "0") == "1"
+MATMUL_BLOCK_ROWS = 512        # rows of a per call: big enough for a full-speed GEMM, small enough to balance
+
+
+def matmul_rows(a, b):
+    """a @ b, a: (M, K), b: (K, N), with the rows of a cut into blocks of MATMUL_BLOCK_ROWS handed
+    to the block threads, each block one single-threaded BLAS call writing into its rows of the result.
+
+    Why: OpenBLAS's own threads split a GEMM into equal parts and wait for each other; on a busy
+    machine one descheduled thread stalls the others (benchmarks/bench_threads.py: under load the
+    model ran 6x faster with OPENBLAS_NUM_THREADS=1 than with OpenBLAS's 2 threads), and after the
+    GEMM they spin on the core the elementwise blocks want. Here a thread that gets less CPU simply
+    takes fewer blocks, and no thread spins. Row n of the result is the same dot products in the same
+    order whichever rows share its call (tests/backend/test_row_blocks.py checks it is a @ b bit for bit).
+
+    Opt-in (MINIBERT_MATMUL_ROWS=1) until it is measured on an idle machine; it needs threadpoolctl
+    (to hold BLAS at one thread: otherwise every block thread would start BLAS's own threads) and
+    otherwise, like for small or non-NumPy arrays, is a @ b.
+    """
+    if (not MATMUL_ROWS or THREADS == 1 or not isinstance(a, numpy.ndarray) or a.ndim != 2 or b.ndim != 2
+            or a.shape[0] < 2 * MATMUL_BLOCK_ROWS or not (QUIET_BLAS and _blas_handle())):
+        return a @ b
+    out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))   # (M, N)
+    starts = range(0, a.shape[0], MATMUL_BLOCK_ROWS)
+
+    def one_block(i):
+        s = starts[i]
+        numpy.matmul(a[s:s + MATMUL_BLOCK_ROWS], b, out=out[s:s + MATMUL_BLOCK_ROWS])
+    _on_workers(one_block, range(len(starts)))
+    return out

@@ -156,3 +156,26 @@ def test_blas_runs_on_one_thread_while_the_blocks_run_and_is_given_back(monkeypa
         records_blas_threads(_inputs()[0])
         assert blas.info()[0]["num_threads"] == 2                                # given back
     assert seen[0] == 2 and set(seen[1:]) == {1}         # the first block runs alone, before the threads start
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matmul_rows_is_the_one_call_matmul_bit_for_bit(threads, monkeypatch):
+    """Row n of a @ b is the same dot products in the same order whichever rows share its BLAS call:
+    matmul_rows equals one single-threaded BLAS call on the whole arrays, bit for bit. (OpenBLAS on
+    2 threads may differ from itself on 1 thread: for dW, K = N = 4133, seen up to 2 ulp of the
+    largest entry; so the reference is BLAS at one thread, and against the default a @ b the test
+    allows a few ulp of the result's scale.)"""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(blocks, "THREADS", threads)
+    monkeypatch.setattr(blocks, "MATMUL_ROWS", True)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4096 + 37, 256)).astype(np.float32)            # N rows, a ragged last block
+    w = rng.normal(size=(1024, 256)).astype(np.float32)                 # (out, in), as a Linear stores it
+    dy = rng.normal(size=(4096 + 37, 1024)).astype(np.float32)
+    for a, b in ((x, w.T), (dy, w), (dy.T, x)):                          # linear's forward, dx and dW
+        got = blocks.matmul_rows(a, b)
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            one_call = a @ b
+        assert np.array_equal(got, a @ b if threads == 1 else one_call)    # 1 thread: plain a @ b
+        scale = np.abs(one_call).max()
+        assert np.abs(got - a @ b).max() <= 8 * np.spacing(scale)         # vs BLAS on its own threads
