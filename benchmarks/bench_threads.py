@@ -16,6 +16,8 @@ row blocks want. Options, each run in its own process (OpenBLAS reads its settin
     2 + own GEMM          MINIBERT_THREADS=2, MINIBERT_MATMUL_ROWS=1: the Linear matmuls cut into blocks of
                           512 rows on the block threads, one single-threaded BLAS call each (blocks.matmul_rows)
 
+    PyTorch 2             transformers' BertModel on torch's 2 threads: the same step, for the ratio
+
 Timed: BertModel mini, batch 32 x 128, float32, dropout off, forward + backward (wall seconds and
 process CPU seconds); the rounds interleave the options so that load on the machine hits all alike.
 """
@@ -36,6 +38,7 @@ OPTIONS = {
     "2 + limit": {"MINIBERT_THREADS": "2", "MINIBERT_QUIET_BLAS": "1"},      # the default (threadpoolctl)
     "2 + BLAS 1": {"MINIBERT_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"},
     "2 + own GEMM": {"MINIBERT_THREADS": "2", "MINIBERT_MATMUL_ROWS": "1"},
+    "PyTorch 2": {"BENCH_TORCH": "2"},                  # transformers' BertModel, torch.set_num_threads(2)
 }
 
 
@@ -43,19 +46,32 @@ def child(steps: int, batch: int, seq: int) -> None:
     """One process, one option (from the environment): print a JSON list of (wall, cpu) per step."""
     import numpy as np
     from minibert import BertConfig, BertModel
-        cfg = BertConfig.preset("mini", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg = BertConfig.preset("mini", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     rng = np.random.default_rng(0)
     ids = rng.integers(1, cfg.vocab_size, (batch, seq))
     types, mask = np.zeros_like(ids), np.ones_like(ids)
     mask[batch // 2:, seq * 3 // 4:] = 0
-    model = BertModel(cfg, seed=0).eval()
     d_seq = rng.standard_normal((batch, seq, cfg.hidden_size), dtype=np.float32)
     d_pool = rng.standard_normal((batch, cfg.hidden_size), dtype=np.float32)
+    if os.environ.get("BENCH_TORCH"):                   # the reference, same inputs and upstream gradients
+        import torch
+        import transformers
+        from bench_model import hf_config
+        torch.set_num_threads(int(os.environ["BENCH_TORCH"]))
+        ref = transformers.BertModel(hf_config(cfg)).eval()
+        t_ids, t_types, t_mask, t_dseq, t_dpool = (torch.tensor(a) for a in (ids, types, mask, d_seq, d_pool))
 
-    def step():
-        model.forward(ids, types, mask)
-        model.zero_grad()
-        model.backward(d_seq, d_pool)
+        def step():
+            ref.zero_grad()
+            out = ref(input_ids=t_ids, token_type_ids=t_types, attention_mask=t_mask)
+            torch.autograd.backward([out.last_hidden_state, out.pooler_output], [t_dseq, t_dpool])
+    else:
+        model = BertModel(cfg, seed=0).eval()
+
+        def step():
+            model.forward(ids, types, mask)
+            model.zero_grad()
+            model.backward(d_seq, d_pool)
     step()                                                  # warm-up
     out = []
     for _ in range(steps):
@@ -91,10 +107,11 @@ def main(argv=None):
           f"{args.rounds} rounds x {args.steps} steps, options interleaved; load average now "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     base = statistics.median(w for w, _ in times["1 thread"])
-    print(f"{'option':14} {'wall s':>8} {'cpu s':>8} {'wall vs 1 thread':>17}")
+    torch_wall = statistics.median(w for w, _ in times["PyTorch 2"])
+    print(f"{'option':14} {'wall s':>8} {'cpu s':>8} {'wall vs 1 thread':>17} {'vs PyTorch 2':>13}")
     for name, t in times.items():
         w, c = statistics.median(x for x, _ in t), statistics.median(y for _, y in t)
-        print(f"{name:14} {w:>8.3f} {c:>8.3f} {w / base:>16.2f}x")
+        print(f"{name:14} {w:>8.3f} {c:>8.3f} {w / base:>16.2f}x {w / torch_wall:>12.2f}x")
 
 
 if __name__ == "__main__":
