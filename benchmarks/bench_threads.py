@@ -14,7 +14,8 @@ row blocks want. Options, each run in its own process (OpenBLAS reads its settin
                           minibert's default when threadpoolctl is installed: MINIBERT_QUIET_BLAS=1)
     2 + BLAS 1            MINIBERT_THREADS=2, OPENBLAS_NUM_THREADS=1 (single-threaded matmuls throughout)
     2 + own GEMM          MINIBERT_THREADS=2, MINIBERT_MATMUL_ROWS=1: the Linear matmuls cut into blocks of
-                          512 rows on the block threads, one single-threaded BLAS call each (blocks.matmul_rows)
+                          512 rows on the block threads, one single-threaded BLAS call each, and BLAS held at
+                          one thread from the first such call on (blocks.matmul_rows)
 
     PyTorch 2             transformers' BertModel on torch's 2 threads: the same step, for the ratio
 

@@ -63,6 +63,18 @@ def _blas_at_one_thread():
     return blas.limit(limits=1)
 
 
+def _hold_blas_at_one_thread():
+    """BLAS at one thread from now on (matmul_rows runs the threads itself)."""
+    global _held
+    if not _held:
+        for lib in _blas_handle().lib_controllers:
+            lib.set_num_threads(1)
+        _held = True
+
+
+_held = False
+
+
 def _blas_handle():
     """threadpoolctl's handle on the loaded BLAS libraries, or False (not installed, or no BLAS)."""
     global _blas
@@ -305,6 +317,12 @@ def matmul_rows(a, b):
     takes fewer blocks, and no thread spins. Row n of the result is the same dot products in the same
     order whichever rows share its call (tests/backend/test_row_blocks.py checks it is a @ b bit for bit).
 
+    The first call sets BLAS to one thread for the rest of the process (every other matmul, the
+    attention's included, then runs on one core unless it is cut into blocks too): switching BLAS's
+    threads on and off around each phase leaves them spinning (bench_threads.py, "2 + BLAS 1": with
+    BLAS on one thread throughout the model step was 0.75x PyTorch's time under load, every option
+    with OpenBLAS's threads 6x-26x slower; not yet measured on an idle machine).
+
     Opt-in (MINIBERT_MATMUL_ROWS=1) until it is measured on an idle machine; it needs threadpoolctl
     (to hold BLAS at one thread: otherwise every block thread would start BLAS's own threads) and
     otherwise, like for small or non-NumPy arrays, is a @ b.
@@ -312,6 +330,7 @@ def matmul_rows(a, b):
     if (not MATMUL_ROWS or THREADS == 1 or not isinstance(a, numpy.ndarray) or a.ndim != 2 or b.ndim != 2
             or a.shape[0] < 2 * MATMUL_BLOCK_ROWS or not (QUIET_BLAS and _blas_handle())):
         return a @ b
+    _hold_blas_at_one_thread()
     out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a, b))   # (M, N)
     starts = range(0, a.shape[0], MATMUL_BLOCK_ROWS)
 
