@@ -40,6 +40,7 @@ import contextlib
 
 import numpy
 
+from minibert.backend.blocks import matmul_rows
 from minibert.backend.xp import get_xp
 
 _state = {"fp16": False}
@@ -63,9 +64,10 @@ def fp16_enabled() -> bool:
 
 
 def matmul(a, b):
-    """a @ b, or its mixed-precision version inside `mixed_precision()` (float32 result either way)."""
+    """a @ b, or its mixed-precision version inside `mixed_precision()` (float32 result either way).
+    a @ b runs on the row-block threads when MINIBERT_MATMUL_ROWS=1 (blocks.matmul_rows; else it is a @ b)."""
     if not _state["fp16"]:
-        return a @ b
+        return matmul_rows(a, b)
     return matmul_fp16(a, b)
 
 

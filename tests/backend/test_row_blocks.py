@@ -56,15 +56,57 @@ def test_rows_in_blocks_gives_the_one_call_numbers(threads, monkeypatch):
     assert out_cache.weight is w and out_cache.flag == "kept"                                   # passthrough: kept
     np.testing.assert_allclose(total, want_total, rtol=1e-4, atol=1e-3)                         # a sum: other order
     assert np.array_equal(total, toy(x, w, 0.5, cache=cache)[1])                                # ... but a fixed one
-    if threads == 1:                                                                            # block after block
-        step = blocks.BLOCK_ELEMENTS // x.shape[-1]
-        flat_x, flat_rows = x.reshape(-1, x.shape[-1]), cache.rows.reshape(-1, x.shape[-1])
-        parts = [toy.__wrapped__(flat_x[i:i + step], w, 0.5, cache=ToyCache(flat_rows[i:i + step], w, "in"))[1]
-                 for i in range(0, flat_x.shape[0], step)]
-        expected = parts[0]
-        for p in parts[1:]:
-            expected = expected + p
-        assert np.array_equal(total, expected)
+    step = blocks.BLOCK_ELEMENTS // x.shape[-1]                  # on any number of threads: the blocks' sums
+    flat_x, flat_rows = x.reshape(-1, x.shape[-1]), cache.rows.reshape(-1, x.shape[-1])     # added in block order
+    parts = [toy.__wrapped__(flat_x[i:i + step], w, 0.5, cache=ToyCache(flat_rows[i:i + step], w, "in"))[1]
+             for i in range(0, flat_x.shape[0], step)]
+    expected = parts[0]
+    for p in parts[1:]:
+        expected = expected + p
+    assert np.array_equal(total, expected)
+
+
+def test_one_two_and_three_threads_give_the_same_numbers(monkeypatch):
+    """Bit for bit, sums over rows included: which thread ran which block changes nothing."""
+    x, w, cache = _inputs()
+    got = []
+    for threads in (1, 2, 3, 2):
+        monkeypatch.setattr(blocks, "THREADS", threads)
+        y, total, out_cache, z, _ = toy(x, w, 0.5, cache=cache)
+        got.append((y, total, out_cache.rows, z))
+    for other in got[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(got[0], other))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_an_error_in_a_block_is_raised_in_the_caller(threads, monkeypatch):
+    monkeypatch.setattr(blocks, "THREADS", threads)
+
+    @blocks.rows_in_blocks()
+    def fails_on_the_last_block(x):
+        if x.shape[0] < blocks.BLOCK_ELEMENTS // x.shape[-1]:       # the ragged last block
+            raise ValueError("block")
+        return x + 1.0
+
+    x, _, _ = _inputs()
+    with pytest.raises(ValueError, match="block"):
+        fails_on_the_last_block(x)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_for_blocks_gives_the_one_call_numbers(threads, monkeypatch):
+    monkeypatch.setattr(blocks, "THREADS", threads)
+    rng = np.random.default_rng(1)
+    a, g = rng.normal(size=(3, 70001)).astype(np.float32), rng.normal(size=(3, 70001)).astype(np.float32)
+    want = a.copy()
+    want *= 0.9
+    want += np.sqrt(np.abs(g))
+
+    def update(p, q):
+        p *= 0.9
+        p += np.sqrt(np.abs(q))
+    blocks.for_blocks(update, (a, g))
+    assert np.array_equal(a, want)
 
 
 def test_an_output_written_into_its_input_is_the_input():
@@ -94,3 +136,49 @@ def test_keyword_arguments_and_the_formulas_signature_and_docstring():
     b = toy(x=x, w=w, scale=0.5, cache=cache)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert inspect.signature(toy) == inspect.signature(toy.__wrapped__) and toy.__doc__ == toy.__wrapped__.__doc__
+
+
+def test_blas_runs_on_one_thread_while_the_blocks_run_and_is_given_back(monkeypatch):
+    """OpenBLAS's idle threads would spin on the core a block thread wants (backend/blocks.py)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not blas.lib_controllers:
+        pytest.skip("no BLAS threadpoolctl knows")
+    monkeypatch.setattr(blocks, "THREADS", 2)
+    seen = []
+
+    @blocks.rows_in_blocks()
+    def records_blas_threads(x):
+        seen.append(threadpoolctl.ThreadpoolController().select(user_api="blas").info()[0]["num_threads"])
+        return x + 1.0
+
+    with blas.limit(limits=2):
+        records_blas_threads(_inputs()[0])
+        assert blas.info()[0]["num_threads"] == 2                                # given back
+    assert seen[0] == 2 and set(seen[1:]) == {1}         # the first block runs alone, before the threads start
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_matmul_rows_is_the_one_call_matmul_bit_for_bit(threads, monkeypatch):
+    """Row n of a @ b is the same dot products in the same order whichever rows share its BLAS call:
+    matmul_rows equals one single-threaded BLAS call on the whole arrays, bit for bit. (OpenBLAS on
+    2 threads may differ from itself on 1 thread: for dW, K = N = 4133, seen up to 2 ulp of the
+    largest entry; so the reference is BLAS at one thread, and against the default a @ b the test
+    allows a few ulp of the result's scale.)"""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(blocks, "THREADS", threads)
+    monkeypatch.setattr(blocks, "MATMUL_ROWS", True)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(4096 + 37, 256)).astype(np.float32)            # N rows, a ragged last block
+    w = rng.normal(size=(1024, 256)).astype(np.float32)                 # (out, in), as a Linear stores it
+    dy = rng.normal(size=(4096 + 37, 1024)).astype(np.float32)
+    monkeypatch.setattr(blocks, "_held", False)
+    for a, b in ((x, w.T), (dy, w), (dy.T, x)):                          # linear's forward, dx and dW
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            one_call = a @ b
+        default = a @ b
+        with threadpoolctl.threadpool_limits(None, user_api="blas"):     # BLAS's threads given back after
+            got = blocks.matmul_rows(a, b)
+        assert np.array_equal(got, default if threads == 1 else one_call)  # 1 thread: plain a @ b
+        scale = np.abs(one_call).max()
+        assert np.abs(got - default).max() <= 8 * np.spacing(scale)       # vs BLAS on its own threads
