@@ -23,11 +23,14 @@ composition.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, NamedTuple
+
+import numpy
 
 from minibert.backend import get_xp
 from minibert.backend.blocks import rows_in_blocks
-from minibert.ops.erf import erf_and_gaussian
+from minibert.ops.erf import _AS_A, _AS_P, erf_and_gaussian
 from minibert.ops.layer_norm import LayerNormCache
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -35,6 +38,43 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 # -- bias + GELU ---------------------------------------------------------------------------------
+
+_scratch = threading.local()               # each thread's three block-sized scratch buffers
+
+
+def _scratch_buffers(shape, dtype):
+    """Three (shape) arrays of dtype, reused from block to block in this thread (views of flat buffers)."""
+    n = math.prod(shape)
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None or bufs[0].dtype != dtype or bufs[0].size < n:
+        bufs = _scratch.bufs = [numpy.empty(n, dtype=dtype) for _ in range(3)]
+    return [b[:n].reshape(shape) for b in bufs]
+
+
+def _erf_and_gaussian_float32_scratch(u):
+    """erf_and_gaussian(u / sqrt 2) for a float32 NumPy block u: erf.py's A&S 7.1.26, the same
+    operations in the same order, every step in one of three scratch buffers reused from block to
+    block (no allocation per step; the issue measured this at about half the time of fresh
+    temporaries). The sign is taken from u (the same as that of u / sqrt 2).
+    Returns (erf(u / sqrt 2), exp(-u^2 / 2)) in two of the scratch buffers, valid until the next block."""
+    a, poly, t = _scratch_buffers(u.shape, u.dtype)
+    numpy.multiply(u, _INV_SQRT2, out=a)        # x = u / sqrt 2, as gelu_forward's argument to erf
+    numpy.abs(a, out=a)                         # a = |x|
+    numpy.multiply(a, _AS_P, out=t)
+    t += 1.0
+    numpy.reciprocal(t, out=t)                  # t = 1 / (1 + p a)
+    numpy.multiply(t, _AS_A[4], out=poly)
+    for c in _AS_A[3::-1]:                      # Horner, as erf.py
+        poly += c
+        poly *= t
+    numpy.multiply(a, a, out=a)                 # a is not needed any more: exp(-a^2) in its buffer
+    numpy.negative(a, out=a)
+    numpy.exp(a, out=a)
+    poly *= a
+    numpy.subtract(1.0, poly, out=poly)         # erf(|x|)
+    numpy.copysign(poly, u, out=poly)           # erf is odd
+    return poly, a
+
 
 @rows_in_blocks()
 def _bias_gelu_into(z, bias, dgelu):
@@ -44,7 +84,10 @@ def _bias_gelu_into(z, bias, dgelu):
     destinations differ (gelu_forward makes y = x * cdf a new array and keeps GELU' in phi's).
     """
     z += bias                               # u = x W^T + b, as linear_forward adds it
-    cdf, pdf = erf_and_gaussian(z * _INV_SQRT2)
+    if isinstance(z, numpy.ndarray) and z.dtype == numpy.float32:
+        cdf, pdf = _erf_and_gaussian_float32_scratch(z)
+    else:                                   # float64 (Chebyshev erf), CuPy: erf.py's function
+        cdf, pdf = erf_and_gaussian(z * _INV_SQRT2)
     cdf += 1.0
     cdf *= 0.5                              # Phi(u)
     pdf *= _INV_SQRT_2PI                    # phi(u)
