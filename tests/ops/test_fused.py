@@ -113,3 +113,30 @@ def test_dropout_mask_in_blocks_is_the_formula_and_the_same_stream(shape, dtype)
     want = keep.astype(dt) * dt.type(1.0 / (1.0 - p))
     assert same(got, want)
     assert rng_a.random() == rng_b.random()                           # the generator is where the formula leaves it
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (5, 4, 128, 128), (3, 2, 131, 131)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_masked_softmax_dropout_is_mask_add_softmax_dropout_bit_for_bit(shape, dtype, p, threads):
+    from minibert.ops.attention import attention_mask_bias
+    from minibert.ops.fused import masked_softmax_dropout_forward, softmax_dropout_backward
+    from minibert.ops.softmax import softmax_backward, softmax_forward
+    B, A, T, _ = shape
+    rng = np.random.default_rng(8)
+    scores = (rng.normal(size=shape) * 4).astype(dtype)
+    dp = rng.normal(size=shape).astype(dtype)
+    am = np.ones((B, T), dtype=int)
+    am[0, T // 2:] = 0
+    bias = attention_mask_bias(am, np.dtype(dtype))
+    mask = dropout_mask(shape, p, np.random.default_rng(3), np, np.dtype(dtype)) if p else None
+    s = scores.copy()
+    s += bias                                                   # ops/attention.py's readable lines
+    want_p, _ = softmax_forward(s, inplace=True)
+    want_d, c_drop = dropout_forward(want_p, p, training=True, mask=mask)
+    want_ds = softmax_backward(dropout_backward(dp, c_drop), want_p)
+    s2, dp2 = scores.copy(), dp.copy()
+    probs, dropped = masked_softmax_dropout_forward(s2, bias, mask)
+    ds = softmax_dropout_backward(dp2, probs, mask)
+    assert same(probs, want_p) and same(dropped, want_d) and same(ds, want_ds)
+    assert np.shares_memory(probs, s2) and np.shares_memory(ds, dp2) and (dropped is probs) == (mask is None)
