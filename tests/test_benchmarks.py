@@ -16,6 +16,7 @@ NEEDS_DATA = {"bench_finetune.py": ("sst2", "train.tsv")}   # under ../shared/da
     ("bench_model.py", ["--config", "tiny", "--batch", "2", "--seq", "16", "--repeats", "1"]),
     ("bench_pretraining.py", ["--config", "tiny", "--batch", "2", "--seq", "16", "--repeats", "1"]),
     ("bench_finetune.py", ["--batch", "2", "--repeats", "1"]),
+    ("bench_fused.py", ["--batch", "2", "--seq", "16", "--hidden", "32", "--heads", "2", "--repeats", "1"]),
 ])
 def test_benchmark_script_runs(script, args):
     if script in NEEDS_DATA:

@@ -32,7 +32,9 @@ from typing import Any, NamedTuple
 from minibert.backend import get_xp
 from minibert.model.ops_table import REFERENCE_OPS, Ops
 from minibert.ops.attention import AttentionCache
+from minibert.ops.dropout import mask_to_use
 from minibert.ops.embedding import EmbeddingCache
+from minibert.ops.fused import ResidualLayerNormCache
 from minibert.ops.layer_norm import LayerNormCache
 from minibert.ops.linear import LinearCache
 
@@ -169,6 +171,12 @@ def add_norm_forward(x, sublayer_out, gamma, beta, eps, dropout_p=0.0, rng=None,
                      dropout_mask=None, ops=None):
     """x, sublayer_out: (B, T, H)   gamma, beta: (H,)   ->   out: (B, T, H), cache: AddNormCache."""
     ops = REFERENCE_OPS if ops is None else ops
+    if ops.residual_layer_norm_forward is not None:
+        # fast path, the same numbers: dropout, residual add and LayerNorm in one pass over
+        # cache-sized row blocks (minibert/ops/fused.py); the readable lines are below
+        mask = mask_to_use(sublayer_out, dropout_p, rng, training, dropout_mask)
+        out, c = ops.residual_layer_norm_forward(x, sublayer_out, gamma, beta, eps, mask)
+        return out, AddNormCache(c.mask, c.layer_norm, ops)
     s, c_drop = ops.dropout_forward(sublayer_out, dropout_p, rng, training, dropout_mask)
     s = s + x                                  # the residual: the layer learns a correction to x
     out, c_ln = ops.layer_norm_forward(s, gamma, beta, eps)
@@ -183,6 +191,8 @@ def add_norm_backward(dout, cache):
         dx   = ds                                the residual passes it on unchanged ("gradient highway")
         dsub = dropout backward of ds            ds * mask
     """
+    if cache.ops.residual_layer_norm_backward is not None:      # fast path of the lines below (ops/fused.py)
+        return cache.ops.residual_layer_norm_backward(dout, ResidualLayerNormCache(cache.layer_norm, cache.dropout))
     ds, dgamma, dbeta = cache.ops.layer_norm_backward(dout, cache.layer_norm)
     dsub = cache.ops.dropout_backward(ds, cache.dropout)
     if dsub is ds:
@@ -213,8 +223,14 @@ def ffn_forward(x, w1, b1, w2, b2, hidden_act="gelu", ops=None):
     """
     ops = REFERENCE_OPS if ops is None else ops
     act_forward, _ = ops.activation(hidden_act)
-    f, c1 = ops.linear_forward(x, w1, b1)      # (B,T,H) @ (H,I) -> (B,T,I)
-    f, c_act = act_forward(f)                  # GELU, elementwise
+    if hidden_act == "gelu" and ops.bias_gelu_forward is not None:
+        # fast path, the same numbers: the matmul alone, then b_1's add and GELU in one pass over
+        # cache-sized row blocks, written over the matmul's output (minibert/ops/fused.py)
+        f, c1 = ops.linear_forward(x, w1)      # (B,T,H) @ (H,I) -> (B,T,I), no bias: db_1 comes from the fused backward
+        f, c_act = ops.bias_gelu_forward(f, b1)
+    else:
+        f, c1 = ops.linear_forward(x, w1, b1)  # (B,T,H) @ (H,I) -> (B,T,I)
+        f, c_act = act_forward(f)              # GELU, elementwise
     out, c2 = ops.linear_forward(f, w2, b2)    # (B,T,I) @ (I,H) -> (B,T,H)
     return out, FeedForwardCache(c1, c_act, c2, hidden_act, ops)
 
@@ -230,8 +246,12 @@ def ffn_backward(dout, cache):
     ops = cache.ops
     _, act_backward = ops.activation(cache.hidden_act)
     df, dw2, db2 = ops.linear_backward(dout, cache.output)         # (B,T,H) -> (B,T,I)
-    du = act_backward(df, cache.activation)
-    dx, dw1, db1 = ops.linear_backward(du, cache.intermediate)     # (B,T,I) -> (B,T,H)
+    if cache.hidden_act == "gelu" and ops.bias_gelu_forward is not None:    # the forward's fast path
+        du, db1 = ops.bias_gelu_backward(df, cache.activation)     # du over df (fresh from the matmul), db_1
+        dx, dw1, _ = ops.linear_backward(du, cache.intermediate)   # (B,T,I) -> (B,T,H)
+    else:
+        du = act_backward(df, cache.activation)
+        dx, dw1, db1 = ops.linear_backward(du, cache.intermediate)     # (B,T,I) -> (B,T,H)
     return dx, dw1, db1, dw2, db2
 
 

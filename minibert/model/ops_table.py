@@ -21,6 +21,13 @@ the learner's softmax). The optimizer, the learning-rate schedule and gradient c
 either: they act on the parameters after the backward, outside the model (the capstone's training
 step takes them as functions of their own).
 
+Fused fields (FUSED_OPS): a few steps that the readable ops do one after the other are also in the
+table as one fused function (minibert/ops/fused.py: linear's bias add + GELU, dropout + residual add
++ LayerNorm), which gives the same numbers with fewer passes over memory. A block runs the fused
+field when the table has one (not None), else the readable composition. `replace` drops a fused
+field when it replaces any op the fused one stands for (unless it is given too), so a learner's
+GELU or a counting wrapper is what runs, never hidden behind a fused function.
+
 A block keeps the table its forward used in its cache (`cache.ops`), so its backward runs the
 backwards of the same ops: a forward with one table and a backward with another cannot happen.
 """
@@ -35,6 +42,8 @@ from minibert.ops.attention import (merge_heads, scaled_dot_product_attention_ba
                                     scaled_dot_product_attention_forward, split_heads)
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.embedding import embedding_backward, embedding_forward
+from minibert.ops.fused import (bias_gelu_backward, bias_gelu_forward, residual_layer_norm_backward,
+                                residual_layer_norm_forward)
 from minibert.ops.layer_norm import layer_norm_backward, layer_norm_forward
 from minibert.ops.linear import linear_backward, linear_forward
 from minibert.ops.losses import cross_entropy_backward, cross_entropy_forward
@@ -64,6 +73,11 @@ class Ops:
     merge_heads: Callable                     # (B, A, T, d) -> (B, T, H)
     cross_entropy_forward: Callable           # mean over the labelled rows (-100 ignored)
     cross_entropy_backward: Callable
+    # fused fast paths (minibert/ops/fused.py); None: the block runs the readable ops above
+    bias_gelu_forward: Callable | None = None             # linear's bias add + exact GELU, over the matmul
+    bias_gelu_backward: Callable | None = None            # GELU backward in place, + the bias gradient
+    residual_layer_norm_forward: Callable | None = None   # LayerNorm(x + sub * dropout mask)
+    residual_layer_norm_backward: Callable | None = None
 
     def activation(self, hidden_act: str) -> tuple[Callable, Callable]:
         """(forward, backward) of the config's hidden_act: "gelu" (exact) or "gelu_new" (tanh form)."""
@@ -75,15 +89,33 @@ class Ops:
 
     def replace(self, **functions) -> "Ops":
         """A copy of this table with some functions replaced (names as the fields)."""
-        unknown = sorted(set(functions) - set(self.names()))
+        known = self.names() + list(FUSED_OPS)
+        unknown = sorted(set(functions) - set(known))
         if unknown:
-            raise TypeError(f"the op table has no field {', '.join(unknown)}; its fields: {', '.join(self.names())}")
+            raise TypeError(f"the op table has no field {', '.join(unknown)}; its fields: {', '.join(known)}")
+        for fused, stands_for in FUSED_OPS.items():     # a replaced op must run: drop the fused field over it
+            if fused not in functions and set(stands_for) & set(functions):
+                functions[fused] = None
         return dataclasses.replace(self, **functions)
+
+    def without_fused(self) -> "Ops":
+        """This table with every fused field None: the model runs the readable ops only."""
+        return dataclasses.replace(self, **{name: None for name in FUSED_OPS})
 
     @classmethod
     def names(cls) -> list[str]:
-        """The field names, in order."""
-        return [f.name for f in dataclasses.fields(cls)]
+        """The names of the ops (the fields a learner's implementation can fill), in order; not the fused ones."""
+        return [f.name for f in dataclasses.fields(cls) if f.name not in FUSED_OPS]
+
+
+FUSED_OPS = {   # fused field -> the ops whose work it does (replacing any of them drops the fused field)
+    "bias_gelu_forward": ("linear_forward", "linear_backward", "gelu_forward", "gelu_backward"),
+    "bias_gelu_backward": ("linear_forward", "linear_backward", "gelu_forward", "gelu_backward"),
+    "residual_layer_norm_forward": ("dropout_forward", "dropout_backward", "layer_norm_forward",
+                                    "layer_norm_backward"),
+    "residual_layer_norm_backward": ("dropout_forward", "dropout_backward", "layer_norm_forward",
+                                     "layer_norm_backward"),
+}
 
 
 REFERENCE_OPS = Ops(
@@ -98,5 +130,7 @@ REFERENCE_OPS = Ops(
     scaled_dot_product_attention_backward=scaled_dot_product_attention_backward,
     split_heads=split_heads, merge_heads=merge_heads,
     cross_entropy_forward=cross_entropy_forward, cross_entropy_backward=cross_entropy_backward,
+    bias_gelu_forward=bias_gelu_forward, bias_gelu_backward=bias_gelu_backward,
+    residual_layer_norm_forward=residual_layer_norm_forward, residual_layer_norm_backward=residual_layer_norm_backward,
 )
 """minibert's own functions: the table a model uses unless given another."""

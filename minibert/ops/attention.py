@@ -26,8 +26,9 @@ from typing import Any, NamedTuple
 import numpy
 
 from minibert.backend.precision import matmul
-from minibert.ops.dropout import dropout_backward, dropout_forward
-from minibert.ops.softmax import softmax_backward, softmax_forward
+from minibert.ops.dropout import dropout_forward, mask_to_use
+from minibert.ops.fused import fusable_mask_bias, masked_softmax_dropout_forward, softmax_dropout_backward
+from minibert.ops.softmax import softmax_forward
 
 
 class AttentionCache(NamedTuple):
@@ -61,10 +62,16 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
     scale = 1.0 / math.sqrt(q.shape[-1])
     q_scaled = q * scale                                     # fold 1/sqrt(d) into Q: (B,A,T,d) is smaller than (B,A,T,T)
     scores = matmul(q_scaled, k.swapaxes(-1, -2))            # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
-    if mask_bias is not None:
-        scores += mask_bias                                  # masked keys -> dtype minimum
-    probs, _ = softmax_forward(scores, inplace=True)         # (B,A,T,T), rows sum to 1
-    dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training, dropout_mask)
+    if fusable_mask_bias(scores, mask_bias):
+        # fast path, the same numbers as the three lines below: mask add, softmax and dropout in one
+        # pass over cache-sized blocks of batch rows (minibert/ops/fused.py)
+        drop_cache = mask_to_use(scores, dropout_p, rng, training, dropout_mask)
+        probs, dropped = masked_softmax_dropout_forward(scores, mask_bias, drop_cache)
+    else:
+        if mask_bias is not None:
+            scores += mask_bias                              # masked keys -> dtype minimum
+        probs, _ = softmax_forward(scores, inplace=True)     # (B,A,T,T), rows sum to 1
+        dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training, dropout_mask)
     out = matmul(dropped, v)                                 # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
     return out, AttentionCache(q_scaled, k, v, probs, dropped, drop_cache, scale)
 
@@ -82,8 +89,9 @@ def scaled_dot_product_attention_backward(dout, cache):
     q_scaled, k, v, probs, dropped, drop_cache, scale = cache     # AttentionCache, as the forward made it
     dv = matmul(dropped.swapaxes(-1, -2), dout)              # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
     dprobs = matmul(dout, v.swapaxes(-1, -2))                # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
-    dprobs = dropout_backward(dprobs, drop_cache)
-    dscores = softmax_backward(dprobs, probs)
+    dscores = softmax_dropout_backward(dprobs, probs, drop_cache)   # fast path of the two lines below (ops/fused.py)
+    # readable: dprobs = dropout_backward(dprobs, drop_cache)
+    # dscores = softmax_backward(dprobs, probs)
     dq = matmul(dscores, k)                                  # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
     dq *= scale
     dk = matmul(dscores.swapaxes(-1, -2), q_scaled)          # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)

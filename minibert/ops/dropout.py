@@ -24,14 +24,22 @@ def dropout_forward(x, p, rng=None, training=True, mask=None):
     `mask` can be given explicitly (gradient checks use a fixed mask); otherwise
     it is drawn from `rng`, a numpy.random.Generator.
     """
-    if not training or p == 0.0:
+    mask = mask_to_use(x, p, rng, training, mask)
+    if mask is None:
         return x, None
-    xp = get_xp(x)
+    return x * mask, mask
+
+
+def mask_to_use(x, p, rng=None, training=True, mask=None):
+    """The mask dropout_forward multiplies x by: None when not training or p == 0, else `mask`
+    if given, else one drawn from `rng`. (A fused Add & Norm draws it here and multiplies itself.)"""
+    if not training or p == 0.0:
+        return None
     if mask is None:
         if rng is None:
             raise ValueError("dropout in training mode needs a seeded rng (numpy.random.Generator) or a mask")
-        mask = dropout_mask(x.shape, p, rng, xp, x.dtype)
-    return x * mask, mask
+        mask = dropout_mask(x.shape, p, rng, get_xp(x), x.dtype)
+    return mask
 
 
 def dropout_backward(dy, cache):
