@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy
 
-from minibert.backend.precision import matmul
+from minibert.backend.precision import fp16_enabled, matmul
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.softmax import softmax_backward, softmax_forward
 
@@ -58,6 +58,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
     cache: AttentionCache(q_scaled, k, v, probs, dropped, dropout, scale). The
     probabilities (cache.probs) are kept for the backward and for attention maps.
     """
+    if CHUNKED and _worth_chunking(q, k, v, mask_bias):
+        return attention_forward_in_chunks(q, k, v, mask_bias, dropout_p, rng, training, dropout_mask)
     scale = 1.0 / math.sqrt(q.shape[-1])
     q_scaled = q * scale                                     # fold 1/sqrt(d) into Q: (B,A,T,d) is smaller than (B,A,T,T)
     scores = matmul(q_scaled, k.swapaxes(-1, -2))            # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
@@ -66,6 +68,96 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
     probs, _ = softmax_forward(scores, inplace=True)         # (B,A,T,T), rows sum to 1
     dropped, drop_cache = dropout_forward(probs, dropout_p, rng, training, dropout_mask)
     out = matmul(dropped, v)                                 # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
+    return out, AttentionCache(q_scaled, k, v, probs, dropped, drop_cache, scale)
+
+
+# -- the same forward in cache-sized chunks ------------------------------------------------------
+# The formula above makes four passes over (B, A, T, T) arrays that do not fit in any cache (MiniLM,
+# B = 32, T = 128: 12 heads x 64 KB x 32 = 25 MB): the matmul writes the scores to memory, the
+# softmax reads and writes them (in blocks, backend/blocks.py), dropout reads them and writes a
+# second array, P V reads that. Attention is independent per (batch row, head), so the same lines can
+# run on a chunk of a few heads' scores (ATTENTION_CHUNK numbers, 512 KB of float32) that stays in the
+# L2 cache from Q K^T to P V. What it fuses and why:
+#   - QK^T, the mask add, the softmax, the dropout and PV run chunk after chunk (cache, see above);
+#   - the matmuls write straight into their final arrays (numpy.matmul out=): P into the kept
+#     probabilities, P V into a (B, T, A, d) array seen as (B, A, T, d), so merge_heads afterwards is a
+#     reshape of contiguous memory instead of a (B, T, H) copy.
+# Every (batch row, head) gets the same BLAS call on the same operands and every row of scores the
+# same softmax, in the same order of operations, and the dropout masks are drawn chunk after chunk
+# in C order, which is the same stream of numbers as one draw of the whole shape: the results are
+# bit for bit the formula's (tests/ops/test_attention_chunks.py). The cache is the formula's cache.
+
+CHUNKED = True                  # False: always run the formula above (tests compare the two)
+ATTENTION_CHUNK = 1 << 17       # scores per chunk: 128 Ki floats = 512 KB of float32
+
+
+def _worth_chunking(q, k, v, mask_bias) -> bool:
+    """NumPy 4-D arrays of the formula's shapes, and more than one chunk of scores."""
+    arrays = (q, k, v) if mask_bias is None else (q, k, v, mask_bias)
+    if not all(isinstance(a, numpy.ndarray) and a.ndim == 4 for a in arrays):
+        return False
+    B, A, T, _ = q.shape
+    return (k.shape[:2] == v.shape[:2] == (B, A) and k.shape[2] == v.shape[2] and
+            B * A * T * k.shape[2] > ATTENTION_CHUNK)
+
+
+def _chunks(B, A, T, Tk):
+    """(batch rows, heads) index pairs covering (B, A) in C order, each about ATTENTION_CHUNK scores:
+    a range of whole batch rows, or, when one row is larger, a range of heads of one row."""
+    per_head = T * Tk
+    heads = max(1, min(A, ATTENTION_CHUNK // per_head))
+    if heads < A:
+        for b in range(B):
+            for a in range(0, A, heads):
+                yield slice(b, b + 1), slice(a, a + heads)
+    else:
+        rows = max(1, ATTENTION_CHUNK // (A * per_head))
+        for b in range(0, B, rows):
+            yield slice(b, b + rows), slice(None)
+
+
+def _matmul_into(a, b, out):
+    """out[...] = matmul(a, b): the BLAS writes into `out` directly (one copy inside mixed_precision())."""
+    if fp16_enabled():
+        out[...] = matmul(a, b)
+    else:
+        numpy.matmul(a, b, out=out)
+
+
+def attention_forward_in_chunks(q, k, v, mask_bias=None, dropout_p=0.0, rng=None, training=False,
+                                dropout_mask=None):
+    """scaled_dot_product_attention_forward on chunks of (batch rows, heads): the same outputs and
+    cache, bit for bit (see the comment above). NumPy arrays only."""
+    B, A, T, d = q.shape
+    Tk = k.shape[2]
+    scale = 1.0 / math.sqrt(d)
+    q_scaled = q * scale                                     # (B,A,T,d), as the formula
+    k_t = k.swapaxes(-1, -2)                                 # (B,A,d,Tk) view
+    dtype = numpy.result_type(q_scaled, k)
+    probs = numpy.empty((B, A, T, Tk), dtype=dtype)          # kept for the backward and attention maps
+    bias = None if mask_bias is None else numpy.broadcast_to(mask_bias, probs.shape)
+    dropping = training and dropout_p != 0.0
+    dropped = numpy.empty_like(probs) if dropping else probs
+    masks = dropout_mask                                     # the drawn masks are stitched here
+    out_btad = numpy.empty((B, T, A, v.shape[-1]), dtype=numpy.result_type(dropped, v))
+    out = out_btad.transpose(0, 2, 1, 3)                     # (B,A,T,d) view: merge_heads is then free
+    for rows, heads in _chunks(B, A, T, Tk):
+        c = (rows, heads)
+        s = probs[c]                                         # (b,a,T,Tk) contiguous chunk of the kept array
+        _matmul_into(q_scaled[c], k_t[c], s)                 # scores of this chunk
+        if bias is not None:
+            s += bias[c]                                     # masked keys -> dtype minimum
+        softmax_forward(s, inplace=True)                     # in place: s is now P
+        if dropping:
+            given = None if dropout_mask is None else dropout_mask[c]
+            y, m = dropout_forward(s, dropout_p, rng, True, given)   # draws this chunk's mask (C order)
+            dropped[c] = y
+            if dropout_mask is None:
+                if masks is None:
+                    masks = numpy.empty(probs.shape, dtype=m.dtype)
+                masks[c] = m
+        _matmul_into(dropped[c], v[c], out[c])               # (b,a,T,Tk) @ (b,a,Tk,d)
+    drop_cache = masks if dropping else None
     return out, AttentionCache(q_scaled, k, v, probs, dropped, drop_cache, scale)
 
 
