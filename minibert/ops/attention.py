@@ -79,13 +79,17 @@ def scaled_dot_product_attention_forward(q, k, v, mask_bias=None, dropout_p=0.0,
 # run on a chunk of a few heads' scores (ATTENTION_CHUNK numbers, 512 KB of float32) that stays in the
 # L2 cache from Q K^T to P V. What it fuses and why:
 #   - QK^T, the mask add, the softmax, the dropout and PV run chunk after chunk (cache, see above);
+#   - K^T is copied to contiguous (B, A, d, Tk) memory (B*T*H numbers, small): NumPy's stacked matmul
+#     with a transposed second operand (k.swapaxes(-1, -2), the formula's) does not reach the BLAS
+#     at its speed (measured 290 ms against 22-38 ms for MiniLM's 32 x 12 heads, same bits);
 #   - the matmuls write straight into their final arrays (numpy.matmul out=): P into the kept
 #     probabilities, P V into a (B, T, A, d) array seen as (B, A, T, d), so merge_heads afterwards is a
 #     reshape of contiguous memory instead of a (B, T, H) copy.
-# Every (batch row, head) gets the same BLAS call on the same operands and every row of scores the
-# same softmax, in the same order of operations, and the dropout masks are drawn chunk after chunk
-# in C order, which is the same stream of numbers as one draw of the whole shape: the results are
-# bit for bit the formula's (tests/ops/test_attention_chunks.py). The cache is the formula's cache.
+# Every row of scores gets the same softmax in the same order of operations, and the dropout masks
+# are drawn chunk after chunk in C order, the same stream of numbers as one draw of the whole shape.
+# The one change of order: Q K^T's d-term sums, which the BLAS (contiguous K^T) may add in another
+# order than NumPy's own loop (the formula's transposed view). Results: bit for bit in float32 here,
+# within 4 d ulps in float64 (tests/ops/test_attention_chunks.py). The cache is the formula's cache.
 
 CHUNKED = True                  # False: always run the formula above (tests compare the two)
 ATTENTION_CHUNK = 1 << 17       # scores per chunk: 128 Ki floats = 512 KB of float32
@@ -132,7 +136,7 @@ def attention_forward_in_chunks(q, k, v, mask_bias=None, dropout_p=0.0, rng=None
     Tk = k.shape[2]
     scale = 1.0 / math.sqrt(d)
     q_scaled = q * scale                                     # (B,A,T,d), as the formula
-    k_t = k.swapaxes(-1, -2)                                 # (B,A,d,Tk) view
+    k_t = numpy.ascontiguousarray(k.swapaxes(-1, -2))        # (B,A,d,Tk) copy, see below
     dtype = numpy.result_type(q_scaled, k)
     probs = numpy.empty((B, A, T, Tk), dtype=dtype)          # kept for the backward and attention maps
     bias = None if mask_bias is None else numpy.broadcast_to(mask_bias, probs.shape)
