@@ -175,6 +175,8 @@ def scaled_dot_product_attention_backward(dout, cache):
          dS  = softmax backward of dP      (the mask is a constant: no gradient)
          dQ  = s * dS K,   dK = dS^T (s Q)
     """
+    if CHUNKED and _worth_chunking(dout, cache.k, cache.v, None) and isinstance(cache.probs, numpy.ndarray):
+        return attention_backward_in_chunks(dout, cache)
     q_scaled, k, v, probs, dropped, drop_cache, scale = cache     # AttentionCache, as the forward made it
     dv = matmul(dropped.swapaxes(-1, -2), dout)              # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
     dprobs = matmul(dout, v.swapaxes(-1, -2))                # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
@@ -183,6 +185,31 @@ def scaled_dot_product_attention_backward(dout, cache):
     dq = matmul(dscores, k)                                  # (B,A,T,T) @ (B,A,T,d) -> (B,A,T,d)
     dq *= scale
     dk = matmul(dscores.swapaxes(-1, -2), q_scaled)          # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
+    return dq, dk, dv
+
+
+def attention_backward_in_chunks(dout, cache):
+    """scaled_dot_product_attention_backward on the forward's chunks of (batch rows, heads), the same
+    lines as the formula. What it changes and why: the chunk's dS stays in cache from dP' to dQ and dK;
+    every transposed operand (P'^T, V^T, dS^T) is first copied to contiguous memory (NumPy's stacked
+    matmul on a transposed view misses the BLAS's speed, see the forward); dQ, dK and dV are written
+    into one (B, T, 3, A, d) array, the fused Q/K/V layout, so multi_head_attention_backward needs no
+    copy to merge them. The d- and T-term sums may be added in another order than in NumPy's own loop:
+    within 4 d (resp. T) ulps (tests/ops/test_attention_chunks.py)."""
+    q_scaled, k, v, probs, dropped, drop_cache, scale = cache
+    B, A, T, d = q_scaled.shape
+    Tk = k.shape[2]
+    dqkv = numpy.empty((B, T, 3, A, d), dtype=numpy.result_type(dout, probs))
+    dq, dk, dv = (dqkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))   # (B,A,T,d) views
+    v_t = numpy.ascontiguousarray(v.swapaxes(-1, -2))                      # (B,A,d,Tk)
+    for c in _chunks(B, A, T, Tk):
+        _matmul_into(numpy.ascontiguousarray(dropped[c].swapaxes(-1, -2)), dout[c], dv[c])   # P'^T dO
+        dprobs = matmul(dout[c], v_t[c])                                   # dO V^T   (b,a,T,Tk)
+        dprobs = dropout_backward(dprobs, None if drop_cache is None else drop_cache[c])
+        dscores = softmax_backward(dprobs, probs[c])
+        _matmul_into(dscores, k[c], dq[c])                                 # dS K
+        dq[c] *= scale
+        _matmul_into(numpy.ascontiguousarray(dscores.swapaxes(-1, -2)), q_scaled[c], dk[c])  # dS^T (s Q)
     return dq, dk, dv
 
 

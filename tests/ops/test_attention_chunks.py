@@ -76,8 +76,15 @@ def test_chunks_equal_the_formula(monkeypatch, dtype, shape, chunk, dropout):
     else:
         _same(c0.dropout, c1.dropout)
     dout = np.random.default_rng(1).normal(size=out0.shape).astype(dtype)
-    for g0, g1 in zip(scaled_dot_product_attention_backward(dout, c0), scaled_dot_product_attention_backward(dout, c1)):
+    monkeypatch.setattr(attention, "CHUNKED", False)
+    grads0 = scaled_dot_product_attention_backward(dout, c0)                # the formula
+    monkeypatch.setattr(attention, "CHUNKED", True)
+    grads1 = scaled_dot_product_attention_backward(dout, c1)                # attention_backward_in_chunks
+    D["d"] = max(d, T)                         # the backward's matmuls also sum over T (dV, dK): 4 T ulps
+    for g0, g1 in zip(grads0, grads1):
         _same(g0, g1)
+    base = grads1[0].base                      # written into the fused (B, T, 3, A, d) layout
+    assert base.shape == (B, T, 3, A, d) and all(g.base is base for g in grads1)
 
 
 def test_chunks_without_mask_and_in_mixed_precision(monkeypatch):
