@@ -175,9 +175,9 @@ def scaled_dot_product_attention_backward(dout, cache):
          dS  = softmax backward of dP      (the mask is a constant: no gradient)
          dQ  = s * dS K,   dK = dS^T (s Q)
     """
-    if CHUNKED and _worth_chunking(dout, cache.k, cache.v, None) and isinstance(cache.probs, numpy.ndarray):
-        return attention_backward_in_chunks(dout, cache)
     q_scaled, k, v, probs, dropped, drop_cache, scale = cache     # AttentionCache, as the forward made it
+    if CHUNKED and _worth_chunking(dout, k, v, None) and isinstance(probs, numpy.ndarray):
+        return attention_backward_in_chunks(dout, AttentionCache(*cache))
     dv = matmul(dropped.swapaxes(-1, -2), dout)              # (B,A,T,T)^T @ (B,A,T,d) -> (B,A,T,d)
     dprobs = matmul(dout, v.swapaxes(-1, -2))                # (B,A,T,d) @ (B,A,d,T) -> (B,A,T,T)
     dprobs = dropout_backward(dprobs, drop_cache)
