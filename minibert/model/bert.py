@@ -360,17 +360,21 @@ class BertModel:
             p["embeddings.token_type_embeddings.weight"], p["embeddings.LayerNorm.weight"],
             p["embeddings.LayerNorm.bias"], self.config.layer_norm_eps, self.config.hidden_dropout_prob,
             self.rng, self.training, ops=self.ops)
-        c_layers = []
+        c_layers, probs = [], []
         for i in range(self.config.num_hidden_layers):
             x, c = self._layer_forward(i, x, mask_bias)
-            c_layers.append(c)
+            # (B,A,T,T); None from an attention op whose cache has no `probs` (another op table's)
+            probs.append(getattr(c.attention.sdpa, "probs", None))
+            if self.keep_cache:
+                c_layers.append(c)
+            # else (inference) the layer's caches go now, not at the end of the forward: the memory
+            # they held is handed to the next layer's arrays (fewer fresh pages to fault in)
         pooled = c_pool = None
         if self.add_pooling_layer:
             pooled, c_pool = pooler_forward(x, p["pooler.dense.weight"], p["pooler.dense.bias"],  # tanh on [CLS]
                                             ops=self.ops)
         self._cache = BertCache(c_emb, c_layers, c_pool, x.shape) if self.keep_cache else None
-        # (B,A,T,T) per layer; None from an attention op whose cache has no `probs` (another op table's)
-        self._attention_probs = [getattr(c.attention.sdpa, "probs", None) for c in c_layers]
+        self._attention_probs = probs
         return x, pooled
 
     def backward(self, d_last_hidden_state=None, d_pooler_output=None):

@@ -146,12 +146,29 @@ def multi_head_attention_backward(dout, cache):
     dctx, dw_o, db_o = ops.linear_backward(dout, cache.output)     # (B,T,H)
     dq, dk, dv = ops.scaled_dot_product_attention_backward(ops.split_heads(dctx, cache.num_heads), cache.sdpa)
     B, A, T, d = dq.shape
-    dqkv = xp.empty((B, T, 3, A, d), dtype=dq.dtype)               # merge heads straight into the fused layout
-    dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)                       # (B,A,T,d) -> (B,T,A,d)
-    dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
-    dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
+    dqkv = _fused_qkv_base(dq, dk, dv)
+    if dqkv is None:                                               # merge heads straight into the fused layout
+        dqkv = xp.empty((B, T, 3, A, d), dtype=dq.dtype)
+        dqkv[:, :, 0] = dq.transpose(0, 2, 1, 3)                   # (B,A,T,d) -> (B,T,A,d)
+        dqkv[:, :, 1] = dk.transpose(0, 2, 1, 3)
+        dqkv[:, :, 2] = dv.transpose(0, 2, 1, 3)
     dx, dw_qkv, db_qkv = ops.linear_backward(dqkv.reshape(B, T, 3 * A * d), cache.qkv)
     return dx, dw_qkv, db_qkv, dw_o, db_o
+
+
+def _fused_qkv_base(dq, dk, dv):
+    """The (B, T, 3, A, d) array that dq, dk, dv are views of, when the attention backward wrote them
+    there (attention_backward_in_chunks does: no copy needed); else None."""
+    base = getattr(dq, "base", None)
+    B, A, T, d = dq.shape
+    if (base is None or getattr(base, "shape", None) != (B, T, 3, A, d) or not base.flags.c_contiguous
+            or dk.base is not base or dv.base is not base):
+        return None
+    for i, g in enumerate((dq, dk, dv)):
+        if g.__array_interface__["data"][0] != base[:, :, i].__array_interface__["data"][0] or \
+                g.strides != base[:, :, i].transpose(0, 2, 1, 3).strides:
+            return None
+    return base
 
 
 # -- Add & Norm ----------------------------------------------------------------------------------
