@@ -3,6 +3,7 @@
     xp.py          the array module `xp`: NumPy on the CPU, CuPy on a GPU, chosen at run time;
                    moving arrays (`to_device`, `to_host`); the only place CuPy is imported
     blocks.py      row-wise work in cache-sized blocks (NumPy): applied *around* an op's formula
+    grad_mode.py   no_grad(): inside model.inference(), fused ops leave out backward-only work
     precision.py   every matmul of the model, in float32 or mixed precision (float16 operands); the
                    loss-scaling helpers that look at and rescale gradients on the device
 

@@ -34,6 +34,7 @@ import numpy
 
 from minibert import backend
 from minibert.backend import get_xp
+from minibert.backend.grad_mode import no_grad
 from minibert.model.blocks import (EmbeddingsCache, EncoderLayerCache, add_norm_backward, add_norm_forward,
                                    bert_embeddings_backward, bert_embeddings_forward, ffn_backward, ffn_forward,
                                    multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
@@ -219,7 +220,8 @@ class BertModel:
         saved = self.training, self.keep_cache
         self.training, self.keep_cache, self._cache = False, False, None
         try:
-            yield self
+            with no_grad():              # fused ops leave out their backward-only work (backend/grad_mode.py)
+                yield self
         finally:
             self.training, self.keep_cache = saved
 

@@ -33,6 +33,7 @@ import numpy
 
 from minibert.backend import get_xp
 from minibert.backend.blocks import rows_in_blocks
+from minibert.backend.grad_mode import grad_enabled
 from minibert.ops.erf import _AS_A, _AS_P, erf_and_gaussian
 from minibert.ops.layer_norm import LayerNormCache
 
@@ -93,9 +94,10 @@ def _bias_gelu_into(z, bias, dgelu):
         cdf, pdf = erf_and_gaussian(z * _INV_SQRT2)
     cdf += 1.0
     cdf *= 0.5                              # Phi(u)
-    pdf *= _INV_SQRT_2PI                    # phi(u)
-    pdf *= z
-    get_xp(z).add(pdf, cdf, out=dgelu)      # GELU'(u) = Phi(u) + u phi(u), straight into the cache array
+    if dgelu is not None:                   # None at inference (no_grad): the derivative is not made
+        pdf *= _INV_SQRT_2PI                # phi(u)
+        pdf *= z
+        get_xp(z).add(pdf, cdf, out=dgelu)  # GELU'(u) = Phi(u) + u phi(u), straight into the cache array
     z *= cdf                                # GELU(u) = u Phi(u), over u: u is not needed any more
     return z, dgelu
 
@@ -110,8 +112,9 @@ def bias_gelu_forward(z, bias):
     Why: on the FFN's (B, T, 4H) activation (16 MB for BERT-mini at 32 x 128) the composition makes
     two fresh full-size arrays (y and the stitched derivative) and streams each step through memory;
     here the bias add, the erf and both outputs run on one cache-sized block at a time.
+    Inside no_grad() (model.inference()) GELU'(u) is not computed: the cache is None.
     """
-    dgelu = get_xp(z).empty_like(z)
+    dgelu = get_xp(z).empty_like(z) if grad_enabled() else None
     y, dgelu = _bias_gelu_into(z, bias, dgelu)
     return y, dgelu
 
@@ -146,23 +149,27 @@ class ResidualLayerNormCache(NamedTuple):
 
 
 @rows_in_blocks()
-def _residual_layer_norm_into(x, sub, mask, gamma, beta, eps, y, xhat):
+def _residual_layer_norm_into(x, sub, mask, gamma, beta, eps, y, xhat, keep=True):
     """Per block: s = sub * mask + x, LayerNorm(s) into y, its xhat into xhat. Returns (y, xhat, rstd).
 
     The operations of dropout_forward (`x * mask`), add_norm_forward (`s + x`) and
     layer_norm_forward, in their order.
     """
     xp = get_xp(x)
-    s = sub * mask if mask is not None else sub.copy()                  # dropout(sub)
-    s += x                                                              # the residual
+    s = y                                                               # s lives in y's rows until y is made
+    if mask is not None:
+        xp.multiply(sub, mask, out=s)                                   # dropout(sub)
+        s += x                                                          # the residual
+    else:
+        xp.add(sub, x, out=s)                                           # the residual (the same sum)
     mu = s.mean(axis=-1, keepdims=True)                                 # (n, 1)
-    xp.subtract(s, mu, out=xhat)                                        # centred
+    xhat = xp.subtract(s, mu, out=xhat)                                 # centred (a block temporary under no_grad)
     var = xp.einsum("...k,...k->...", xhat, xhat)[..., None] / s.shape[-1]
     rstd = 1.0 / xp.sqrt(var + eps)                                     # (n, 1)
     xhat *= rstd
-    xp.multiply(xhat, gamma, out=y)
+    xp.multiply(xhat, gamma, out=y)                                     # s is not needed any more
     y += beta
-    return y, xhat, rstd
+    return y, (xhat if keep else None), rstd
 
 
 def residual_layer_norm_forward(x, sub, gamma, beta, eps, mask=None):
@@ -176,8 +183,9 @@ def residual_layer_norm_forward(x, sub, gamma, beta, eps, mask=None):
     stitched y and xhat) become none; the steps run on one block of rows at a time.
     """
     xp = get_xp(x)
-    y, xhat = xp.empty_like(x), xp.empty_like(x)
-    y, xhat, rstd = _residual_layer_norm_into(x, sub, mask, gamma, beta, eps, y, xhat)
+    keep = grad_enabled()                   # inside no_grad() x-hat stays a block temporary: cache's xhat None
+    y, xhat = xp.empty_like(x), (xp.empty_like(x) if keep else None)
+    y, xhat, rstd = _residual_layer_norm_into(x, sub, mask, gamma, beta, eps, y, xhat, keep)
     return y, ResidualLayerNormCache(LayerNormCache(xhat, rstd, gamma), mask)
 
 

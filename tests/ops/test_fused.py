@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from minibert.backend import blocks
+from minibert.backend.grad_mode import grad_enabled, no_grad
 from minibert.model.blocks import add_norm_backward, add_norm_forward, ffn_backward, ffn_forward
 from minibert.model.ops_table import FUSED_OPS, REFERENCE_OPS
 from minibert.ops.activations import gelu_backward, gelu_forward
@@ -69,6 +70,25 @@ def test_residual_layer_norm_is_dropout_add_layer_norm_bit_for_bit(shape, dtype,
     assert same(y, want_y) and same(c.layer_norm.xhat, c_ln.xhat) and same(c.layer_norm.rstd, c_ln.rstd)
     assert same(dx, want_ds) and same(dsub, want_dsub) and same(dg, want_dg) and same(db, want_db)
     assert not np.shares_memory(dx, dsub)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_under_no_grad_the_fused_forwards_leave_out_the_backward_only_work_same_outputs(shape, dtype, p, threads):
+    """model.inference(): GELU's derivative and LayerNorm's x-hat are not made; y is bit for bit the same."""
+    rng = np.random.default_rng(4)
+    z, x, sub = (rng.normal(size=shape).astype(dtype) for _ in range(3))
+    b, gamma, beta = (rng.normal(size=shape[-1]).astype(dtype) for _ in range(3))
+    mask = dropout_mask(shape, p, np.random.default_rng(3), np, np.dtype(dtype)) if p else None
+    want_gelu, _ = bias_gelu_forward(z.copy(), b)
+    want_ln, _ = residual_layer_norm_forward(x, sub, gamma, beta, 1e-12, mask)
+    with no_grad():
+        y, d = bias_gelu_forward(z.copy(), b)
+        y_ln, c = residual_layer_norm_forward(x, sub, gamma, beta, 1e-12, mask)
+    assert same(y, want_gelu) and d is None
+    assert same(y_ln, want_ln) and c.layer_norm.xhat is None
+    assert grad_enabled()                                    # given back on exit
 
 
 @pytest.mark.parametrize("p", [0.0, 0.1])
