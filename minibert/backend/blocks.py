@@ -42,6 +42,7 @@ import functools
 import inspect
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy
@@ -73,6 +74,7 @@ def _hold_blas_at_one_thread():
 
 
 _held = False
+_worker = threading.local()    # .busy: this thread is running blocks (nested calls run in order)
 
 
 def _blas_handle():
@@ -104,22 +106,26 @@ def _on_workers(run_block, todo) -> None:
     With THREADS = 1 (or one block) the blocks run in order in the calling thread, nothing handed over."""
     todo = list(todo)
     helpers = min(THREADS, len(todo)) - 1
-    if helpers <= 0:
-        for i in todo:
-            run_block(i)
+    if helpers <= 0 or getattr(_worker, "busy", False):
+        for i in todo:              # nested (a block of attention chunks running a row-wise op): in order,
+            run_block(i)            # here; handing it to the pool could wait on the thread running this
         return
     taken = iter(todo)              # next(taken) is atomic under the GIL: each block is taken once
     failed = []
 
     def work():
-        for i in taken:
-            if failed:
-                return
-            try:
-                run_block(i)
-            except BaseException as e:          # stop the others, raise it in the calling thread
-                failed.append(e)
-                return
+        _worker.busy = True
+        try:
+            for i in taken:
+                if failed:
+                    return
+                try:
+                    run_block(i)
+                except BaseException as e:      # stop the others, raise it in the calling thread
+                    failed.append(e)
+                    return
+        finally:
+            _worker.busy = False
 
     pool = _executor()
     with _blas_at_one_thread():
@@ -129,6 +135,14 @@ def _on_workers(run_block, todo) -> None:
             f.result()
     if failed:
         raise failed[0]
+
+
+def on_threads(run_one, items) -> None:
+    """run_one(i) for every i in `items`, spread over the block threads as the row blocks are (each
+    thread takes the next item; BLAS at one thread meanwhile). For work whose items write disjoint
+    parts of preallocated arrays, so the numbers do not depend on which thread ran what (attention's
+    chunks, ops/attention.py). Inside a worker, a nested call runs its items in order in that thread."""
+    _on_workers(run_one, items)
 
 
 # -- rows_in_blocks: a row-wise op on blocks of rows ---------------------------------------------

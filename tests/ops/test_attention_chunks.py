@@ -114,3 +114,21 @@ def test_small_or_foreign_arrays_take_the_formula():
     q, k, v, bias = _inputs(1, 2, 5, 4, np.float32)
     assert not attention._worth_chunking(q, k, v, bias)                  # one chunk: nothing to gain
     assert not attention._worth_chunking(q[0], k[0], v[0], None)         # 3-D: the formula
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_chunks_on_threads_give_the_one_thread_numbers_bit_for_bit(monkeypatch, threads):
+    """The chunks themselves run on the block threads (blocks.on_threads): forward and backward equal
+    one thread's, bit for bit, dropout masks included (drawn in one call before the chunks run)."""
+    monkeypatch.setattr(attention, "ATTENTION_CHUNK", 1 << 13)            # many chunks, some of part of a row
+    q, k, v, bias = _inputs(5, 4, 67, 16, np.float32)
+    dout = np.random.default_rng(2).normal(size=q.shape).astype(np.float32)
+    results = []
+    for n in (1, threads):
+        monkeypatch.setattr(blocks, "THREADS", n)
+        monkeypatch.setattr(blocks, "_pool", None)
+        out, c = attention.attention_forward_in_chunks(q, k, v, bias, dropout_p=0.1, rng=np.random.default_rng(5),
+                                                       training=True)
+        results.append((out, c.probs, c.dropped, c.dropout, *attention.attention_backward_in_chunks(dout, c)))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
