@@ -22,10 +22,12 @@ OpenBLAS's threads: after each matmul they keep spinning for a while (OPENBLAS_T
 2^28 cycles by default) and take the core a second block thread wants. While the blocks run, BLAS
 is set to one thread (threadpoolctl, if it is installed; it is not a dependency; set
 MINIBERT_QUIET_BLAS=0 to leave BLAS alone). Measured side by side by benchmarks/bench_threads.py
-(BertModel mini 32 x 128 fwd + bwd, 2 cores, under load, wall time vs 1 thread): 2 threads 0.91x,
-+ OPENBLAS_THREAD_TIMEOUT=1 1.10x, + BLAS at 1 thread during the blocks 0.75x; with
-OPENBLAS_NUM_THREADS=1 throughout (single-threaded matmuls) 0.16x: under load OpenBLAS's own
-threaded GEMM loses most (its threads wait for each other while one of them is descheduled).
+(BertModel mini 32 x 128 fwd + bwd, 2 cores, wall time vs 1 thread). Idle machine: 2 threads 0.88x,
++ OPENBLAS_THREAD_TIMEOUT=1 1.06x, + BLAS at 1 thread during the blocks 0.89x, OPENBLAS_NUM_THREADS=1
+throughout 1.23x. Under heavy load: 0.91x, 1.10x, 0.75x and 0.16x: there OpenBLAS's own threaded
+GEMM loses most (its threads wait for each other while one of them is descheduled).
+Why not 0.5x: a NumPy call holds the GIL while it dispatches (a few us); on a 64 Ki block a cheap
+pass (+=, *=) is only ~6 us of work, so such passes barely overlap (docs/performance.md).
 
 Only NumPy arrays are cut: on CuPy each op is already one GPU kernel over the whole array, and
 small arrays (gradient checks) are not worth it. Both get one call of the formula.
@@ -337,7 +339,8 @@ def matmul_rows(a, b):
     BLAS on one thread throughout the model step was 0.75x PyTorch's time under load, every option
     with OpenBLAS's threads 6x-26x slower; not yet measured on an idle machine).
 
-    Opt-in (MINIBERT_MATMUL_ROWS=1) until it is measured on an idle machine; it needs threadpoolctl
+    Opt-in (MINIBERT_MATMUL_ROWS=1): on an idle machine OpenBLAS's own threads are faster (BERT-mini
+    step 0.685 s against 0.768 s with this); it helps under load. It needs threadpoolctl
     (to hold BLAS at one thread: otherwise every block thread would start BLAS's own threads) and
     otherwise, like for small or non-NumPy arrays, is a @ b.
     """
