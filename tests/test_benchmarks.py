@@ -107,13 +107,14 @@ def test_run_all_prints_a_row_per_target():
 
 
 def test_profile_ops_prints_a_row_per_op():
-    """benchmarks/profile_ops.py on the tiny config: a row per op of the table, linears by shape with their
+    """benchmarks/profile_ops.py on the tiny config: a row per op of the table (fused ones included), linears by shape with their
     GFLOP/s, the time outside the table, and exp / GELU in cache."""
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "profile_ops.py"), "--config", "tiny",
                         "--batch", "2", "--seq", "16", "--repeats", "1", "--mode", "train"],
                        capture_output=True, text=True, timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
-    for op in ("gelu fwd", "layer_norm bwd", "scaled_dot_product_attention fwd", "dropout fwd", "embedding bwd"):
+    for op in ("bias_gelu fwd", "residual_layer_norm bwd", "layer_norm bwd", "scaled_dot_product_attention fwd",
+               "dropout fwd", "embedding bwd"):                # the fused ops are profiled as the model runs them
         assert re.search(rf"^{op} +\d+ +[\d.]+ +[\d.]+%", r.stdout, re.M), op
     assert re.search(r"^linear 128->512 fwd +2 +[\d.]+ +[\d.]+% +[\d.]+$", r.stdout, re.M), r.stdout
     assert "outside the op table" in r.stdout and re.search(r"numpy\.exp [\d.]+ ns/element", r.stdout)

@@ -147,3 +147,23 @@ def test_parity_with_transformers_on_cupy(dtype, tol):
         for k, p in ref.named_parameters():
             if p.grad is not None:
                 assert rel_diff(backend.to_host(model.grads[k]), p.grad.numpy()) <= tol, k
+
+
+def test_strict_stand_in_counts_reads_copies_and_operations():
+    """The counters issue 17's tests rely on: each kind of read, copy and operation is seen (and views are free)."""
+    from strict_xp import counting, strict_xp as sx
+    with counting() as c:
+        a = sx.asarray(np.arange(6, dtype=np.float32))         # host -> device, 24 bytes
+        b = (a * 2.0).reshape(2, 3).T                           # one multiply; reshape and .T are views
+        s = b.sum()                                             # one reduction
+        float(s), int(s), bool(s), s.item(), b.get()            # five reads
+        b[0, 1]                                                 # basic index: a view
+        b[sx.asarray(np.array([0, 1]))]                         # gather: an operation (and a copy of the index)
+    assert c.h2d == [(24, (6,)), (16, (2,))]
+    assert [k for k, _ in c.d2h] == ["float", "int", "bool", "item", "get"]
+    assert c.d2h[0][1].endswith(".py:" + c.d2h[0][1].rsplit(":", 1)[1]) and "test_backend.py" in c.d2h[0][1]
+    assert c.ops == {"multiply": 1, "sum": 1, "getitem (gather)": 1}
+    with counting() as c:
+        with pytest.raises(TypeError):
+            np.asarray(a)
+    assert [k for k, _ in c.d2h] == ["__array__ (refused)"]
