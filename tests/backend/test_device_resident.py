@@ -255,3 +255,26 @@ def test_host_ints_reads_device_scalars_in_one_copy():
         assert host_ints(a.min(), 5, a.max(), np.int64(2), a.sum()) == [-1, 5, 7, 2, 9]
     assert [k for k, _ in c.d2h] == ["get"]
     assert host_ints(np.array(4), 1) == [4, 1]
+
+
+# -- on a real GPU (skipped here with the reason) -------------------------------------------------------
+
+@pytest.mark.gpu
+def test_cupy_dropout_is_drawn_by_curand_and_dropout_off_matches_numpy():
+    """On CuPy: the model's dropout generator is a cupy.random.Generator, its masks drop ~p; a training
+    forward and backward run; with dropout off the outputs agree with NumPy's (float64, 1e-10)."""
+    ids, types, mask = inputs()
+    with backend.using("numpy"):
+        host = BertModel(config(), seed=0, dtype="float64").eval()
+        expected = host.forward(ids, types, mask)[0]
+    with backend.using("cupy") as cp:
+        model = BertModel(config(), seed=0, dtype="float64")
+        gen = model.dropout_generator()
+        assert isinstance(gen, cp.random.Generator) and model.dropout_generator() is gen
+        drop = dropout_mask((512, 512), 0.1, gen, cp, np.dtype(np.float32))
+        assert isinstance(drop, cp.ndarray) and abs(float((drop == 0).mean()) - 0.1) < 0.005
+        seq, pooled = model.train().forward(ids, types, mask)
+        model.backward(cp.ones_like(seq), cp.ones_like(pooled))
+        assert np.isfinite(backend.to_host(model.grads["embeddings.word_embeddings.weight"])).all()
+        got = backend.to_host(model.eval().forward(ids, types, mask)[0])
+    assert np.max(np.abs(got - expected)) <= 1e-10 * np.max(np.abs(expected))
