@@ -24,6 +24,10 @@ It also counts what a GPU would pay for (`counting()`, issue 17):
     counts.d2h       # ['float', 'int', ...] one entry per read, with where it came from
     counts.h2d       # [(bytes, shape), ...]
     counts.ops       # collections.Counter: operation name -> calls; counts.total_ops()
+
+`strict_xp.random.default_rng(seed)` is the device generator (CuPy's `cupy.random.default_rng`): its
+draws are StrictArrays made on the "device", one counted operation each and no host -> device copy
+(a NumPy Generator inside, so its numbers are NumPy's for that seed, not cuRAND's).
 """
 from __future__ import annotations
 
@@ -220,6 +224,26 @@ class StrictArray(NDArrayOperatorsMixin):
         return _wrap(value)
 
 
+class StrictGenerator:
+    """The device random generator of the stand-in (as cupy.random.Generator): draws are device arrays."""
+
+    def __init__(self, seed):
+        self._rng = numpy.random.default_rng(seed)
+
+    def _draw(self, name, *args, **kwargs):
+        _op(f"random.{name}")                        # one kernel on a GPU; nothing crosses the bus
+        return StrictArray(numpy.asarray(getattr(self._rng, name)(*args, **kwargs)))
+
+    def random(self, size=None, dtype=numpy.float64):
+        return self._draw("random", size, dtype=dtype)
+
+    def standard_normal(self, size=None, dtype=numpy.float64):
+        return self._draw("standard_normal", size, dtype=dtype)
+
+    def integers(self, low, high=None, size=None, dtype=numpy.int64):
+        return self._draw("integers", low, high, size, dtype=dtype)
+
+
 def _module():
     """A module object with NumPy's API over StrictArrays (as cupy is to cupy.ndarray)."""
     mod = types.ModuleType("strict_xp")
@@ -261,6 +285,7 @@ def _module():
 
     mod.__getattr__ = getattr_
     mod.scatter_add = scatter_add
+    mod.random = types.SimpleNamespace(default_rng=StrictGenerator, Generator=StrictGenerator)
     return mod
 
 

@@ -13,8 +13,10 @@ Rules the rest of minibert follows (they are what make the GPU path work):
 - model arrays are made with `xp` and never converted with `numpy.asarray`;
 - data is prepared on the host with NumPy, then moved once with `to_device`;
 - numbers leave the device only for logging: `float(x)` / `to_host(x)`.
-Randomness for data and dropout masks is drawn on the host with a seeded NumPy
-Generator, so a run gives the same numbers on both backends.
+Randomness for data is drawn on the host with a seeded NumPy Generator, so a run
+reads the same data in the same order on both backends. Dropout masks are drawn
+where the activations live: on the host with that Generator under NumPy, on the
+device with a generator seeded once from it (`device_generator`) under CuPy.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from minibert.errors import MinibertError
 
 __all__ = [
     "BackendError", "use", "using", "name", "get_xp", "to_device", "to_host",
-    "scatter_add", "cupy_erf", "gpu_available", "resolve_dtype", "register",
+    "scatter_add", "cupy_erf", "gpu_available", "resolve_dtype", "register", "device_generator",
+    "is_host_generator", "host_ints",
 ]
 
 
@@ -150,6 +153,44 @@ def to_host(array) -> numpy.ndarray:
     if hasattr(array, "get"):  # cupy.ndarray.get() copies device -> host
         return array.get()
     return numpy.asarray(array)
+
+
+def host_ints(*scalars) -> list[int]:
+    """Integer scalars (0-d arrays, host or device, or Python ints) as Python ints, with at most ONE
+    device -> host copy for all of them.
+
+    Each `int(x)` of a device scalar is a synchronisation (the GPU finishes its queue, then a tiny
+    copy); a check that needs six numbers would pay six. Here the device scalars are stacked into one
+    small device array (int64) and copied once; host scalars are read directly.
+        lo, hi = host_ints(ids.min(), ids.max())          # one read, not two
+    """
+    on_host = [isinstance(s, (int, numpy.ndarray, numpy.generic)) for s in scalars]
+    device = [s for s, host in zip(scalars, on_host) if not host]
+    read = []
+    if device:
+        xp = get_xp(device[0])
+        read = to_host(xp.stack([s.astype(numpy.int64) for s in device])).tolist()   # the one copy
+    read = iter(read)
+    return [int(s) if host else next(read) for s, host in zip(scalars, on_host)]
+
+
+def is_host_generator(rng) -> bool:
+    """True for a NumPy random Generator (draws on the host), False for a device one (CuPy's)."""
+    return isinstance(rng, numpy.random.Generator)
+
+
+def device_generator(host_rng: numpy.random.Generator, xp=None):
+    """A random generator of `xp`'s device (default: the selected backend), seeded from `host_rng`.
+
+    NumPy: `host_rng` itself (the host is the device). CuPy: `cupy.random.default_rng(seed)` (cuRAND's
+    XORWOW), with seed = one draw `host_rng.integers(2**63)`: the device stream is fixed by the host
+    generator's seed, and the masks it draws never cross the bus. Call it once and keep the result
+    (BertModel does): every call takes a new seed from `host_rng` and builds a new generator.
+    """
+    xp = _selected() if xp is None else xp
+    if xp is numpy:
+        return host_rng
+    return xp.random.default_rng(int(host_rng.integers(2 ** 63)))
 
 
 def scatter_add(target, indices, values) -> None:

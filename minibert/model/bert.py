@@ -35,6 +35,7 @@ import numpy
 from minibert import backend
 from minibert.backend import get_xp
 from minibert.backend.grad_mode import no_grad
+from minibert.backend.xp import device_generator, host_ints
 from minibert.model.blocks import (EmbeddingsCache, EncoderLayerCache, add_norm_backward, add_norm_forward,
                                    bert_embeddings_backward, bert_embeddings_forward, ffn_backward, ffn_forward,
                                    multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
@@ -107,30 +108,26 @@ def init_parameters(shapes: dict, config: BertConfig, rng: numpy.random.Generato
     return params
 
 
-def _int_array(a, what, xp):
-    """An integer array (from a list, or a host or device array) on xp's device; None stays None."""
+def _int_array(a, what):
+    """An integer array as given (host NumPy, or already on a device), a list made a NumPy array;
+    None stays None. Nothing is copied yet: the values are checked first, on the host."""
     if a is None:
         return None
     if isinstance(a, (list, tuple)):
         a = numpy.asarray(a)
     if not hasattr(a, "dtype") or a.dtype.kind not in "iub":
         raise TypeError(f"{what} must be an integer array, got {getattr(a, 'dtype', type(a).__name__)}")
-    return xp.asarray(a)
-
-
-def _shaped_like_ids(a, what, ids, xp, default):
-    """token_type_ids or attention_mask: an integer array of input_ids' shape; `default` everywhere if None."""
-    a = _int_array(a, what, xp)
-    if a is None:
-        return xp.full(ids.shape, default, dtype=ids.dtype)
-    if a.shape != ids.shape:
-        raise ValueError(f"{what} has shape {a.shape} but input_ids has shape {ids.shape}")
     return a
 
 
-def _outside(a, size):
-    """An entry of `a` outside [0, size) (its min or max), or None when all are inside."""
-    lo, hi = int(a.min()), int(a.max())                  # two device -> host transfers
+def _check_shape(a, what, ids):
+    """token_type_ids or attention_mask (or None): must have input_ids' shape."""
+    if a is not None and tuple(a.shape) != tuple(ids.shape):
+        raise ValueError(f"{what} has shape {tuple(a.shape)} but input_ids has shape {tuple(ids.shape)}")
+
+
+def _outside(lo, hi, size):
+    """An entry outside [0, size), given the array's min `lo` and max `hi` (host ints), or None."""
     if lo < 0:
         return lo
     return hi if hi >= size else None
@@ -164,6 +161,7 @@ class BertModel:
         self.params = params if params is not None else init_parameters(self.shapes, config, init_rng, self.dtype)
         self.grads = {k: get_xp(v).zeros_like(v) for k, v in self.params.items()}
         self.rng = numpy.random.default_rng([seed, 1])   # dropout masks: a stream of its own
+        self._device_rng = None          # on a GPU: the device generator seeded from self.rng (dropout_generator)
         self.training = True
         self.keep_cache = True           # False inside `with model.inference()`: nothing kept for a backward
         self.frozen_embeddings = False   # see freeze()
@@ -225,6 +223,22 @@ class BertModel:
         finally:
             self.training, self.keep_cache = saved
 
+    def dropout_generator(self):
+        """The generator dropout masks are drawn from: `self.rng` (a NumPy Generator) when the
+        parameters are NumPy arrays; on a device, a device generator seeded once from `self.rng`
+        (backend.xp.device_generator) at the first mask, kept for the model's life, so the masks are
+        drawn where the activations are and never copied over.
+
+        `self.rng` is what checkpoints save. The device stream is not saved (CuPy cannot serialise
+        it): a run resumed on a GPU draws other masks than an uninterrupted one (the same data, the
+        same expectation)."""
+        xp = get_xp(self.params["embeddings.word_embeddings.weight"])
+        if xp is numpy:
+            return self.rng
+        if self._device_rng is None:
+            self._device_rng = device_generator(self.rng, xp)
+        return self._device_rng
+
     def zero_grad(self):
         """Set every gradient buffer to zero (backward adds into them)."""
         for g in self.grads.values():
@@ -268,10 +282,16 @@ class BertModel:
 
     # -- inputs ------------------------------------------------------------
     def _check_inputs(self, input_ids, token_type_ids, attention_mask):
-        """Validate shapes and ranges on whatever device the arrays live on; return device arrays."""
+        """Validate shapes and ranges, then return the three arrays on the model's device.
+
+        The ranges are checked *before* the copy: host arrays (the usual case: batches are made with
+        NumPy) with NumPy on the host, where reading a min or max costs nothing. Arrays already on
+        the device are checked with one device -> host copy of their six extremes together
+        (backend.xp.host_ints), not one synchronisation per number.
+        """
         cfg = self.config
         xp = get_xp(self.params["embeddings.word_embeddings.weight"])
-        ids = _int_array(input_ids, "input_ids", xp)
+        ids = _int_array(input_ids, "input_ids")
         if ids is None or ids.ndim != 2:
             raise ValueError(f"input_ids must have shape (batch, seq_len), got {None if ids is None else ids.shape}")
         B, T = ids.shape
@@ -280,16 +300,23 @@ class BertModel:
         if T > cfg.max_position_embeddings:
             raise ValueError(f"sequence length {T} is longer than max_position_embeddings="
                              f"{cfg.max_position_embeddings}; truncate the input")
-        bad = _outside(ids, cfg.vocab_size)
+        types = _int_array(token_type_ids, "token_type_ids")
+        mask = _int_array(attention_mask, "attention_mask")
+        _check_shape(types, "token_type_ids", ids)
+        _check_shape(mask, "attention_mask", ids)
+        given = [a for a in (ids, types, mask) if a is not None]
+        extremes = iter(host_ints(*[m for a in given for m in (a.min(), a.max())]))   # (min, max) of each
+        bad = _outside(next(extremes), next(extremes), cfg.vocab_size)
         if bad is not None:
             raise ValueError(f"input_ids contains id {bad}, outside the vocabulary [0, {cfg.vocab_size})")
-        types = _shaped_like_ids(token_type_ids, "token_type_ids", ids, xp, default=0)
-        bad = None if token_type_ids is None else _outside(types, cfg.type_vocab_size)
+        bad = None if types is None else _outside(next(extremes), next(extremes), cfg.type_vocab_size)
         if bad is not None:
             raise ValueError(f"token_type_ids contains {bad}, outside [0, type_vocab_size={cfg.type_vocab_size})")
-        mask = _shaped_like_ids(attention_mask, "attention_mask", ids, xp, default=1)
-        if attention_mask is not None and _outside(mask, 2) is not None:
+        if mask is not None and _outside(next(extremes), next(extremes), 2) is not None:
             raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
+        ids = xp.asarray(ids)                                  # host -> device (nothing under NumPy)
+        types = xp.zeros(ids.shape, dtype=ids.dtype) if types is None else xp.asarray(types)
+        mask = xp.ones(ids.shape, dtype=ids.dtype) if mask is None else xp.asarray(mask)
         return ids, types, mask
 
     # -- one encoder layer -------------------------------------------------
@@ -305,7 +332,7 @@ class BertModel:
     def _layer_forward(self, i, x, mask_bias):
         """x: (B, T, H) -> (B, T, H): attention block, then feed-forward block, each Add & Norm."""
         p, cfg, pre = self.params, self.config, f"encoder.layer.{i}."
-        drop = dict(rng=self.rng, training=self.training, ops=self.ops)
+        drop = dict(rng=self.dropout_generator(), training=self.training, ops=self.ops)
         w_qkv, b_qkv = self._qkv(pre + "attention.self.")
         a, c_att = multi_head_attention_forward(
             x, w_qkv, b_qkv, p[pre + "attention.output.dense.weight"], p[pre + "attention.output.dense.bias"],
@@ -361,7 +388,7 @@ class BertModel:
             ids, types, p["embeddings.word_embeddings.weight"], p["embeddings.position_embeddings.weight"],
             p["embeddings.token_type_embeddings.weight"], p["embeddings.LayerNorm.weight"],
             p["embeddings.LayerNorm.bias"], self.config.layer_norm_eps, self.config.hidden_dropout_prob,
-            self.rng, self.training, ops=self.ops)
+            self.dropout_generator(), self.training, ops=self.ops)
         c_layers, probs = [], []
         for i in range(self.config.num_hidden_layers):
             x, c = self._layer_forward(i, x, mask_bias)

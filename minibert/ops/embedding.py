@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy
+
 from minibert.backend import get_xp, scatter_add
 
 
@@ -42,8 +44,11 @@ def embedding_backward(dout, cache, dweight=None, padding_idx=None):
     flat_ids = ids.reshape(-1)                           # (N,)
     rows = dout.reshape(-1, H)                           # (N, H): row n goes to dW[flat_ids[n]]
     if padding_idx is not None:
-        keep = flat_ids != padding_idx
-        flat_ids, rows = flat_ids[keep], rows[keep]
+        keep = flat_ids != padding_idx                   # (N,) bool
+        if get_xp(dout) is numpy:                        # host: drop the [PAD] rows (fewer rows to add)
+            flat_ids, rows = flat_ids[keep], rows[keep]
+        else:                                            # device: no shape that depends on the data (that
+            rows = get_xp(dout).where(keep[:, None], rows, 0)   # would sync): [PAD] rows add zeros instead
     scatter_add(dweight, flat_ids, rows)
     return dweight
 

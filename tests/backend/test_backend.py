@@ -35,9 +35,11 @@ def test_strict_stand_in_is_as_strict_as_cupy():
 
 
 def test_whole_model_forward_backward_stays_on_device(xp):
-    """Forward and backward of the full model, dropout on, under each backend (under the strict
-    one, any host/device mix or implicit conversion in minibert raises). Then the numbers
-    must equal the NumPy run exactly."""
+    """Forward and backward of the full model under each backend (under the strict one, any host/device
+    mix or implicit conversion in minibert raises), dropout on and off. With dropout off the numbers
+    must equal the NumPy run exactly; with dropout on the strict run draws its masks on the device
+    (another generator than NumPy's: tests/backend/test_device_resident.py checks those masks), so
+    it is compared with itself: the same seed, the same numbers."""
     cfg = gradcheck.odd_config()
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 99, (3, 7))
@@ -46,21 +48,28 @@ def test_whole_model_forward_backward_stays_on_device(xp):
     types = rng.integers(0, 2, (3, 7))
     d_seq, d_pool = rng.normal(size=(3, 7, 36)), rng.normal(size=(3, 36))
 
-    def run():
-        model = BertModel(cfg, seed=0, dtype="float64").train()
+    def run(dropout):
+        model = BertModel(cfg, seed=0, dtype="float64")
+        model.train() if dropout else model.eval()            # eval: dropout off, the backward still runs
         xp = backend.get_xp()
         seq, pooled = model.forward(ids, types, mask)
         model.zero_grad()
         model.backward(xp.asarray(d_seq), xp.asarray(d_pool))
         return backend.to_host(seq), {k: backend.to_host(g) for k, g in model.grads.items()}
 
-    seq_dev, grads_dev = run()
+    seq_dev, grads_dev = run(dropout=False)
+    dropped, dropped_grads = run(dropout=True)
     assert isinstance(BertModel(cfg).params["pooler.dense.weight"], xp.ndarray)
     with backend.using("numpy"):
-        seq_host, grads_host = run()
+        seq_host, grads_host = run(dropout=False)
     assert np.array_equal(seq_dev, seq_host)
     for k in grads_host:
         assert np.array_equal(grads_dev[k], grads_host[k]), k
+    again, again_grads = run(dropout=True)
+    assert not np.array_equal(dropped, seq_dev)             # dropout did something
+    assert np.array_equal(dropped, again)
+    for k in again_grads:
+        assert np.array_equal(dropped_grads[k], again_grads[k]), k
 
 
 def test_asking_for_cupy_without_a_gpu_says_why(monkeypatch):

@@ -344,27 +344,34 @@ def test_head_weights_that_are_not_finite_are_refused(tmp_path):
 
 @pytest.mark.parametrize("kind", ["sequence", "regression", "token", "qa"])
 def test_heads_stay_on_the_device(kind, xp):
-    """Forward and backward in training mode, partly frozen, under each backend (the strict CuPy
-    stand-in raises at any host/device mix); the numbers equal the NumPy run's exactly."""
+    """Forward and backward, partly frozen, under each backend (the strict CuPy stand-in raises at any
+    host/device mix), in training mode (dropout on: drawn on the device under strict, so compared with
+    a second run of the same seed) and with dropout off (the numbers equal the NumPy run's exactly)."""
     from minibert import backend
     cls = HEADS.get(kind, BertForSequenceClassification)
     cfg = head_config(kind)
 
-    def run():
-        model = cls(cfg, seed=0, dtype="float64").train().freeze(embeddings=True, layers=1)
+    def run(dropout):
+        model = cls(cfg, seed=0, dtype="float64").freeze(embeddings=True, layers=1)
+        model.train() if dropout else model.eval()
         batch = gradcheck.task_head_inputs(model, np.random.default_rng(11))
         out = model.forward(**batch)
         model.zero_grad()
         model.backward(weight=0.5)
         return model, float(out["loss"]), {k: backend.to_host(g) for k, g in model.grads.items()}
 
-    model, loss_dev, grads_dev = run()
+    model, loss_dev, grads_dev = run(dropout=False)
     assert isinstance(model.params[next(iter(model.head_shapes(cfg)))], xp.ndarray)
     with backend.using("numpy"):
-        _, loss_host, grads_host = run()
+        _, loss_host, grads_host = run(dropout=False)
     assert loss_dev == loss_host
     for k in grads_host:
         assert np.array_equal(grads_dev[k], grads_host[k]), k
+    _, loss_a, grads_a = run(dropout=True)
+    _, loss_b, grads_b = run(dropout=True)
+    assert loss_a == loss_b and loss_a != loss_dev
+    for k in grads_a:
+        assert np.array_equal(grads_a[k], grads_b[k]), k
 
 
 def test_inference_mode_of_a_head_model():

@@ -14,6 +14,7 @@ import numpy
 
 from minibert import backend
 from minibert.backend import get_xp
+from minibert.backend.xp import host_ints
 from minibert.model.bert import BertModel, bert_parameter_shapes, init_parameters
 from minibert.model.config import BertConfig
 from minibert.model.io import (WEIGHTS_NAME, CheckpointError, assign_params, check_weights, find_model_folder,
@@ -217,7 +218,8 @@ class BertWithTaskHead(BertWithHeads):
 
     # -- label checks -----------------------------------------------------------
     def _class_labels(self, labels, shape, what="labels"):
-        """Integer class indices of the given shape, each in [0, C) or -100; a device array."""
+        """Integer class indices of the given shape, each in [0, C) or -100 -> (labels on the device,
+        the number of labelled entries as a host int). Checked on the host before the copy."""
         xp = get_xp(self.params["bert.embeddings.word_embeddings.weight"])
         if isinstance(labels, (list, tuple, int)):
             labels = numpy.asarray(labels)
@@ -226,10 +228,37 @@ class BertWithTaskHead(BertWithHeads):
                             f"{getattr(labels, 'dtype', type(labels).__name__)}")
         if tuple(labels.shape) != tuple(shape):
             raise ValueError(f"{what} has shape {tuple(labels.shape)}, expected {tuple(shape)}")
-        labels = xp.asarray(labels)
         C = self.config.num_labels
-        bad = labels[(labels != IGNORE_INDEX) & ((labels < 0) | (labels >= C))]
-        if bad.size:
-            raise ValueError(f"{what} contains {int(bad[0])}, outside [0, num_labels={C}) "
-                             f"(use {IGNORE_INDEX} for an example or token without a label)")
-        return labels
+        return labels_to_device(labels, C, xp, lambda bad: (
+            f"{what} contains {bad}, outside [0, num_labels={C}) "
+            f"(use {IGNORE_INDEX} for an example or token without a label)"))
+
+
+def labels_to_device(labels, num_classes, xp, message, ignore_index=IGNORE_INDEX):
+    """Check integer labels (each in [0, num_classes) or ignore_index), then move them to xp's device.
+
+    Returns (device labels, the number of labelled entries as a host int). Host (NumPy) labels are
+    checked with NumPy *before* the copy: nothing is read back from the device. Labels already on
+    a device are checked with one device -> host copy of three numbers (labelled entries, bad
+    entries, the first bad one: backend.xp.host_ints), not a read per number.
+    `message(bad)`: the ValueError's text for an out-of-range label `bad`.
+    """
+    lx = get_xp(labels)
+    flat = labels.reshape(-1)
+    labelled = flat != ignore_index
+    bad = labelled & ((flat < 0) | (flat >= num_classes))             # (N,) bool
+    if lx is numpy:
+        count, n_bad = int(labelled.sum()), int(bad.sum())              # host: free
+        first_bad = int(flat[bad.argmax()])
+    else:
+        count, n_bad, first_bad = host_ints(labelled.sum(), bad.sum(), flat[bad.argmax()])   # one read
+    if n_bad:
+        raise ValueError(message(first_bad))
+    return xp.asarray(labels), count
+
+
+def host_count(x):
+    """A count (0-d integer array) for a model's output dict: a host int when `x` is a NumPy array
+    (free), else the device 0-d array itself, unread: int() would make the GPU wait, so a trainer
+    adds the micro-batches' counts up on the device and reads them with the loss, once per step."""
+    return int(x) if isinstance(x, (numpy.ndarray, numpy.generic)) else x

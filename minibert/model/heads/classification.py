@@ -24,7 +24,8 @@ Backward, with g = dL/dlogits from the loss (see docs/heads.md):
     then dropout's mask, then BertModel.backward (into pooled, or into every token).
 
 Every class: forward(...) -> dict (logits, or start_logits and end_logits; with labels also loss,
-and correct / count: host ints, except for regression), backward(weight)
+and correct / count, except for regression: count a host int, correct base.host_count's (a host int
+under NumPy, an unread device 0-d array on a GPU)), backward(weight)
 adding weight * d(loss) into self.grads (weight lets gradient accumulation reproduce one big
 batch exactly), train/eval/zero_grad/num_parameters, freeze (BertModel.freeze) with
 frozen_names() for AdamW(frozen=...), from_pretrained(folder) and save_pretrained(folder).
@@ -36,7 +37,7 @@ from typing import Any, Callable, NamedTuple
 import numpy
 
 from minibert.backend import get_xp
-from minibert.model.heads.base import BertWithTaskHead
+from minibert.model.heads.base import BertWithTaskHead, host_count
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import (IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward, mse_backward,
@@ -82,11 +83,13 @@ class BertForSequenceClassification(BertWithTaskHead):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None):
         """Returns {"logits": (B, C)} and with labels "loss" (a device scalar); for classification
-        also "correct" and "count" (host ints: argmax hits among the labelled rows, and those rows)."""
+        also "correct" (argmax hits among the labelled rows: base.host_count, a host int on NumPy, a
+        device 0-d array on a GPU) and "count" (those rows, a host int)."""
         p = self.params
         _, pooled = self.bert.forward(input_ids, token_type_ids, attention_mask)   # (B, H)
         B = pooled.shape[0]
-        h, c_drop = dropout_forward(pooled, self.config.classifier_dropout_prob, self.bert.rng, self.training)
+        h, c_drop = dropout_forward(pooled, self.config.classifier_dropout_prob, self.bert.dropout_generator(),
+                                    self.training)
         logits, c_lin = linear_forward(h, p["classifier.weight"], p["classifier.bias"])   # (B,H) @ (H,C) -> (B,C)
         out = {"logits": logits}
         c_loss = loss_backward = None
@@ -96,12 +99,12 @@ class BertForSequenceClassification(BertWithTaskHead):
                 out["loss"], c_loss = mse_forward(logits.reshape(target.shape), target)
                 loss_backward = mse_backward
             else:
-                y = self._class_labels(labels, (B,))
+                y, count = self._class_labels(labels, (B,))                 # checked on the host, then copied
                 out["loss"], c_loss = cross_entropy_forward(logits, y)
                 loss_backward = cross_entropy_backward
                 labelled = y != IGNORE_INDEX
-                out["correct"] = int(((logits.argmax(axis=1) == y) & labelled).sum())
-                out["count"] = int(labelled.sum())
+                out["correct"] = host_count(((logits.argmax(axis=1) == y) & labelled).sum())
+                out["count"] = count
         self._keep(SequenceClassificationCache(c_drop, c_lin, c_loss, loss_backward))
         return out
 

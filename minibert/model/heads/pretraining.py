@@ -27,7 +27,7 @@ import numpy
 from minibert.backend import get_xp
 from minibert.model.bert import BertModel, init_parameters
 from minibert.model.config import BertConfig
-from minibert.model.heads.base import BertWithHeads
+from minibert.model.heads.base import BertWithHeads, host_count, labels_to_device
 from minibert.model.ops_table import REFERENCE_OPS, Ops
 from minibert.ops.embedding import EmbeddingCache, embedding_backward
 from minibert.ops.layer_norm import LayerNormCache
@@ -138,9 +138,11 @@ class BertForPreTraining(BertWithHeads):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
         """Returns a dict: mlm_logits (M, V) at the M labelled positions (every position when no
-        labels are given), positions (M,) their flat indices into B*T (row-major), nsp_logits (B, 2);
-        with labels: mlm_loss (device scalar), mlm_correct, mlm_count (ints); with
-        next_sentence_label: nsp_loss, nsp_correct, nsp_count; and loss = mlm_loss + nsp_loss."""
+        labels, or labels already on the device, are given: _mlm_targets), positions (M,) their flat
+        indices into B*T (row-major), nsp_logits (B, 2); with labels: mlm_loss (device scalar),
+        mlm_correct (base.host_count: a host int under NumPy, an unread device 0-d array on a GPU),
+        mlm_count (host int); with next_sentence_label: nsp_loss, nsp_correct, nsp_count; and
+        loss = mlm_loss + nsp_loss. Labels are checked on the host before they are copied."""
         p, cfg = self.params, self.config
         seq, pooled = self.bert.forward(input_ids, token_type_ids, attention_mask)
         xp = get_xp(seq)
@@ -148,14 +150,9 @@ class BertForPreTraining(BertWithHeads):
         out = {}
         # --- MLM at the labelled positions only ---
         if labels is not None:
-            labels = xp.asarray(labels)
-            if tuple(labels.shape) != (B, T):
-                raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {(B, T)} like input_ids")
-            flat_labels = labels.reshape(-1)
-            positions = xp.flatnonzero(flat_labels != IGNORE_INDEX)        # (M,) indices into B*T
+            positions, target, mlm_count = self._mlm_targets(labels, B, T, xp)
         else:
             positions = xp.arange(B * T)                                   # no labels: every position
-            flat_labels = None
         gathered = seq.reshape(B * T, H)[positions]                        # (M, H)
         mlm_logits, c_mlm = mlm_head_forward(
             gathered, p["cls.predictions.transform.dense.weight"], p["cls.predictions.transform.dense.bias"],
@@ -166,23 +163,51 @@ class BertForPreTraining(BertWithHeads):
         out.update(mlm_logits=mlm_logits, nsp_logits=nsp_logits, positions=positions)
         c_mlm_loss = c_nsp_loss = None
         if labels is not None:
-            target = flat_labels[positions]
             mlm_loss, c_mlm_loss = self.ops.cross_entropy_forward(mlm_logits, target)
             out["mlm_loss"] = mlm_loss
-            out["mlm_correct"] = int((mlm_logits.argmax(axis=1) == target).sum())
-            out["mlm_count"] = int(target.shape[0])
+            out["mlm_correct"] = host_count((mlm_logits.argmax(axis=1) == target).sum())   # -100 never hits
+            out["mlm_count"] = mlm_count
         if next_sentence_label is not None:
-            nsl = xp.asarray(next_sentence_label).reshape(-1)
+            nsl = next_sentence_label
+            nsl = (numpy.asarray(nsl) if isinstance(nsl, (list, tuple)) else nsl).reshape(-1)
             if nsl.shape[0] != B:
                 raise ValueError(f"next_sentence_label has {nsl.shape[0]} entries for a batch of {B}")
+            nsl, _ = labels_to_device(nsl, 2, xp, lambda bad: (
+                f"cross_entropy: label {bad} out of range [0, 2) (next_sentence_label: 0 = continuation, "
+                f"1 = random)"))
             nsp_loss, c_nsp_loss = self.ops.cross_entropy_forward(nsp_logits, nsl)
             out["nsp_loss"] = nsp_loss
-            out["nsp_correct"] = int((nsp_logits.argmax(axis=1) == nsl).sum())
+            out["nsp_correct"] = host_count((nsp_logits.argmax(axis=1) == nsl).sum())
             out["nsp_count"] = B
         if "mlm_loss" in out or "nsp_loss" in out:
             out["loss"] = out.get("mlm_loss", 0.0) + out.get("nsp_loss", 0.0)
         self._keep(PreTrainingCache(c_mlm, c_nsp, c_mlm_loss, c_nsp_loss, positions, (B, T, H)))
         return out
+
+    def _mlm_targets(self, labels, B, T, xp):
+        """(B, T) masked-LM labels -> (positions (M,), their labels (M,), M), on the device.
+
+        The labels are checked (each a token id or -100) and the predicted positions found on the
+        host, before anything is copied: M, a shape that depends on the data, is then known without
+        asking the device, and the (M, V) decoder runs on the predicted rows only.
+        Labels already on a device are checked with one read (labels_to_device) and every position
+        goes through the decoder with the unlabelled ones ignored by the loss: the same loss and
+        gradients, no data-dependent shape on the device, ~1/0.15 times the decoder's work.
+        """
+        if isinstance(labels, (list, tuple)):
+            labels = numpy.asarray(labels)
+        if tuple(labels.shape) != (B, T):
+            raise ValueError(f"labels has shape {tuple(labels.shape)}, expected {(B, T)} like input_ids")
+        V = self.config.vocab_size
+        message = lambda bad: (f"cross_entropy: label {bad} out of range [0, {V}) "    # noqa: E731
+                               f"(use {IGNORE_INDEX} for positions without a label)")
+        flat = labels.reshape(-1)                                          # (B*T,)
+        if isinstance(flat, numpy.ndarray):                                # host labels: the usual case
+            labels_to_device(flat, V, numpy, message)                      # (checked on the host)
+            positions = numpy.flatnonzero(flat != IGNORE_INDEX)            # (M,) indices into B*T
+            return xp.asarray(positions), xp.asarray(flat[positions]), len(positions)
+        flat, count = labels_to_device(flat, V, xp, message)               # device labels: one read
+        return xp.arange(B * T), flat, count
 
     def backward(self, mlm_weight: float = 1.0, nsp_weight: float = 1.0):
         """Backward of loss = mlm_weight * mlm_loss + nsp_weight * nsp_loss (weights 1: HF's loss).

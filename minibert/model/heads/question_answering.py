@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy
 
 from minibert.backend import get_xp
-from minibert.model.heads.base import BertWithTaskHead
+from minibert.model.heads.base import BertWithTaskHead, host_count
 from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import CrossEntropyCache, cross_entropy_backward, cross_entropy_forward
 
@@ -63,8 +63,8 @@ def span_head_forward(x, weight, bias, start_positions, end_positions):
         log_z = xp.log(xp.exp(shifted).sum(axis=1))                  # (B,) log-sum-exp
         valid = clamped[side] != T                                   # (B,) rows with a target
         picked = shifted[xp.arange(len(valid)), xp.where(valid, clamped[side], 0)]  # (B,)
-        n = int(valid.sum())
-        loss = loss + ((log_z - picked) * valid).sum() / max(n, 1)   # mean CE over valid rows
+        n = xp.maximum(valid.sum(), 1).astype(x.dtype)              # valid rows (at least 1), on the device
+        loss = loss + ((log_z - picked) * valid).sum() / n           # mean CE over valid rows
         probs.append(xp.exp(shifted - log_z[:, None]))               # (B, T) softmax
     return loss / 2, SpanHeadCache(x, weight, probs[0], probs[1], clamped[0], clamped[1])
 
@@ -84,7 +84,7 @@ def span_head_backward(dloss, cache):
         valid = target != T                                          # (B,)
         g = probs.copy()                                             # (B, T): softmax ...
         g[xp.arange(B), xp.where(valid, target, 0)] -= 1.0           # ... minus onehot(target)
-        dz[..., side] = g * (valid * (dloss / 2 / max(int(valid.sum()), 1)))[:, None]
+        dz[..., side] = g * (valid * (dloss / 2 / xp.maximum(valid.sum(), 1)))[:, None]   # / n, n >= 1
     dx = dz @ weight                                                 # (B,T,2) @ (2,H) -> (B,T,H)
     dweight = xp.einsum("btk,bth->kh", dz, x)                        # (2, H)
     dbias = dz.sum(axis=(0, 1))                                      # (2,)
@@ -122,8 +122,8 @@ class BertForQuestionAnswering(BertWithTaskHead):
         return {"qa_outputs.weight": (2, config.hidden_size), "qa_outputs.bias": (2,)}
 
     def _positions(self, positions, B, T, what):
-        """(B,) or (B, 1) integers -> clamp(positions, 0, T) on the device (T = ignored)."""
-        xp = get_xp(self.params["qa_outputs.weight"])
+        """(B,) or (B, 1) integers -> clamp(positions, 0, T) (B,) (T = ignored), where they are: on the
+        host for host arrays (moved to the device by forward, after the counts are taken)."""
         if isinstance(positions, (list, tuple)):
             positions = numpy.asarray(positions)
         if not hasattr(positions, "dtype") or positions.dtype.kind not in "iu":
@@ -131,12 +131,14 @@ class BertForQuestionAnswering(BertWithTaskHead):
                             f"{getattr(positions, 'dtype', type(positions).__name__)}")
         if tuple(positions.shape) not in ((B,), (B, 1)):
             raise ValueError(f"{what} has shape {tuple(positions.shape)}, expected ({B},): one token index per example")
-        return xp.clip(xp.asarray(positions).reshape(B), 0, T)
+        return get_xp(positions).clip(positions.reshape(B), 0, T)
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, start_positions=None, end_positions=None):
         """Returns start_logits, end_logits (B, T); with both position arrays also "loss" (device
-        scalar), "correct" (examples whose argmax start and end are both right), "count" (examples
-        whose two positions both lie inside the sequence), start_count and end_count."""
+        scalar), "correct" (examples whose argmax start and end are both right; base.host_count: a
+        host int under NumPy, an unread device 0-d array on a GPU), "count" (examples whose two
+        positions both lie inside the sequence), start_count and end_count (host ints for host
+        positions)."""
         if (start_positions is None) != (end_positions is None):
             raise ValueError("start_positions and end_positions go together: pass both or neither")
         p = self.params
@@ -147,15 +149,18 @@ class BertForQuestionAnswering(BertWithTaskHead):
         out = {"start_logits": start_logits, "end_logits": end_logits}
         c_loss = None
         if start_positions is not None:
-            sp = self._positions(start_positions, B, T, "start_positions")
+            sp = self._positions(start_positions, B, T, "start_positions")   # (B,) host (or device) arrays
             ep = self._positions(end_positions, B, T, "end_positions")
+            counts = dict(count=host_count(((sp != T) & (ep != T)).sum()),   # host ints for host positions
+                          start_count=host_count((sp != T).sum()), end_count=host_count((ep != T).sum()))
+            xp = get_xp(logits)
+            sp, ep = xp.asarray(sp), xp.asarray(ep)                            # host -> device
             loss_s, c_s = cross_entropy_forward(start_logits, sp, ignore_index=T)
             loss_e, c_e = cross_entropy_forward(end_logits, ep, ignore_index=T)
             out["loss"] = (loss_s + loss_e) / 2
             both = (sp != T) & (ep != T)
             hit = (start_logits.argmax(axis=1) == sp) & (end_logits.argmax(axis=1) == ep) & both
-            out.update(correct=int(hit.sum()), count=int(both.sum()),
-                       start_count=int((sp != T).sum()), end_count=int((ep != T).sum()))
+            out.update(correct=host_count(hit.sum()), **counts)                # correct: unread on a GPU
             c_loss = SpanLossCache(c_s, c_e)
         self._keep(QuestionAnsweringCache(c_lin, c_loss, (B, T)))
         return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from minibert.model.heads.base import BertWithTaskHead
+from minibert.model.heads.base import BertWithTaskHead, host_count
 from minibert.ops.dropout import dropout_backward, dropout_forward
 from minibert.ops.linear import LinearCache, linear_backward, linear_forward
 from minibert.ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
@@ -42,22 +42,25 @@ class BertForTokenClassification(BertWithTaskHead):
                 "classifier.bias": (config.num_labels,)}
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None):
-        """Returns {"logits": (B, T, C)} and with labels "loss", "correct", "count" (labelled tokens)."""
+        """Returns {"logits": (B, T, C)} and with labels "loss", "correct" (base.host_count), "count"
+        (labelled tokens, a host int)."""
         p = self.params
         x, _ = self.bert.forward(input_ids, token_type_ids, attention_mask)         # (B, T, H)
         B, T, _ = x.shape
         C = self.config.num_labels
-        h, c_drop = dropout_forward(x, self.config.classifier_dropout_prob, self.bert.rng, self.training)
+        h, c_drop = dropout_forward(x, self.config.classifier_dropout_prob, self.bert.dropout_generator(),
+                                    self.training)
         logits, c_lin = linear_forward(h, p["classifier.weight"], p["classifier.bias"])   # (B,T,H) @ (H,C) -> (B,T,C)
         out = {"logits": logits}
         c_loss = None
         if labels is not None:
-            y = self._class_labels(labels, (B, T)).reshape(B * T)
+            y, count = self._class_labels(labels, (B, T))                   # checked on the host, then copied
+            y = y.reshape(B * T)
             flat = logits.reshape(B * T, C)
             out["loss"], c_loss = cross_entropy_forward(flat, y)
             labelled = y != IGNORE_INDEX
-            out["correct"] = int(((flat.argmax(axis=1) == y) & labelled).sum())
-            out["count"] = int(labelled.sum())
+            out["correct"] = host_count(((flat.argmax(axis=1) == y) & labelled).sum())
+            out["count"] = count
         self._keep(TokenClassificationCache(c_drop, c_lin, c_loss, (B, T, C)))
         return out
 
