@@ -211,3 +211,27 @@ def test_read_together_reads_device_values_once_and_host_values_never():
     with strict_xp.counting() as c:
         assert read_together([np.float32(0.25), np.float64(2.0), 3]) == [0.25, 2.0, 3]
     assert c.d2h == []
+
+
+@pytest.mark.gpu
+def test_cupy_reduction_kernels_match_numpy():
+    """backend/reductions.py's CuPy kernels (one pass, no temporary) against NumPy's formulas, and a CuPy
+    pretraining step reading once (the model's own reads are r17-device's)."""
+    from minibert.backend.reductions import all_finite, sum_of_squares
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((1000, 37)).astype(np.float32)
+    with backend.using("cupy") as cp:
+        d = cp.asarray(g)
+        assert abs(float(sum_of_squares(d)) / float((g.astype(np.float64) ** 2).sum()) - 1) < 1e-5
+        assert bool(all_finite(d)) and sum_of_squares(d).shape == ()
+        d[3, 4] = np.inf
+        assert not bool(all_finite(d))
+        d[3, 4] = np.nan
+        assert not bool(all_finite(d))
+        _, model, batches = _pretraining()
+        model.eval()                                 # dropout off: the same network as the NumPy run's
+        m = pretraining_step(model, AdamW(model.params, lr=1e-3), batches, 1e-3, 1.0, step=1)
+    with backend.using("numpy"):
+        _, host, _ = _pretraining()
+        m_host = pretraining_step(host.eval(), AdamW(host.params, lr=1e-3), batches, 1e-3, 1.0, step=1)
+    assert abs(m["loss"] / m_host["loss"] - 1) < 1e-5 and abs(m["grad_norm"] / m_host["grad_norm"] - 1) < 1e-4
