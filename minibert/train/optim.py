@@ -187,9 +187,12 @@ def clip_grads_on_device(grads: dict, max_norm: float, names=None):
     if not names:
         return norm
     coef = clip_factor(norm, max_norm, get_xp(grads[names[0]]))
+    cast = {}                                                 # the factor in each gradient dtype, cast once
     for k in names:
         g = grads[k]
-        g *= coef.astype(g.dtype)                             # g * float32(coef) for a float32 g
+        if g.dtype not in cast:
+            cast[g.dtype] = coef.astype(g.dtype)
+        g *= cast[g.dtype]                                    # g * float32(coef) for a float32 g
     return norm
 
 
