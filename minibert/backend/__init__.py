@@ -6,6 +6,8 @@
     grad_mode.py   no_grad(): inside model.inference(), fused ops leave out backward-only work
     precision.py   every matmul of the model, in float32 or mixed precision (float16 operands); the
                    loss-scaling helpers that look at and rescale gradients on the device
+    reductions.py  sum(g * g) and "all finite" of a gradient, left on the device (the training step's
+                   gradient norm and overflow check; one kernel pass each on CuPy)
 
     from minibert import backend
     backend.use("cupy")              # or: MINIBERT_BACKEND=cupy python ...

@@ -22,8 +22,9 @@ What changes with `--fp16` (the whole story, with numbers: docs/mixed_precision.
 `LossScaler` follows torch.amp.GradScaler's rule (init 2**16, x2 after 2000
 good steps, x0.5 and skip on inf/NaN), and adds a count of skipped steps.
 The scale is a host float (a power of two by default, so scaling and
-unscaling are exact); the only device-to-host transfer per step is the one
-boolean "did anything overflow".
+unscaling are exact). "Did anything overflow" is a boolean on the device
+(`overflow_on_device`); the training step reads it together with the loss,
+in the one device-to-host transfer of an optimizer step (train/step.py).
 
     scaler = LossScaler()
     with autocast(scaler) as loss_scale:             # fp16 matmuls; loss_scale = scaler.scale
@@ -38,10 +39,13 @@ import math
 
 import numpy
 
+from minibert.backend import get_xp
 # has_overflow and unscale, the device work of loss scaling, live in the backend (re-exported here)
 from minibert.backend.precision import fp16_enabled, has_overflow, mixed_precision, unscale
+from minibert.backend.reductions import all_finite
 
-__all__ = ["LossScaler", "has_overflow", "unscale", "autocast", "mixed_precision", "fp16_enabled"]
+__all__ = ["LossScaler", "has_overflow", "overflow_on_device", "unscale", "autocast", "mixed_precision",
+           "fp16_enabled"]
 
 _FLOAT32_MAX = float(numpy.finfo(numpy.float32).max)
 
@@ -80,12 +84,21 @@ class LossScaler:
         """Check the scaled gradients for inf/NaN; if there is none, divide them by the scale in place.
 
         Returns found_inf: True means this step must be skipped (the gradients
-        are then left as they are: the next step zeroes them anyway).
+        are then left as they are: the next step zeroes them anyway). One read
+        (the flag); the training step uses `unscale_on_device` instead.
         """
         if has_overflow(grads, names):
             return True
         unscale(grads, self.scale, names)
         return False
+
+    def unscale_on_device(self, grads: dict, names=None):
+        """`unscale_` without a read: the overflow flag of the scaled gradients, a 0-d bool array left on
+        the device, then the gradients divided by the scale in place whatever the flag (when it is True
+        the step is skipped and the next one zeroes them). The caller reads the flag, with the loss."""
+        found_inf = overflow_on_device(grads, names)          # looked at before unscaling, as unscale_ does
+        unscale(grads, self.scale, names)
+        return found_inf
 
     def update(self, found_inf: bool) -> None:
         """After a step: on overflow halve the scale (the step was skipped), else count a good step
@@ -123,6 +136,17 @@ class LossScaler:
     def __repr__(self):
         return (f"LossScaler(scale={self.scale:g}, growth_tracker={self.growth_tracker}/{self.growth_interval}, "
                 f"skipped_steps={self.skipped_steps})")
+
+
+def overflow_on_device(grads: dict, names=None):
+    """Whether any entry of the named gradients (default: all) is inf or NaN, as a 0-d bool array on
+    their device: one pass per gradient (`backend.reductions.all_finite`), the flags combined there.
+    `has_overflow` is the same test read to the host; this one is read with the loss (train/step.py)."""
+    names = list(grads if names is None else names)
+    if not names:
+        return False
+    xp = get_xp(grads[names[0]])
+    return ~xp.stack([all_finite(grads[k]) for k in names]).all()      # (n_arrays,) -> one flag
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import math
 
 from minibert.backend import get_xp
 from minibert.backend.blocks import for_blocks
+from minibert.backend.reductions import sum_of_squares
 from minibert.errors import InputError
 
 
@@ -142,23 +143,66 @@ def linear_warmup_decay(step: int, peak_lr: float, warmup_steps: int, total_step
     return peak_lr * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def global_grad_norm(grads: dict, names=None) -> float:
-    """sqrt(sum of squares of every gradient entry), as one number on the host."""
-    names = grads.keys() if names is None else names
-    total = 0.0
+def grad_norm_on_device(grads: dict, names=None):
+    """sqrt(sum of squares of every entry of the named gradients), left on the gradients' device.
+
+    The readable formula (and what the host computed before, one read per parameter):
+
+        total = 0.0
+        for k in names:
+            total += float((grads[k] * grads[k]).sum())      # float32 sum, added in float64
+        norm = math.sqrt(total)
+
+    Here each gradient's sum of squares stays on the device (`backend.reductions.sum_of_squares`: one
+    pass, no temporary, on a GPU), the sums are stacked into one (n_params,) array and added left to right
+    in float64 by a cumulative sum, the order of the loop above: on NumPy the same number bit for bit.
+    Returns a 0-d float64 array (0.0, a host float, when `names` is empty); nothing is read to the host.
+    """
+    names = list(grads.keys() if names is None else names)
+    if not names:
+        return 0.0
+    xp = get_xp(grads[names[0]])
+    parts = xp.stack([sum_of_squares(grads[k]) for k in names]).astype(xp.float64)   # (n,) sum(g*g) each
+    return xp.sqrt(xp.cumsum(parts)[-1])                                              # in the loop's order
+
+
+def clip_factor(norm, max_norm: float, xp):
+    """torch.nn.utils.clip_grad_norm_'s factor min(1, max_norm / (norm + 1e-6)), a 0-d float64 array on
+    the norm's device. A NaN norm gives 1 (no scaling), as the host rule `if coef < 1.0: scale` did."""
+    coef = max_norm / (norm + 1e-6)
+    return xp.where(coef < 1.0, coef, 1.0)
+
+
+def clip_grads_on_device(grads: dict, max_norm: float, names=None):
+    """Scale the named gradients by `clip_factor` in place, without reading the norm; return the norm
+    (the 0-d device array of `grad_norm_on_device`, before clipping).
+
+    Every named gradient is multiplied, by 1 when the norm is within max_norm: x * 1 is x exactly, so
+    the gradients, and the update, are those of the host rule `if coef < 1.0: g *= coef`, and the
+    host never has to look at the norm to decide. The factor is cast to each gradient's dtype first,
+    so a float32 gradient is multiplied in float32, as `g *= coef` with a Python float is.
+    """
+    names = list(grads.keys() if names is None else names)
+    norm = grad_norm_on_device(grads, names)
+    if not names:
+        return norm
+    coef = clip_factor(norm, max_norm, get_xp(grads[names[0]]))
+    cast = {}                                                 # the factor in each gradient dtype, cast once
     for k in names:
         g = grads[k]
-        total += float((g * g).sum())
-    return math.sqrt(total)
+        if g.dtype not in cast:
+            cast[g.dtype] = coef.astype(g.dtype)
+        g *= cast[g.dtype]                                    # g * float32(coef) for a float32 g
+    return norm
+
+
+def global_grad_norm(grads: dict, names=None) -> float:
+    """sqrt(sum of squares of every gradient entry), as one number on the host (one read)."""
+    return float(grad_norm_on_device(grads, names))
 
 
 def clip_grad_norm(grads: dict, max_norm: float, names=None) -> float:
     """Scale all gradients by max_norm / (norm + 1e-6) when their global norm exceeds max_norm
-    (torch.nn.utils.clip_grad_norm_'s rule). Returns the norm before clipping."""
-    names = list(grads.keys() if names is None else names)
-    norm = global_grad_norm(grads, names)
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1.0:
-        for k in names:
-            grads[k] *= coef
-    return norm
+    (torch.nn.utils.clip_grad_norm_'s rule). Returns the norm before clipping, a host float (one read;
+    the training step uses `clip_grads_on_device` and reads the norm with the loss)."""
+    return float(clip_grads_on_device(grads, max_norm, names))

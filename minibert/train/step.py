@@ -29,15 +29,33 @@ Mixed precision (`scaler=LossScaler()`, minibert/train/amp.py): the forwards and
 backwards run with float16 matmuls, every backward weight is multiplied by the
 loss scale, and `apply_gradients` unscales, skips the step on inf/NaN, clips
 and updates.
+
+What the host reads from the device (a GPU waits for each read; docs/backend.md): ONE small array per
+optimizer step, after the last backward and before AdamW,
+
+    [loss term 1, ..., loss term K, (right answers per term, when the model counts them on the device),
+     overflow flag (with a scaler), gradient norm (when clipping)]
+
+(`read_together`). Until then everything stays on the device: each micro-batch's loss terms are added
+into float64 scalars there, the overflow flag, the unscaling, the gradient norm and the clipping factor
+are computed there and the clipping is applied without the host looking at the norm
+(optim.clip_grads_on_device). One read, because the host needs three answers before the update: is
+the loss finite (else stop, naming the step), did a scaled gradient overflow (else skip), and what to
+log; asking them together costs one synchronisation instead of one per micro-batch and per parameter.
+The batches stay host arrays: what the loss terms average over and the token count are counted on the
+host copy, and the model copies each input to the device once, in its forward.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+
+import numpy
 
 from minibert import backend
 from minibert.errors import MinibertError
 from minibert.train.amp import autocast
-from minibert.train.optim import clip_grad_norm
+from minibert.train.optim import clip_grads_on_device
 
 
 class NonFiniteLossError(MinibertError, FloatingPointError):
@@ -57,6 +75,59 @@ def count_totals(counts: list[tuple[int, ...]]) -> tuple[int, ...]:
     return tuple(sum(c[k] for c in counts) for k in range(len(counts[0])))
 
 
+def read_together(values) -> list:
+    """The host numbers of `values` (0-d device arrays, NumPy scalars or Python numbers) in ONE
+    device -> host transfer: the device ones are stacked as float64 and read with one `to_host`.
+
+    float64 holds every loss (float32 or float64), every count below 2**53 and a flag (0.0 / 1.0)
+    exactly. Host values pass through as they are; with no device value nothing is read at all.
+    """
+    values = list(values)
+    on_device = [i for i, v in enumerate(values) if _on_device(v)]
+    if on_device:
+        xp = backend.get_xp(values[on_device[0]])
+        host = backend.to_host(xp.stack([values[i].astype(xp.float64) for i in on_device]))   # the one read
+        for i, number in zip(on_device, host.tolist()):
+            values[i] = number
+    return [float(v) if isinstance(v, (numpy.floating, numpy.ndarray)) else v for v in values]
+
+
+def _on_device(v) -> bool:
+    """An array of a non-NumPy backend (CuPy, the tests' strict stand-in): reading it is a transfer."""
+    return hasattr(v, "shape") and not isinstance(v, (numpy.ndarray, numpy.generic))
+
+
+def finish_gradients(model, optimizer, max_grad_norm=1.0, scaler=None) -> tuple:
+    """The device half of the end of a step: [overflow flag, unscale,] gradient norm, clipping. Reads nothing.
+
+    Returns (found_inf, norm): found_inf a 0-d bool device array (False without a scaler), looked at
+    before unscaling; norm the 0-d device norm of the unscaled gradients before clipping (NaN, a host
+    float, without clipping). The clipping is applied whatever the flag: on an overflow the step is
+    skipped, and the next one zeroes the gradients anyway.
+    """
+    trainable = [k for k in model.grads if k not in optimizer.frozen]     # as torch: frozen tensors have no grad
+    found_inf = False
+    quiet = numpy.errstate(over="ignore", invalid="ignore") if scaler is not None else contextlib.nullcontext()
+    with quiet:                                         # an overflowed step's gradients are squared too (unused)
+        if scaler is not None:
+            found_inf = scaler.unscale_on_device(model.grads, trainable)
+        norm = clip_grads_on_device(model.grads, max_grad_norm, trainable) if max_grad_norm else float("nan")
+    return found_inf, norm
+
+
+def update(model, optimizer, lr, found_inf: bool, norm: float, scaler=None) -> dict:
+    """The host half of the end of a step, once the flag and the norm are read: skip (and halve the
+    scale) on an overflow, else AdamW [and count a good step]. Returns {"grad_norm", "skipped", "loss_scale"}."""
+    loss_scale = 1.0 if scaler is None else scaler.scale
+    if found_inf:                                       # inf/NaN in a scaled gradient: no update
+        scaler.update(found_inf=True)
+        return {"grad_norm": float("nan"), "skipped": True, "loss_scale": loss_scale}
+    optimizer.step(model.grads, lr=lr)
+    if scaler is not None:
+        scaler.update(found_inf=False)
+    return {"grad_norm": norm, "skipped": False, "loss_scale": loss_scale}
+
+
 def apply_gradients(model, optimizer, lr, max_grad_norm=1.0, scaler=None) -> dict:
     """The end of a training step: [unscale, skip on overflow,] clip, AdamW, [update the scale].
 
@@ -65,31 +136,26 @@ def apply_gradients(model, optimizer, lr, max_grad_norm=1.0, scaler=None) -> dic
     (optimizer.frozen) are left out of the overflow check, the clipping and the update.
     Returns {"grad_norm", "skipped", "loss_scale"}: grad_norm of the unscaled
     gradients before clipping (NaN when not computed: a skipped step or no
-    clipping), loss_scale the scale this step's backward used.
+    clipping), loss_scale the scale this step's backward used. One device -> host
+    read (the flag and the norm together); `train_step` adds the loss to that read.
     """
-    trainable = [k for k in model.grads if k not in optimizer.frozen]     # as torch: frozen tensors have no grad
-    loss_scale = 1.0 if scaler is None else scaler.scale
-    if scaler is not None and scaler.unscale_(model.grads, trainable):   # inf/NaN: no update, halve the scale
-        scaler.update(found_inf=True)
-        return {"grad_norm": float("nan"), "skipped": True, "loss_scale": loss_scale}
-    norm = clip_grad_norm(model.grads, max_grad_norm, trainable) if max_grad_norm else float("nan")
-    optimizer.step(model.grads, lr=lr)
-    if scaler is not None:
-        scaler.update(found_inf=False)
-    return {"grad_norm": norm, "skipped": False, "loss_scale": loss_scale}
+    found_inf, norm = finish_gradients(model, optimizer, max_grad_norm, scaler)
+    found_inf, norm = read_together([found_inf, norm])
+    return update(model, optimizer, lr, bool(found_inf), norm, scaler)
 
 
 def train_step(model, objective, optimizer, micro_batches, weights, lr, max_grad_norm=1.0, scaler=None,
                step=None) -> dict:
-    """Forward and backward every micro-batch with its weights, then `apply_gradients`.
+    """Forward and backward every micro-batch with its weights, then clip and update, with ONE device -> host read.
 
-    micro_batches: dicts of host arrays (input_ids, token_type_ids, attention_mask and the labels).
+    micro_batches: dicts of host arrays (input_ids, token_type_ids, attention_mask and the labels); the
+    model copies each to the device once.
     weights: per micro-batch, one weight per loss term (`loss_weights`).
     Returns {"loss", "losses" (each term's weighted mean), "correct" (summed per term), "tokens",
     "grad_norm", "skipped", "loss_scale"}. A NaN or inf loss raises NonFiniteLossError before any update.
     """
     model.zero_grad()
-    losses = [0.0] * len(objective.loss_keys)
+    losses = [0.0] * len(objective.loss_keys)           # float64 scalars on the device once a term is added
     correct = [0] * len(objective.correct_keys)
     tokens = 0
     with autocast(scaler) as loss_scale:                  # fp16 matmuls with a scaler; loss_scale 1.0 without
@@ -97,16 +163,27 @@ def train_step(model, objective, optimizer, micro_batches, weights, lr, max_grad
             out = objective.forward(model, batch)
             objective.backward(model, tuple(x * loss_scale for x in w))   # backward of (sum_k w_k loss_k) * scale
             for k, key in enumerate(objective.loss_keys):
-                losses[k] += w[k] * float(out[key])        # one device -> host number per term, for the log
+                losses[k] = losses[k] + w[k] * _float64(out[key])        # on the device: nothing read
             for k, key in enumerate(objective.correct_keys):
-                correct[k] += out.get(key, 0)
-            tokens += int(backend.to_host(batch["attention_mask"]).sum())
+                correct[k] = correct[k] + out.get(key, 0)                 # host ints, or device counts
+            tokens += int(backend.to_host(batch["attention_mask"]).sum())    # the host batch: no read
+    found_inf, norm = finish_gradients(model, optimizer, max_grad_norm, scaler)
+    K, C = len(losses), len(correct)
+    numbers = read_together([*losses, *correct, found_inf, norm])          # the step's one read
+    losses, correct, (found_inf, norm) = numbers[:K], numbers[K:K + C], numbers[K + C:]
+    correct = [int(c) for c in correct]
     loss = sum(losses)
     if not math.isfinite(loss):
         where = f" at step {step}" if step is not None else ""
         terms = (" (" + ", ".join(f"{key.removesuffix('_loss')} {v}" for key, v in zip(objective.loss_keys, losses))
                  + ")") if len(losses) > 1 else ""
         raise NonFiniteLossError(f"loss is {loss}{where}{terms}; parameters were not updated")
-    update = apply_gradients(model, optimizer, lr, max_grad_norm, scaler)
+    result = update(model, optimizer, lr, bool(found_inf), norm, scaler)
     return {"loss": loss, "losses": dict(zip(objective.loss_keys, losses)),
-            "correct": dict(zip(objective.correct_keys, correct)), "tokens": tokens, **update}
+            "correct": dict(zip(objective.correct_keys, correct)), "tokens": tokens, **result}
+
+
+def _float64(x):
+    """A loss term as float64: a 0-d array cast on its device (NumPy: the exact float of the float32), a
+    host number as a Python float. w * float64(loss) is then the float64 product the host computed."""
+    return x.astype("float64") if hasattr(x, "astype") else float(x)
