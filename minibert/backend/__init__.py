@@ -6,6 +6,7 @@
     grad_mode.py   no_grad(): inside model.inference(), fused ops leave out backward-only work
     precision.py   every matmul of the model, in float32 or mixed precision (float16 operands); the
                    loss-scaling helpers that look at and rescale gradients on the device
+    kernels.py     CuPy kernel factories (cached) for the fused CUDA kernels of ops/fused.py
 
     from minibert import backend
     backend.use("cupy")              # or: MINIBERT_BACKEND=cupy python ...
