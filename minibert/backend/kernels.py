@@ -25,7 +25,9 @@ from __future__ import annotations
 import functools
 import os
 
-from minibert.backend.xp import _modules
+import numpy
+
+from minibert.backend.xp import _modules, get_xp
 
 ENABLED = os.environ.get("MINIBERT_FUSED_KERNELS", "1") != "0"
 
@@ -110,3 +112,104 @@ def launch_args(source: str, name: str, **values) -> tuple:
     if set(names) != set(values):
         raise ValueError(f"kernel {name}: signature {names}, arguments given {sorted(values)}")
     return tuple(values[n] for n in names)
+
+
+# -- batched matmuls in the layout cuBLAS reads (attention's Q K^T, P V and their backward) ----------
+# cupy.matmul on 4-D operands copies each operand to C-contiguous memory first (cupy/_core/
+# _routines_linalg.pyx: _matmul calls ascontiguousarray), then calls the float32 strided-batched GEMM
+# (cublasSgemmStridedBatched), which ignores the compute type, so TF32 is never used there. Attention's
+# transposed operands (K^T, P'^T, dS^T: a swapaxes(-1, -2) view) are column-major matrices that cuBLAS
+# reads as they are with its transpose flag, and a stack of them with one stride between matrices is one
+# strided-batched call: cublasGemmStridedBatchedEx, with the compute type of the precision setting.
+# An operand whose batch axes cannot be walked with one stride (K as a view of the fused QKV array:
+# batch strides T*3H and d) is copied once, as cupy.matmul would.
+
+def gemm_operand(shape, strides, itemsize):
+    """How cuBLAS can read a stack of matrices (..., R, C) in place: (transposed, ld, batch_stride), in
+    elements, or None when it cannot (then the operand is copied to C-contiguous memory).
+
+    row-major matrices (strides (ld, 1), ld >= C): transposed False;
+    column-major (a transposed view, strides (1, ld), ld >= R): transposed True;
+    the batch axes of size > 1 must be one arithmetic sequence (stride[i] == stride[i+1] * shape[i+1]).
+    """
+    *batch, R, C = shape
+    *bstrides, sr, sc = strides
+    if any(s % itemsize for s in strides) or any(s < 0 for s in strides):
+        return None
+    sr, sc = sr // itemsize, sc // itemsize
+    if sc == 1 and sr >= max(C, 1):
+        transposed, ld = False, sr
+    elif sr == 1 and sc >= max(R, 1):
+        transposed, ld = True, sc
+    elif C == 1 and sr >= 1:                  # a column: its row stride is the ld of a row-major (R, 1)
+        transposed, ld = False, sr
+    else:
+        return None
+    dims = [(n, s // itemsize) for n, s in zip(batch, bstrides) if n != 1]
+    for (_, s0), (n1, s1) in zip(dims, dims[1:]):
+        if s0 != s1 * n1:
+            return None
+    return transposed, ld, (dims[-1][1] if dims else 0)
+
+
+def strided_batched_plan(a, b):
+    """The cublasGemmStridedBatchedEx arguments for C = a @ b, a: (..., M, K), b: (..., K, N), the same
+    batch shape (or a 2-D operand, reused for every matrix: batch stride 0); C: (..., M, N) C-contiguous.
+
+    cuBLAS is column-major: a C-contiguous C (M x N) is the column-major N x M matrix C^T, so the call
+    computes C^T = b^T a^T: its first operand is b, its second a. Returns (a, b, plan): the operands
+    (copied to C-contiguous only when gemm_operand refuses them) and the plan's dict.
+    """
+    xp = get_xp(a)
+    M, K = a.shape[-2:]
+    N = b.shape[-1]
+    batch = a.shape[:-2] if a.ndim >= b.ndim else b.shape[:-2]
+    layouts = []
+    for x in (a, b):
+        lay = gemm_operand(x.shape, x.strides, x.itemsize)
+        if lay is None:
+            x = xp.ascontiguousarray(x)
+            lay = gemm_operand(x.shape, x.strides, x.itemsize)
+        layouts.append((x, lay))
+    (a, (ta, lda, sa)), (b, (tb, ldb, sb)) = layouts
+    count = 1
+    for n in batch:
+        count *= n
+    plan = dict(transa=int(tb), transb=int(ta), m=N, n=M, k=K, lda=ldb, strideA=sb, ldb=lda, strideB=sa,
+                ldc=N, strideC=M * N, batchCount=count, batch_shape=tuple(batch))
+    return a, b, plan
+
+
+def batched_gemm_available(a, b) -> bool:
+    """Whether `strided_batched_matmul` takes these operands: CuPy arrays, at least one of them 3-D or
+    more, the same float32 or float16 dtype, and the same batch shape (or a 2-D operand)."""
+    cupy = _modules.get("cupy")
+    if cupy is None or not (isinstance(a, cupy.ndarray) and isinstance(b, cupy.ndarray)):
+        return False
+    if max(a.ndim, b.ndim) < 3 or min(a.ndim, b.ndim) < 2 or a.dtype != b.dtype:
+        return False
+    if a.dtype.name not in ("float32", "float16") or a.shape[-1] != b.shape[-2]:
+        return False
+    return a.ndim == 2 or b.ndim == 2 or a.shape[:-2] == b.shape[:-2]
+
+
+def strided_batched_matmul(a, b, tf32: bool):
+    """a @ b for CuPy stacks of matrices with one cublasGemmStridedBatchedEx call and no copy of
+    transposed views. float32 operands: compute type CUBLAS_COMPUTE_32F_FAST_TF32 when tf32 (tensor cores,
+    10-bit mantissa products, float32 sums) else CUBLAS_COMPUTE_32F; float16 operands: float32 compute,
+    float16 result (as precision.matmul_fp16 describes). The caller checked batched_gemm_available."""
+    cupy = _cupy()
+    from cupy.cuda import cublas, device, runtime   # CuPy's cuBLAS bindings (the GPU path only)
+    a, b, plan = strided_batched_plan(a, b)
+    c = cupy.empty(plan["batch_shape"] + (plan["n"], plan["m"]), dtype=a.dtype)
+    half = a.dtype == numpy.float16
+    dtype = runtime.CUDA_R_16F if half else runtime.CUDA_R_32F
+    compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if (tf32 and not half) else cublas.CUBLAS_COMPUTE_32F
+    one, zero = numpy.array(1, numpy.float32), numpy.array(0, numpy.float32)   # alpha, beta: float32 for 32F compute
+    cublas.gemmStridedBatchedEx(
+        device.get_cublas_handle(), plan["transa"], plan["transb"], plan["m"], plan["n"], plan["k"],
+        one.ctypes.data, b.data.ptr, dtype, plan["lda"], plan["strideA"],
+        a.data.ptr, dtype, plan["ldb"], plan["strideB"],
+        zero.ctypes.data, c.data.ptr, dtype, plan["ldc"], plan["strideC"],
+        plan["batchCount"], compute, cublas.CUBLAS_GEMM_DEFAULT_TENSOR_OP)
+    return c
