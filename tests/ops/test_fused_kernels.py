@@ -7,7 +7,7 @@
   with the C type the signature declares (int -> int32, long long -> int64, TYPE -> the array dtype's
   scalar, TYPE* -> a C-contiguous array of that dtype).
 - The sources: compiled to PTX by nvcc for float and double (skipped without nvcc), and run on the CPU
-  (g++, one thread per block: tests/ops/cuda_emulation.py) through the real fused functions, against
+  (g++, one thread per block: tests/cuda_emulation.py) through the real fused functions, against
   the twin, to the tolerances below. The block reductions with many threads run only on a GPU
   (tests/ops/test_fused_cuda.py, marked gpu).
 """
