@@ -181,16 +181,14 @@ def strided_batched_plan(a, b):
 
 
 def batched_gemm_available(a, b) -> bool:
-    """Whether `strided_batched_matmul` takes these operands: CuPy arrays, at least one of them 3-D or
-    more, the same float32 or float16 dtype, and the same batch shape (or a 2-D operand)."""
+    """Whether `strided_batched_matmul` takes these operands: CuPy stacks of matrices (3-D or more, the
+    same batch shape, as attention's), of one dtype, float32 or float16. A stack times a 2-D matrix is
+    better as one 2-D GEMM over all the rows (ops/linear.py reshapes to 2-D), so it is not taken here."""
     cupy = _modules.get("cupy")
     if cupy is None or not (isinstance(a, cupy.ndarray) and isinstance(b, cupy.ndarray)):
         return False
-    if max(a.ndim, b.ndim) < 3 or min(a.ndim, b.ndim) < 2 or a.dtype != b.dtype:
-        return False
-    if a.dtype.name not in ("float32", "float16") or a.shape[-1] != b.shape[-2]:
-        return False
-    return a.ndim == 2 or b.ndim == 2 or a.shape[:-2] == b.shape[:-2]
+    return (a.ndim >= 3 and a.shape[:-2] == b.shape[:-2] and b.ndim == a.ndim and a.dtype == b.dtype
+            and a.dtype.name in ("float32", "float16") and a.shape[-1] == b.shape[-2])
 
 
 def strided_batched_matmul(a, b, tf32: bool):

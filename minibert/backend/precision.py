@@ -63,7 +63,8 @@ from minibert.backend.blocks import matmul_rows
 from minibert.backend.kernels import batched_gemm_available, strided_batched_matmul
 from minibert.backend.xp import BackendError, _modules, get_xp, name
 
-_state = {"fp16": False, "precision": None}      # precision None: the backend's default (default_precision)
+_state = {"fp16": False, "precision": None,      # precision None: the backend's default (default_precision)
+          "cupy_applied": None}                    # the precision CuPy's compute type was last set for
 
 PRECISIONS = ("fp32", "tf32", "fp16")
 
@@ -123,6 +124,14 @@ def _cupy_compute_type(tf32: bool) -> None:
     cupy = _modules["cupy"]
     linalg = cupy._core._routines_linalg
     cupy._core.set_compute_type(numpy.float32, linalg.COMPUTE_TYPE_TF32 if tf32 else linalg.COMPUTE_TYPE_DEFAULT)
+    _state["cupy_applied"] = get_precision()
+
+
+def _cupy_compute_type_follows(a) -> None:
+    """Before a CuPy matmul: CuPy's compute type set for the precision in effect, if it is not yet (a
+    program that never called set_precision gets the default, tf32, on its first matmul)."""
+    if _state["cupy_applied"] != get_precision() and "cupy" in _modules and isinstance(a, _modules["cupy"].ndarray):
+        _cupy_compute_type(tf32=_tf32())
 
 
 @contextlib.contextmanager
@@ -148,6 +157,7 @@ def matmul(a, b):
     if not _state["fp16"]:
         if batched_gemm_available(a, b):    # CuPy stacks (attention): one GEMM, no copies, the compute type
             return strided_batched_matmul(a, b, tf32=_tf32())
+        _cupy_compute_type_follows(a)       # CuPy 2-D matmuls (gemmEx) read CuPy's compute type
         return matmul_rows(a, b)
     return matmul_fp16(a, b)
 

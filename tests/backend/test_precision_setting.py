@@ -130,3 +130,43 @@ def test_set_precision_sets_cupys_compute_type():
             assert cp._core.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_DEFAULT
         with precision.using_precision("tf32"):
             assert cp._core.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_TF32
+
+
+class _FakeCupyArray(np.ndarray):
+    """An ndarray registered as the "cupy" module's ndarray: what CuPy is told, without CuPy."""
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    import types
+    calls = []
+    linalg = types.SimpleNamespace(COMPUTE_TYPE_DEFAULT=1, COMPUTE_TYPE_TF32=7)
+    core = types.SimpleNamespace(_routines_linalg=linalg,
+                                 set_compute_type=lambda dtype, ct: calls.append((np.dtype(dtype).name, ct)))
+    monkeypatch.setitem(backend.xp._modules, "cupy", types.SimpleNamespace(ndarray=_FakeCupyArray, _core=core))
+    monkeypatch.setattr(backend.xp, "_current", "cupy")
+    return calls
+
+
+def test_cupy_is_told_the_compute_type_at_its_first_matmul_and_at_each_change(fake_cupy):
+    a = np.ones((3, 4), np.float32).view(_FakeCupyArray)
+    assert precision.get_precision() == "tf32"                       # CuPy's default
+    precision.matmul(a, a.T)
+    precision.matmul(a, a.T)
+    assert fake_cupy == [("float32", 7)]                             # once, at the first matmul: TF32
+    with precision.using_precision("fp32"):
+        precision.matmul(a, a.T)
+        assert fake_cupy[-1] == ("float32", 1)                       # full float32 (CUBLAS_COMPUTE_32F)
+    assert fake_cupy[-1] == ("float32", 7) and len(fake_cupy) == 3   # put back on exit
+    precision.set_precision("fp16")
+    assert fake_cupy[-1] == ("float32", 1)                           # fp16: float32 matmuls outside autocast full
+
+
+def test_only_stacks_of_the_same_batch_shape_take_the_strided_batched_gemm(fake_cupy):
+    from minibert.backend.kernels import batched_gemm_available
+    f = lambda *s: np.ones(s, np.float32).view(_FakeCupyArray)      # noqa: E731
+    assert batched_gemm_available(f(2, 3, 4, 5), f(2, 3, 5, 6))
+    assert not batched_gemm_available(f(2, 3, 4, 5), f(5, 6))          # stack @ matrix: one 2-D GEMM is better
+    assert not batched_gemm_available(f(2, 3, 4, 5), f(1, 3, 5, 6))    # broadcast batch: cupy.matmul
+    assert not batched_gemm_available(f(4, 5), f(5, 6))
+    assert not batched_gemm_available(np.ones((2, 4, 5), np.float32), np.ones((2, 5, 6), np.float32))   # NumPy
