@@ -8,6 +8,7 @@
                    loss-scaling helpers that look at and rescale gradients on the device
     reductions.py  sum(g * g) and "all finite" of a gradient, left on the device (the training step's
                    gradient norm and overflow check; one kernel pass each on CuPy)
+    kernels.py     CuPy kernel factories (cached) for the fused CUDA kernels of ops/fused.py
 
     from minibert import backend
     backend.use("cupy")              # or: MINIBERT_BACKEND=cupy python ...

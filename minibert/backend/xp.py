@@ -21,6 +21,7 @@ device with a generator seeded once from it (`device_generator`) under CuPy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import numpy
@@ -29,8 +30,8 @@ from minibert.errors import MinibertError
 
 __all__ = [
     "BackendError", "use", "using", "name", "get_xp", "to_device", "to_host",
-    "scatter_add", "cupy_erf", "gpu_available", "resolve_dtype", "register", "device_generator",
-    "is_host_generator", "host_ints",
+    "scatter_add", "sorted_segment_add", "cupy_erf", "gpu_available", "resolve_dtype", "register",
+    "device_generator", "is_host_generator", "host_ints",
 ]
 
 
@@ -193,20 +194,114 @@ def device_generator(host_rng: numpy.random.Generator, xp=None):
     return xp.random.default_rng(int(host_rng.integers(2 ** 63)))
 
 
-def scatter_add(target, indices, values) -> None:
+# The embedding gradient on CuPy, deterministic by default: cupyx.scatter_add adds with atomics, in an
+# order that changes from run to run, so the word-embedding gradient (a token id seen k times: k adds
+# into one row) would differ in its last bits between two identical runs and from NumPy's.
+# MINIBERT_DETERMINISTIC_SCATTER=0 (or scatter_add(..., deterministic=False)) takes the atomics back.
+DETERMINISTIC_SCATTER = os.environ.get("MINIBERT_DETERMINISTIC_SCATTER", "1") != "0"
+
+
+def scatter_add(target, indices, values, deterministic: bool | None = None) -> None:
     """target[indices[i]] += values[i], adding (not assigning) when an index repeats.
 
     This is the embedding backward: a token id that appears twice must receive
-    both gradients. NumPy spells it `np.add.at`; CuPy `cupyx.scatter_add`.
+    both gradients. indices: (...) integers; values: indices.shape + target.shape[1:].
+    - NumPy: `numpy.add.at`, which adds the occurrences of an index in the order they come (deterministic).
+    - CuPy, deterministic (the default, DETERMINISTIC_SCATTER): the sorted-segment kernel below, which adds
+      in that same order and so gives numpy.add.at's numbers bit for bit, run after run.
+    - CuPy with deterministic=False: `cupyx.scatter_add` (atomics: faster, the order varies).
+    - the strict stand-in: its own scatter_add (NumPy's add.at inside).
     """
     xp = get_xp(target)
+    deterministic = DETERMINISTIC_SCATTER if deterministic is None else deterministic
     if xp is numpy:
         numpy.add.at(target, indices, values)
+    elif xp is _modules.get("cupy") and deterministic:
+        _sorted_segment_add_cuda(xp, target, indices, values)
     elif hasattr(xp, "scatter_add"):
         xp.scatter_add(target, indices, values)
     else:  # real CuPy keeps it in cupyx
         import cupyx
         cupyx.scatter_add(target, indices, values)
+
+
+def sorted_segment_add(target, indices, values) -> None:
+    """The deterministic scatter-add's algorithm written with array operations (the CUDA kernel's NumPy twin).
+
+    Sort the ids, stably: the occurrences of one id become one segment, in the order they came. Round r
+    then adds the r-th occurrence of every id (no id twice in a round, so a plain fancy-index `+=` is
+    right), rounds in order. Each row of the target thus receives target + v_first + v_second + ...,
+    added left to right, exactly the additions of numpy.add.at in the same order: the same bits
+    (tests/backend/test_scatter_add.py). A segment sum added at the end, target + (v1 + v2 + ...) (what
+    reduceat or a one-hot matmul would give), is another association: equal only to a float32 rounding
+    per addition. NumPy arrays (the rounds are a host loop, as many as the most frequent id's count).
+    """
+    xp = get_xp(target)
+    ids = indices.reshape(-1)
+    if ids.size == 0:
+        return
+    rows = values.reshape(ids.size, -1)
+    order = xp.argsort(ids, kind="stable")                      # (N,) positions, id by id, in occurrence order
+    sorted_ids = ids[order]
+    n = xp.arange(ids.size)
+    first = xp.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1]))   # a segment starts here
+    rank = n - xp.maximum.accumulate(xp.where(first, n, 0))    # the occurrence number within its segment
+    flat_target = _rows_view(target)
+    for r in range(int(rank.max()) + 1):
+        take = rank == r
+        flat_target[sorted_ids[take]] += rows[order[take]]     # the r-th occurrence of every id
+
+
+# CUDA: one thread per (sorted position n, column h). The thread at the first occurrence of an id in
+# the sorted ids walks that id's segment and adds its rows into the target's row, starting from the
+# target's value, in occurrence order (the sort is stable): the twin's additions, one thread per row
+# element, no atomics. The other threads do nothing. Shapes are fixed (N*H threads): nothing about the
+# data is read on the host.
+SORTED_SEGMENT_ADD_CUDA = dict(
+    in_params="raw I sorted_ids, raw J order, raw T values, int64 N, int64 H",
+    out_params="raw T target",
+    body="""
+    const long long n = i / H, h = i % H;                    // i: the element's index (CuPy's)
+    const I id = sorted_ids[n];
+    if (n == 0 || sorted_ids[n - 1] != id) {                 // the first occurrence of id: its segment is ours
+        T acc = target[id * H + h];
+        for (long long m = n; m < N && sorted_ids[m] == id; ++m) {
+            acc += values[order[m] * H + h];                 // occurrence order, as numpy.add.at
+        }
+        target[id * H + h] = acc;
+    }
+    """,
+    name="minibert_sorted_segment_add")
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_elementwise_kernel(in_params, out_params, body, kernel_name):
+    import cupy  # only reached with CuPy arrays
+    return cupy.ElementwiseKernel(in_params, out_params, body, kernel_name)
+
+
+def _sorted_segment_add_cuda(cupy, target, indices, values) -> None:
+    """scatter_add on CuPy, deterministic: a stable sort of the ids (cupy.argsort is stable), then
+    SORTED_SEGMENT_ADD_CUDA over the (N, H) values."""
+    ids = indices.reshape(-1)
+    if ids.size == 0:
+        return
+    order = cupy.argsort(ids)
+    sorted_ids = ids[order]
+    flat_target = _rows_view(target)
+    H = flat_target.shape[1]
+    k = SORTED_SEGMENT_ADD_CUDA
+    kernel = _cupy_elementwise_kernel(k["in_params"], k["out_params"], k["body"], k["name"])
+    kernel(sorted_ids, order, values.reshape(ids.size, H), ids.size, H, flat_target, size=ids.size * H)
+
+
+def _rows_view(target):
+    """target as (rows, row size), a view (the additions must land in target itself)."""
+    if target.ndim == 2:
+        return target
+    if not target.flags.c_contiguous:
+        raise ValueError("scatter_add: a target of more than 2 axes must be C-contiguous (it is written through a view)")
+    return target.reshape(target.shape[0], -1)
 
 
 def cupy_erf(x):

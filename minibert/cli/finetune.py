@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from minibert import checks
 from minibert.cli.command import Command
+from minibert.cli.precision import chosen_precision, precision_field, using_precision
 from minibert.train import finetune
 from minibert.train.finetune import FinetuneArgs, FinetuneError, load_finetuned
 from minibert.viz import plot_run
@@ -18,12 +19,15 @@ class FinetuneCommandArgs(FinetuneArgs):
     overwrite: bool = field(default=False, metadata={
         "help": "replace the earlier fine-tuning run in --out (it says what it deletes); without it, such a "
                 "folder is refused"})
+    precision: str | None = precision_field()
 
 
 def run_finetune(args: FinetuneCommandArgs) -> int:
     """Fine-tune; the run folder holds the best model, metrics.json, log.jsonl and the curves."""
     settings = FinetuneArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneArgs)})
-    finetune.run(settings, overwrite=args.overwrite)
+    with using_precision(chosen_precision(args.precision, args.fp16)) as precision:
+        settings = dataclasses.replace(settings, fp16=precision == "fp16")   # fp16: the run's loss scaling
+        finetune.run(settings, overwrite=args.overwrite)
     for path in plot_run(args.out):
         print(f"figure: {path}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from minibert import checks
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
+from minibert.cli.precision import PrecisionError, precision_field, using_precision
 from minibert.files import PRETRAINING_RUN, check_out_folder
 from minibert.model.io import read_json
 from minibert.train import pretrain
@@ -44,6 +45,7 @@ class PretrainCommandArgs(PretrainArgs):
     overwrite: bool = field(default=False, metadata={
         "help": "replace the earlier pretraining run in --out (it says what it deletes); without it, such a "
                 "folder is refused"})
+    precision: str | None = precision_field()
 
 
 def pretrain_settings(args: PretrainCommandArgs) -> PretrainArgs:
@@ -67,8 +69,12 @@ def pretrain_settings(args: PretrainCommandArgs) -> PretrainArgs:
 
 def run_pretrain(args: PretrainCommandArgs) -> int:
     """Pretrain, then show the model filling in blanks in held-out sentences."""
+    if args.precision == "fp16":
+        raise PrecisionError("minibert pretrain has no loss scaling yet: --precision fp16 is finetune's "
+                             "(pretraining_step takes a scaler, the command does not make one); use fp32 or tf32")
     settings = pretrain_settings(args)
-    last = pretrain.run(settings, resume=args.resume, overwrite=args.overwrite)
+    with using_precision(args.precision):
+        last = pretrain.run(settings, resume=args.resume, overwrite=args.overwrite)
     _fill_mask_examples(settings, resume=args.resume)
     if last:
         print("\n".join(pretrain.verdict(last)))
