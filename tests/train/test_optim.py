@@ -239,9 +239,10 @@ def test_adamw_and_zero_grad_operation_counts_do_not_grow_with_the_model():
                     with counting() as step:
                         opt.step(model.grads)
                     assert zero.total_ops() == 1 and list(zero.ops) == ["fill"]
-                    assert step.total_ops() == 27 and not step.d2h and not step.h2d, step.ops
-                    seen.add(type(model).__name__)
-    assert seen == {"BertModel", "BertForPreTraining"}
+                    assert step.total_ops() <= 27 and not step.d2h and not step.h2d, step.ops
+                    seen.add((type(model).__name__, step.total_ops()))
+    assert {name for name, _ in seen} == {"BertModel", "BertForPreTraining"}
+    assert len({ops for _, ops in seen}) == 1, seen                 # the same count for 1 and 3 layers, frozen or not
 
 
 @pytest.mark.gpu
