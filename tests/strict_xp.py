@@ -161,9 +161,13 @@ class StrictArray(NDArrayOperatorsMixin):
         where = f"numpy.{ufunc.__name__}"
         _op(ufunc.__name__ if method == "__call__" else f"{ufunc.__name__}.{method}")
         args = _unwrap(inputs, where)
-        if "out" in kwargs:
-            kwargs["out"] = _unwrap(kwargs["out"], where)
-        return _wrap(getattr(ufunc, method)(*args, **kwargs))
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = _unwrap(out, where)
+        result = _wrap(getattr(ufunc, method)(*args, **kwargs))
+        if isinstance(out, tuple) and len(out) == 1 and isinstance(out[0], StrictArray):
+            return out[0]         # as CuPy: `a += b` gives back `a` itself (a dict entry stays the same object)
+        return result
 
     # -- what CuPy allows ----------------------------------------------------
     def get(self):

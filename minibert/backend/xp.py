@@ -31,7 +31,7 @@ from minibert.errors import MinibertError
 __all__ = [
     "BackendError", "use", "using", "name", "get_xp", "to_device", "to_host",
     "scatter_add", "sorted_segment_add", "cupy_erf", "gpu_available", "resolve_dtype", "register",
-    "device_generator", "is_host_generator", "host_ints",
+    "device_generator", "is_host_generator", "host_ints", "is_cupy", "elementwise_kernel",
 ]
 
 
@@ -312,6 +312,27 @@ def cupy_erf(x):
     """
     import cupyx.scipy.special  # CuPy's SciPy part, only when a CuPy array is given (CuPy is optional)
     return cupyx.scipy.special.erf(x)
+
+
+def is_cupy(array) -> bool:
+    """Whether `array` is a CuPy array, on which a fused CUDA kernel can run (False for NumPy arrays and
+    for the strict stand-in's, which take the fused kernel's readable NumPy twin instead)."""
+    module = _modules.get("cupy")
+    return module is not None and isinstance(array, module.ndarray)
+
+
+@functools.lru_cache(maxsize=None)
+def elementwise_kernel(in_params: str, out_params: str, body: str, name: str, options: tuple = ()):
+    """A `cupy.ElementwiseKernel`: `body` (CUDA C++) run once per element, in one launch.
+
+    in_params / out_params: CuPy's argument lists ("T g, T lr", "T p, T m"); `T` takes the
+    arrays' dtype and Python numbers passed for a `T` are cast to it, as NumPy casts a Python
+    float against a float32 array. Output arrays passed in are updated in place and can be read
+    in the body. `options`: NVRTC flags (e.g. "--fmad=false", so a*b + c rounds twice as NumPy's
+    two operations do). Made once per argument set (cached); CuPy compiles it at the first call.
+    """
+    import cupy  # only here and in _import_cupy: a kernel is asked for by code that holds CuPy arrays
+    return cupy.ElementwiseKernel(in_params, out_params, body, name, options=options)
 
 
 _DTYPES = {"float32": numpy.float32, "float64": numpy.float64, "float16": numpy.float16}

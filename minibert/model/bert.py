@@ -13,7 +13,9 @@ Parameters live in one flat dict whose keys are Hugging Face's BertModel
 state-dict names, with the same shapes (Linear weights are (out, in)), so real
 checkpoints load 1:1. Gradients live in a second dict with the same keys; every
 backward *adds* into it, so residual branches and tied weights come out right,
-and `zero_grad()` clears it.
+and `zero_grad()` clears it. Each entry of both dicts is a view into one flat
+array (minibert/model/flat.py: one AdamW kernel, one fill, one all-reduce buffer),
+so loading writes into the views and never replaces an entry.
 
 The ops (linear, LayerNorm, attention, ...) are called through an op table,
 `BertModel(config, ops=...)`, default REFERENCE_OPS = minibert/ops/'s functions
@@ -41,6 +43,7 @@ from minibert.model.blocks import (EmbeddingsCache, EncoderLayerCache, add_norm_
                                    multi_head_attention_backward, multi_head_attention_forward, pooler_backward,
                                    pooler_forward)
 from minibert.model.config import BertConfig
+from minibert.model.flat import FlatBuffers
 from minibert.model.io import find_model_folder, load_bert_weights, save_bert_weights
 from minibert.model.ops_table import REFERENCE_OPS, Ops
 from minibert.ops.attention import attention_mask_bias
@@ -149,7 +152,12 @@ class BertModel:
     """
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", params: dict | None = None,
-                 add_pooling_layer: bool = True, ops: Ops | None = None):
+                 add_pooling_layer: bool = True, ops: Ops | None = None, buffers: FlatBuffers | None = None,
+                 init: bool = True):
+        """`params`: values (name -> host or device array) copied in instead of BERT's random init.
+        `buffers`: where the parameters and gradients live (minibert/model/flat.py); None makes
+        them, a model with heads passes its own buffers' `section("bert.")`. `init=False` leaves
+        every parameter zero (from_pretrained, which then loads every weight)."""
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.config = config
@@ -157,9 +165,17 @@ class BertModel:
         self.dtype = backend.resolve_dtype(dtype)
         self.add_pooling_layer = bool(add_pooling_layer)
         self.shapes = bert_parameter_shapes(config, self.add_pooling_layer)
-        init_rng = numpy.random.default_rng(seed)
-        self.params = params if params is not None else init_parameters(self.shapes, config, init_rng, self.dtype)
-        self.grads = {k: get_xp(v).zeros_like(v) for k, v in self.params.items()}
+        if buffers is None:                  # on the device of the given values (as they were used before), or the selected one
+            buffers = FlatBuffers(self.shapes, self.dtype, xp=get_xp(*params.values()) if params else None)
+        self.buffers = buffers
+        if {k: s.shape for k, s in self.buffers.slots.items()} != {k: tuple(s) for k, s in self.shapes.items()}:
+            raise ValueError("buffers do not hold BertModel's parameters for this config")
+        self.params, self.grads = self.buffers.params, self.buffers.grads   # dicts of views, never rebound
+        if params is not None:
+            self.buffers.load({k: params[k] for k in self.shapes})
+        elif init:
+            init_rng = numpy.random.default_rng(seed)
+            self.buffers.load(init_parameters(self.shapes, config, init_rng, self.dtype))
         self.rng = numpy.random.default_rng([seed, 1])   # dropout masks: a stream of its own
         self._device_rng = None          # on a GPU: the device generator seeded from self.rng (dropout_generator)
         self.training = True
@@ -182,10 +198,8 @@ class BertModel:
 
         folder = find_model_folder(folder)
         config = BertConfig.load(folder)
-        dt = backend.resolve_dtype(dtype)
-        zeros = {k: backend.to_device(numpy.zeros(s), dtype=dt) for k, s in bert_parameter_shapes(config).items()}
-        model = cls(config, dtype=dt, params=zeros)          # no random init: every weight is overwritten
-        rest = load_bert_weights(model, folder)
+        model = cls(config, dtype=dtype, init=False)         # zeros, no random init: every weight is written
+        rest = load_bert_weights(model, folder)              # into the views, in place
         if rest:
             warnings.warn(f"{folder}: ignored {len(rest)} weights that BertModel has no place for "
                           f"(heads): {', '.join(sorted(rest)[:4])}{' ...' if len(rest) > 4 else ''}", stacklevel=2)
@@ -240,9 +254,8 @@ class BertModel:
         return self._device_rng
 
     def zero_grad(self):
-        """Set every gradient buffer to zero (backward adds into them)."""
-        for g in self.grads.values():
-            g.fill(0)
+        """Set every gradient to zero (backward adds into them): one fill of the flat gradient array."""
+        self.buffers.zero_grad()
 
     def num_parameters(self) -> int:
         return sum(int(numpy.prod(s)) for s in self.shapes.values())

@@ -156,3 +156,113 @@ def test_optimizer_leaves_frozen_parameters_untouched():
     for k, v in model.params.items():
         changed = not np.array_equal(v, before[k])
         assert changed == (k not in model.frozen_names()), k
+
+
+# -- AdamW over the flat buffers (issue 17) ---------------------------------------------------------------
+
+def _flat_config(layers=2):
+    return BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                      intermediate_size=24, max_position_embeddings=20)
+
+
+def _flat_model(layers=2, dtype="float32"):
+    from minibert.model.heads.pretraining import BertForPreTraining
+    return BertForPreTraining(_flat_config(layers), seed=0, dtype=dtype)
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["all-trainable", "embeddings+layer0-frozen"])
+@pytest.mark.parametrize("variant", ["torch", "google"])
+def test_flat_adamw_is_the_per_parameter_update_bit_for_bit(variant, frozen):
+    """AdamW over a model's flat buffers (a run per decay group) against adamw_step on plain-dict copies
+    (one update per parameter): three steps with random gradients, the same bits in every parameter
+    and moment; frozen parameters keep their values and have no moments."""
+    from minibert.train.optim import adamw_step
+    model = _flat_model()
+    if frozen:
+        model.freeze(embeddings=True, layers=1)
+    names = model.frozen_names()
+    opt = AdamW(model.params, lr=1e-2, weight_decay=0.1, variant=variant, frozen=names)
+    assert opt.runs is not None and len(opt.runs) == 2            # matrices (decayed), vectors (not)
+    ref = {k: v.copy() for k, v in model.params.items()}
+    m = {k: np.zeros_like(v) for k, v in ref.items() if k not in names}
+    v = {k: np.zeros_like(p) for k, p in ref.items() if k not in names}
+    rng = np.random.default_rng(0)
+    for t in (1, 2, 3):
+        model.buffers.grad[:] = rng.normal(size=model.buffers.grad.size)
+        for k in names:
+            model.grads[k][...] = 0.0                              # as the model keeps them
+        opt.step(model.grads, lr=1e-2 / t)
+        adamw_step(ref, {k: g.copy() for k, g in model.grads.items()}, m, v, t, 1e-2 / t, eps=opt.eps,
+                   weight_decay=0.1, variant=variant)
+    for k in ref:
+        assert np.array_equal(model.params[k], ref[k]), k
+    assert set(opt.m) == set(m) == set(k for k in model.params if k not in names)
+    for k in m:
+        assert np.array_equal(opt.m[k], m[k]) and np.array_equal(opt.v[k], v[k]), k
+        assert np.shares_memory(opt.m[k], opt.m_flat) and np.shares_memory(opt.v[k], opt.v_flat), k
+
+
+def test_flat_adamw_state_dict_keeps_its_format_and_loads_into_the_views():
+    model = _flat_model().freeze(embeddings=True)
+    opt = AdamW(model.params, lr=1e-3, frozen=model.frozen_names())
+    model.buffers.grad[:] = 0.5
+    opt.step(model.grads)
+    state = opt.state_dict()
+    trainable = [k for k in model.params if k not in model.frozen_names()]
+    assert list(state) == ["t"] + [f"m.{k}" for k in trainable] + [f"v.{k}" for k in trainable]
+    assert all(state[f"m.{k}"].shape == model.params[k].shape for k in trainable)
+    other = AdamW(model.params, lr=1e-3, frozen=model.frozen_names())
+    m_flat = other.m_flat
+    other.load_state_dict({k: (v.copy() if k != "t" else v) for k, v in state.items()})
+    assert other.m_flat is m_flat and np.array_equal(other.m_flat, opt.m_flat) and other.t == 1
+    assert np.array_equal(other.v_flat, opt.v_flat)
+
+
+def test_adamw_and_zero_grad_operation_counts_do_not_grow_with_the_model():
+    """Under the strict stand-in's counter (a proxy for GPU kernel launches): zero_grad is one fill and an
+    AdamW step is the readable update once per run (13 operations, 14 with the decay), two runs whatever
+    the number of layers, frozen or not. Before the flat buffers: one fill per tensor (39 for BertModel
+    with 2 layers) and ~13.4 operations per tensor (523 for that model, 1044 for BertForPreTraining with 4)."""
+    from minibert import backend
+    from minibert.model.bert import BertModel
+    from strict_xp import counting
+    seen = set()
+    with backend.using("strict"):
+        for layers in (1, 3):
+            for model in (BertModel(_flat_config(layers)), _flat_model(layers)):
+                for frozen in (False, True):
+                    if frozen:
+                        model.freeze(embeddings=True, layers=1)
+                    opt = AdamW(model.params, lr=1e-3, weight_decay=0.01, frozen=model.frozen_names())
+                    with counting() as zero:
+                        model.zero_grad()
+                    with counting() as step:
+                        opt.step(model.grads)
+                    assert zero.total_ops() == 1 and list(zero.ops) == ["fill"]
+                    assert step.total_ops() <= 27 and not step.d2h and not step.h2d, step.ops
+                    seen.add((type(model).__name__, step.total_ops()))
+    assert {name for name, _ in seen} == {"BertModel", "BertForPreTraining"}
+    assert len({ops for _, ops in seen}) == 1, seen                 # the same count for 1 and 3 layers, frozen or not
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("variant", ["torch", "google"])
+def test_fused_adamw_kernel_equals_its_numpy_twin(variant, dtype):
+    """On CuPy each run is one fused kernel (_fused_adamw_update); its numbers against the readable
+    _adamw_update run with NumPy on the same values: bit for bit (no FMA contraction; IEEE sqrt and /),
+    decayed and not, over three steps."""
+    from minibert import backend
+    from minibert.train.optim import _adamw_update, _fused_adamw_update
+    rng = np.random.default_rng(0)
+    n = 100_003
+    host = [rng.normal(size=n).astype(dtype), None, np.zeros(n, dtype), np.zeros(n, dtype)]
+    with backend.using("cupy") as cp:
+        dev = [cp.asarray(host[0]), None, cp.asarray(host[2]), cp.asarray(host[3])]
+        for t, wd in ((1, 0.1), (2, 0.0), (3, 0.1)):
+            g = rng.normal(size=n).astype(dtype)
+            _adamw_update(host[0], g, host[2], host[3], t, 1e-2, 0.9, 0.999, 1e-6, wd, variant)
+            _fused_adamw_update(dev[0], cp.asarray(g), dev[2], dev[3], t, 1e-2, 0.9, 0.999, 1e-6, wd, variant)
+        for h, d in zip(host, dev):
+            if h is not None:
+                assert np.array_equal(h, cp.asnumpy(d))

@@ -1,6 +1,6 @@
 """What every "BertModel under `bert.` + heads" model shares.
 
-    BertWithHeads       modes (train/eval), zero_grad, num_parameters, freezing, sync_params:
+    BertWithHeads       modes (train/eval), the flat buffers, zero_grad, num_parameters, freezing:
                         the base of BertForPreTraining and of the fine-tuning heads
     BertWithTaskHead    a fine-tuning head's construction, loading (from_pretrained, with
                         transformers' loading_info) and saving (save_pretrained)
@@ -17,18 +17,46 @@ from minibert.backend import get_xp
 from minibert.backend.xp import host_ints
 from minibert.model.bert import BertModel, bert_parameter_shapes, init_parameters
 from minibert.model.config import BertConfig
+from minibert.model.flat import FlatBuffers
 from minibert.model.io import (WEIGHTS_NAME, CheckpointError, assign_params, check_weights, find_model_folder,
                                read_bert_checkpoint, save_bert_weights)
+from minibert.model.ops_table import Ops
 from minibert.ops.losses import IGNORE_INDEX
 
 
 class BertWithHeads:
     """What every model "BertModel under `bert.` + heads" shares: modes, gradients, freezing.
 
-    Subclasses (BertForPreTraining in pretraining.py; the fine-tuning heads, through BertWithTaskHead) set
-    self.config, self.bert (a BertModel), self.dtype, and self.params / self.grads: the
-    BertModel's arrays under "bert." plus the heads' own, every name as in transformers.
+    Subclasses (BertForPreTraining in pretraining.py; the fine-tuning heads, through BertWithTaskHead) call
+    `_build(config, seed, dtype, head_shapes, head_seed, ...)`, which sets self.config, self.buffers,
+    self.params / self.grads (the BertModel's parameters under "bert." plus the heads' own, every name
+    as in transformers, each a view into the one flat buffer of minibert/model/flat.py), self.bert (a
+    BertModel living in that buffer's "bert." section) and self.dtype.
     """
+
+    def _build(self, config: BertConfig, seed: int, dtype, head_shapes: dict, head_seed, params: dict | None = None,
+               add_pooling_layer: bool = True, ops: Ops | None = None) -> None:
+        """Allocate one flat buffer for BertModel's parameters (under "bert.") and the heads', then fill it:
+        from `params` (every name) if given, else BERT's init (BertModel's seeded by `seed`, the heads'
+        by `head_seed`, as separate streams so the encoder's numbers do not depend on the heads)."""
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        self.config = config
+        dt = backend.resolve_dtype(dtype)
+        shapes = {"bert." + k: s for k, s in bert_parameter_shapes(config, add_pooling_layer).items()}
+        shapes.update(head_shapes)
+        xp = get_xp(*params.values()) if params else None     # the device of the given values, or the selected one
+        self.buffers = FlatBuffers(shapes, dt, xp=xp)
+        self.params, self.grads = self.buffers.params, self.buffers.grads
+        bert_params = None if params is None else {k[5:]: v for k, v in params.items() if k.startswith("bert.")}
+        self.bert = BertModel(config, seed=seed, dtype=dt, params=bert_params, add_pooling_layer=add_pooling_layer,
+                              ops=ops, buffers=self.buffers.section("bert."))
+        self.dtype = self.bert.dtype
+        if params is None:
+            self.buffers.load(init_parameters(head_shapes, config, numpy.random.default_rng(head_seed), self.dtype))
+        else:
+            self.buffers.load({k: params[k] for k in head_shapes})
+        self._cache = None
 
     @property
     def training(self) -> bool:
@@ -57,8 +85,8 @@ class BertWithHeads:
         self._cache = cache if self.bert.keep_cache else None
 
     def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
+        """Every gradient to zero: one fill of the flat gradient array."""
+        self.buffers.zero_grad()
 
     def num_parameters(self) -> int:
         return sum(int(v.size) for v in self.params.values())
@@ -73,11 +101,6 @@ class BertWithHeads:
     def frozen_names(self) -> list[str]:
         """Names of the frozen parameters (for AdamW(..., frozen=...))."""
         return ["bert." + k for k in self.bert.frozen_names()]
-
-    def sync_params(self):
-        """After replacing arrays in self.params (e.g. loading weights), point BertModel at them."""
-        for k in self.bert.params:
-            self.bert.params[k] = self.params["bert." + k]
 
 
 POOLER = ("pooler.dense.weight", "pooler.dense.bias")
@@ -97,20 +120,8 @@ class BertWithTaskHead(BertWithHeads):
         if not isinstance(config, BertConfig):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.check_config(config)
-        self.config = config
-        dt = backend.resolve_dtype(dtype)
-        bert_params = None if params is None else {k[5:]: v for k, v in params.items() if k.startswith("bert.")}
-        self.bert = BertModel(config, seed=seed, dtype=dt, params=bert_params, add_pooling_layer=self.add_pooling_layer)
-        self.dtype = self.bert.dtype
-        self.params = {"bert." + k: v for k, v in self.bert.params.items()}   # the same arrays, prefixed
-        self.grads = {"bert." + k: v for k, v in self.bert.grads.items()}
-        if params is None:
-            head = init_parameters(self.head_shapes(config), config, numpy.random.default_rng([seed, 3]), self.dtype)
-        else:
-            head = {k: params[k] for k in self.head_shapes(config)}
-        self.params.update(head)
-        self.grads.update({k: get_xp(v).zeros_like(v) for k, v in head.items()})
-        self._cache = None
+        self._build(config, seed, dtype, self.head_shapes(config), head_seed=[seed, 3], params=params,
+                    add_pooling_layer=self.add_pooling_layer)
 
     @classmethod
     def check_config(cls, config: BertConfig) -> None:

@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 import numpy
 
 from minibert.backend import get_xp
-from minibert.model.bert import BertModel, init_parameters
 from minibert.model.config import BertConfig
 from minibert.model.heads.base import BertWithHeads, host_count, labels_to_device
 from minibert.model.ops_table import REFERENCE_OPS, Ops
@@ -124,17 +123,8 @@ class BertForPreTraining(BertWithHeads):
     """
 
     def __init__(self, config: BertConfig, seed: int = 0, dtype="float32", ops: Ops | None = None):
-        self.config = config
-        self.bert = BertModel(config, seed=seed, dtype=dtype, ops=ops)
+        self._build(config, seed, dtype, pretraining_head_shapes(config), head_seed=[seed, 2], ops=ops)  # BERT's init
         self.ops = self.bert.ops
-        self.dtype = self.bert.dtype
-        rng = numpy.random.default_rng([seed, 2])
-        self.params = {"bert." + k: v for k, v in self.bert.params.items()}   # the same arrays, prefixed
-        self.grads = {"bert." + k: v for k, v in self.bert.grads.items()}
-        heads = init_parameters(pretraining_head_shapes(config), config, rng, self.dtype)   # BERT's init
-        self.params.update(heads)
-        self.grads.update({k: get_xp(v).zeros_like(v) for k, v in heads.items()})
-        self._cache = None
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
         """Returns a dict: mlm_logits (M, V) at the M labelled positions (every position when no
