@@ -301,6 +301,8 @@ def test_operations_per_layer_with_the_kernels(emulated):
     """Array operations per encoder layer (the strict stand-in's count, a proxy for kernel launches; a
     fused kernel counts one). Measured at this commit: training forward + backward 135 with the twins ->
     62 with the kernels (18 matmuls, 10 fused kernels, 21 adds of biases and into gradient buffers, 6 bias
-    sums, ...); inference 64 -> 16."""
-    assert _ops_per_layer(training=True) <= 62
+    sums, ...); inference 64 -> 16. Training is 74 since the dropout masks are drawn on the device
+    (r17-device: a draw, a compare, a cast and a scale for each of a layer's 3 masks, where a host-drawn
+    mask was a copy, not an operation)."""
+    assert _ops_per_layer(training=True) <= 74
     assert _ops_per_layer(training=False) <= 16
