@@ -296,8 +296,24 @@ def grad_norm_on_device(grads: dict, names=None):
     if not names:
         return 0.0
     xp = get_xp(grads[names[0]])
+    flat = _whole_flat_gradient(grads, names, xp)
+    if flat is not None:                      # a GPU: one pass over the flat buffer instead of one per tensor
+        return xp.sqrt(sum_of_squares(flat).astype(xp.float64))
     parts = xp.stack([sum_of_squares(grads[k]) for k in names]).astype(xp.float64)   # (n,) sum(g*g) each
     return xp.sqrt(xp.cumsum(parts)[-1])                                              # in the loop's order
+
+
+def _whole_flat_gradient(grads, names, xp):
+    """The flat gradient array (minibert/model/flat.py) when `names` are exactly the tensors it holds and
+    the arrays are not NumPy's; else None. On a device the norm and the clipping then run over it as one
+    array: two kernels instead of one per tensor (BERT-base: 199). Not on NumPy: there the per-tensor
+    order is kept, the numbers the runs have always had (a GPU's reductions have their own order anyway)."""
+    buffers = getattr(grads, "buffers", None)
+    if xp is numpy or buffers is None or len(set(names)) != len(names):
+        return None
+    if sum(grads[k].size for k in names) != buffers.grad.size:      # a subset (frozen, a section) or a tie
+        return None
+    return buffers.grad
 
 
 def clip_factor(norm, max_norm: float, xp):
@@ -320,7 +336,12 @@ def clip_grads_on_device(grads: dict, max_norm: float, names=None):
     norm = grad_norm_on_device(grads, names)
     if not names:
         return norm
-    coef = clip_factor(norm, max_norm, get_xp(grads[names[0]]))
+    xp = get_xp(grads[names[0]])
+    coef = clip_factor(norm, max_norm, xp)
+    flat = _whole_flat_gradient(grads, names, xp)
+    if flat is not None:
+        flat *= coef.astype(flat.dtype)                       # every gradient at once (one dtype per buffer)
+        return norm
     cast = {}                                                 # the factor in each gradient dtype, cast once
     for k in names:
         g = grads[k]

@@ -242,3 +242,23 @@ def test_cupy_reduction_kernels_match_numpy():
         _, host, _ = _pretraining()
         m_host = pretraining_step(host.eval(), AdamW(host.params, lr=1e-3), batches, 1e-3, 1.0, step=1)
     assert abs(m["loss"] / m_host["loss"] - 1) < 1e-5 and abs(m["grad_norm"] / m_host["grad_norm"] - 1) < 1e-4
+
+
+def test_on_a_device_the_norm_and_clipping_run_over_the_flat_gradient_in_a_few_operations():
+    """Not one reduction and one multiply per tensor (BERT-base: 199 of each) but one over the flat
+    buffer; the same norm as the per-tensor sum to float64 rounding, and the same clipped gradients."""
+    from minibert.train.optim import clip_grads_on_device, grad_norm_on_device
+    with backend.using("strict"):
+        _, model, batches = _pretraining()
+        model.forward(batches[0]["input_ids"], batches[0]["token_type_ids"], batches[0]["attention_mask"],
+                      labels=batches[0]["labels"], next_sentence_label=batches[0]["next_sentence_label"])
+        model.backward()
+        per_tensor = [backend.to_host(model.grads[k]).astype(np.float64) for k in model.grads]
+        want = math.sqrt(sum(float((g * g).sum()) for g in per_tensor))
+        with strict_xp.counting() as c:
+            norm = clip_grads_on_device(model.grads, max_norm=want / 2)
+        assert c.total_ops() <= 10, c.ops                # one pass, the factor (5 scalar ops), one multiply; was ~3 per tensor
+        assert abs(float(backend.to_host(norm)) - want) <= 1e-6 * want
+        after = math.sqrt(sum(float((backend.to_host(g).astype(np.float64) ** 2).sum()) for g in model.grads.values()))
+        assert abs(after - want / 2) <= 1e-4 * want                              # clipped to max_norm
+        assert float(backend.to_host(grad_norm_on_device(model.grads, list(model.grads)[1:]))) < want   # a subset: per tensor
