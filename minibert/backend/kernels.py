@@ -27,7 +27,7 @@ import os
 
 import numpy
 
-from minibert.backend.xp import _modules, get_xp
+from minibert.backend.xp import _modules, elementwise_kernel, get_xp   # elementwise_kernel: one factory, in xp.py
 
 ENABLED = os.environ.get("MINIBERT_FUSED_KERNELS", "1") != "0"
 
@@ -52,12 +52,6 @@ def fused_kernels_available(array) -> bool:
     cupy = _modules.get("cupy")
     return (cupy is not None and isinstance(array, cupy.ndarray)
             and array.dtype.name in CUDA_TYPES)
-
-
-@functools.lru_cache(maxsize=None)
-def elementwise_kernel(in_params: str, out_params: str, body: str, name: str):
-    """cupy.ElementwiseKernel(in_params, out_params, body, name), made once per source."""
-    return _cupy().ElementwiseKernel(in_params, out_params, body, name)
 
 
 @functools.lru_cache(maxsize=None)

@@ -275,11 +275,6 @@ SORTED_SEGMENT_ADD_CUDA = dict(
 
 
 @functools.lru_cache(maxsize=None)
-def _cupy_elementwise_kernel(in_params, out_params, body, kernel_name):
-    import cupy  # only reached with CuPy arrays
-    return cupy.ElementwiseKernel(in_params, out_params, body, kernel_name)
-
-
 def _sorted_segment_add_cuda(cupy, target, indices, values) -> None:
     """scatter_add on CuPy, deterministic: a stable sort of the ids (cupy.argsort is stable), then
     SORTED_SEGMENT_ADD_CUDA over the (N, H) values."""
@@ -291,7 +286,7 @@ def _sorted_segment_add_cuda(cupy, target, indices, values) -> None:
     flat_target = _rows_view(target)
     H = flat_target.shape[1]
     k = SORTED_SEGMENT_ADD_CUDA
-    kernel = _cupy_elementwise_kernel(k["in_params"], k["out_params"], k["body"], k["name"])
+    kernel = elementwise_kernel(k["in_params"], k["out_params"], k["body"], k["name"])
     kernel(sorted_ids, order, values.reshape(ids.size, H), ids.size, H, flat_target, size=ids.size * H)
 
 
