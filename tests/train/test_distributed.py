@@ -1,0 +1,141 @@
+"""Data-parallel training (minibert/train/distributed.py): the share and weight logic without MPI, the
+checksum guard with a stand-in communicator, and runs under `mpiexec -n 2` on loopback (tests/train/
+mpi_worker.py) that must give the one-process parameters (float64, dropout off) within 1e-12."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minibert.train.distributed import (SINGLE, DistributedError, DivergedError, ProcessGroup, checksum, detect,
+                                        launched_size, share, split_micro)
+from minibert.train.step import count_totals, loss_weights
+
+WORKER = Path(__file__).with_name("mpi_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- shares and weights, no MPI -------------------------------------------------------------------------
+
+def test_shares_cover_the_batch_in_order_and_differ_by_at_most_one_row():
+    rows = np.arange(10, 17)                                   # 7 rows
+    parts = [rows[share(7, r, 2)] for r in range(2)]
+    assert [len(p) for p in parts] == [3, 4]
+    assert np.array_equal(np.concatenate(parts), rows)
+    for n in range(1, 20):
+        for size in range(1, 6):
+            sizes = [len(range(n)[share(n, r, size)]) for r in range(size)]
+            assert sum(sizes) == n and max(sizes) - min(sizes) <= 1
+
+
+def test_one_process_micro_batches_are_the_usual_ones():
+    """SINGLE.micro_rows is rows[i*m:(i+1)*m]: the one-process data order does not change."""
+    rows = np.arange(12)
+    assert [list(p) for p in SINGLE.micro_rows(rows, 3)] == [list(rows[i:i + 4]) for i in range(0, 12, 4)]
+    assert [len(p) for p in split_micro(np.arange(7), 2)] == [3, 4]
+
+
+def test_global_totals_make_the_ranks_weights_sum_to_one_batch():
+    """Uneven shares weighted by the global denominators: the weights over every rank's micro-batches are
+    the one-process weights, micro-batch for micro-batch (the gradient is then the same sum)."""
+    counts = [(3, 2), (5, 2), (1, 1), (4, 2)]               # (predictions, sequences) of 4 micro-batches
+    one = loss_weights(counts)
+    totals = count_totals(counts)                          # what allreduce_counts returns on every rank
+    ranks = [loss_weights(counts[:1], totals), loss_weights(counts[1:], totals)]
+    assert ranks[0] + ranks[1] == one
+    assert loss_weights(counts[1:]) != one[1:]             # local totals would weigh rank 1 as a whole batch
+
+
+def test_single_process_group_does_nothing():
+    g = np.arange(5.0)
+    assert SINGLE.allreduce_(g) is g and np.array_equal(g, np.arange(5.0))
+    assert SINGLE.allreduce_counts((3, 4)) == (3, 4) and SINGLE.allreduce_numbers([1.5]) == [1.5]
+    SINGLE.check_consistent(g)
+    assert (SINGLE.rank, SINGLE.size, SINGLE.distributed, SINGLE.is_main) == (0, 1, False, True)
+
+
+class _TwoRanks:
+    """A stand-in communicator of rank 0 of 2 whose partner holds `other` (for Allgather)."""
+
+    def __init__(self, other: float):
+        self.other = other
+
+    def Get_rank(self):
+        return 0
+
+    def Get_size(self):
+        return 2
+
+    def Allgather(self, send, recv):
+        recv[0], recv[1] = send[0], self.other
+
+
+def test_diverged_parameters_name_the_rank():
+    x = np.linspace(-1, 1, 11)
+    ProcessGroup(_TwoRanks(checksum(x))).check_consistent(x, step=4)          # equal: passes
+    with pytest.raises(DivergedError, match=r"diverged after step 4: rank 0 has checksum .* rank 1 "):
+        ProcessGroup(_TwoRanks(checksum(x) + 1e-12)).check_consistent(x, step=4)
+
+
+def test_checksum_sees_two_values_swapped():
+    x = np.array([1.0, 2.0, 3.0])
+    assert checksum(x) != checksum(x[[1, 0, 2]])
+
+
+def test_launch_detection(monkeypatch):
+    assert launched_size({}) == 1 and launched_size({"PMI_SIZE": "4"}) == 4
+    assert launched_size({"OMPI_COMM_WORLD_SIZE": "3"}) == 3
+    assert detect(environ={}) is SINGLE
+    monkeypatch.setitem(sys.modules, "mpi4py", None)                         # as if not installed
+    with pytest.raises(DistributedError, match=r"rank 1 of 2: .*needs mpi4py.*pip install mpi4py mpich"):
+        detect(environ={"PMI_SIZE": "2", "PMI_RANK": "1"})
+
+
+# -- under mpiexec -n 2 ----------------------------------------------------------------------------------
+
+def _mpiexec() -> str:
+    """The mpiexec beside the running Python (the mpich wheel installs it there), else on PATH."""
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        pytest.skip("mpi4py is not installed (pip install -e .[mpi]): the 2-rank runs need it")
+    found = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    if not found:
+        pytest.skip("no mpiexec (pip install mpich)")
+    return found
+
+
+def _run(tmp_path, kind, dropout, ranks):
+    out = tmp_path / f"{kind}-{dropout}-{ranks}"
+    cmd = [sys.executable, str(WORKER), kind, str(dropout), str(out)]
+    if ranks > 1:
+        cmd = [_mpiexec(), "-n", str(ranks)] + cmd
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [np.load(out / f"params-{r}.npy") for r in range(ranks)], out
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_two_ranks_train_as_one_process(tmp_path, kind):
+    """10 steps, global batch 7 (shares 3 + 4, two micro-batches each), float64, dropout off: the same
+    parameters as one process with the whole batch, within 1e-12; the ranks' parameters bit-identical."""
+    _mpiexec()
+    (one,), _ = _run(tmp_path, kind, 0, 1)
+    (r0, r1), out = _run(tmp_path, kind, 0, 2)
+    assert np.array_equal(r0, r1)
+    assert np.abs(r0 - one).max() < 1e-12
+    assert len((out / "run" / "log.jsonl").read_text().splitlines()) == 10  # rank 0 alone wrote the log
+
+
+def test_with_dropout_the_ranks_stay_identical(tmp_path):
+    """Different dropout masks per rank, the same summed gradient: the checksums compared after every step
+    (check_every=1 in the worker) and the final parameters agree bit for bit; not those of one process."""
+    _mpiexec()
+    (r0, r1), _ = _run(tmp_path, "pretrain", 1, 2)
+    (one,), _ = _run(tmp_path, "pretrain", 1, 1)
+    assert np.array_equal(r0, r1)
+    assert not np.array_equal(r0, one)
