@@ -41,7 +41,7 @@ from minibert.errors import InputError
 from minibert.model.io import CheckpointError, assign_params
 from minibert.train.checkpoint import (checkpoint_dir, checkpoint_folders, list_checkpoints, load_checkpoint,
                                        remove_unfinished, save_checkpoint, set_aside)
-from minibert.train.distributed import SINGLE
+from minibert.train.distributed import SINGLE, DistributedError
 from minibert.train.step import NonFiniteLossError, count_totals, loss_weights, train_step
 
 
@@ -174,6 +174,24 @@ class TrainingLoop:
     def resume(self) -> int:
         """Load the newest usable checkpoint (weights, optimizer, dropout generator); return its step.
 
+        Data-parallel: rank 0 looks first (it may tidy the folder: unfinished or damaged checkpoints),
+        then every other rank reads the checkpoint rank 0 chose; all must agree on its step.
+        """
+        main = self.group.is_main
+        if not main:
+            self.group.barrier()                 # rank 0 has tidied and chosen
+        step = self._resume()
+        if main:
+            self.group.barrier()
+        steps = self.group.gather_objects(step)
+        if len(set(steps)) > 1:
+            raise DistributedError("the ranks resumed from different checkpoints: "
+                                   + ", ".join(f"rank {r} step {s}" for r, s in enumerate(steps)))
+        return step
+
+    def _resume(self) -> int:
+        """resume() on this process: the newest usable checkpoint's step (0: none).
+
         A damaged checkpoint (a file missing, cut short or not JSON, arrays that do not fit the model)
         is moved aside to checkpoints/damaged-step-N, with a warning naming it and the checkpoint used
         instead. No checkpoint at all: 0, the run starts again from step 0. Checkpoints that are all
@@ -214,13 +232,32 @@ class TrainingLoop:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
         assign_params(self.model.params, params, where=str(path / "model.safetensors"))   # checks, then copies
         self.optimizer.load_state_dict(optimizer_state)
-        rng.bit_generator.state = state["dropout_rng"]
+        rng.bit_generator.state = self._dropout_state(state, path)
         return state["step"]
 
+    def _dropout_state(self, state: dict, path: Path) -> dict:
+        """This rank's dropout generator state in a checkpoint: "dropout_rng" for one process (and rank 0),
+        "dropout_rng_ranks"[rank] for a data-parallel run written by as many ranks. Other numbers of
+        ranks: rank 0 takes "dropout_rng", the others keep their fresh streams (said once)."""
+        ranks = state.get("dropout_rng_ranks")
+        if not self.group.distributed:
+            return state["dropout_rng"]
+        if isinstance(ranks, list) and len(ranks) == self.group.size:
+            return ranks[self.group.rank]
+        self.write(f"warning: {path} was written by {len(ranks) if isinstance(ranks, list) else 1} rank(s), "
+                   f"this run has {self.group.size}: the dropout streams of ranks 1.. start afresh (the run "
+                   f"is not the one an uninterrupted run would have been)")
+        rng = dropout_rng(self.model)
+        return state["dropout_rng"] if self.group.is_main else rng.bit_generator.state
+
     def _checkpoint(self, step: int) -> None:
+        rng_state = dropout_rng(self.model).bit_generator.state
+        ranks = self.group.gather_objects(rng_state)          # every rank's dropout stream (data-parallel)
         if not self.group.is_main:
             return
-        state = {"dropout_rng": dropout_rng(self.model).bit_generator.state, **self.checkpoint_state()}
+        state = {"dropout_rng": rng_state, **self.checkpoint_state()}
+        if self.group.distributed:
+            state["dropout_rng_ranks"] = ranks
         save_checkpoint(self.run_dir, step, self.model.params, self.optimizer.state_dict(), state, keep=self.keep)
 
     # -- one step, one evaluation -------------------------------------------------------------------
@@ -323,8 +360,9 @@ class TrainingLoop:
                 if self.group.distributed and self.check_every and (number % self.check_every == 0 or last):
                     self.group.check_consistent(self.model.params.buffers.data, step=number)
                 if self.checkpoint_every and (number % self.checkpoint_every == 0 or last):
-                    log.flush()
-                    os.fsync(log.fileno())           # the log reaches the disk before the checkpoint that needs it
+                    if main:
+                        log.flush()
+                        os.fsync(log.fileno())       # the log reaches the disk before the checkpoint that needs it
                     self._checkpoint(number)
                 if self.patience is not None and without_gain >= self.patience:
                     self._say(bar, f"early stopping: no better {self.metric} in {self.patience} evaluations")

@@ -1,0 +1,51 @@
+"""`--distributed` and the data-parallel launch of `minibert pretrain` / `minibert finetune`:
+
+    mpiexec -n 2 python -m minibert pretrain --out runs/dp        (detected from the MPI environment)
+
+`process_group` finds the ranks (minibert/train/distributed.py); `abort_on_error` makes an error on one rank
+end the whole job: the message goes out as `error: rank R of N: ...`, then MPI.COMM_WORLD.Abort, because
+the other ranks may be waiting for this one in a collective and would otherwise wait forever.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from dataclasses import field
+
+from minibert.cli.command import _code_and_message
+from minibert.errors import MinibertError
+from minibert.train.distributed import detect
+
+
+def distributed_field():
+    return field(default=False, metadata={
+        "help": "data-parallel training over MPI (needs `pip install -e .[mpi]`); launched as "
+                "`mpiexec -n N python -m minibert ...` it is detected without this flag"})
+
+
+def process_group(flag: bool):
+    """The run's process group: MPI's when launched with several ranks or with --distributed, else one process."""
+    return detect(required=flag)
+
+
+@contextlib.contextmanager
+def abort_on_error(group):
+    """On one rank of several: an error is said with the rank's number, then every rank is ended (Abort,
+    with the error's exit code). One process: errors pass through unchanged (`error: ...` as always)."""
+    try:
+        yield
+    except (MinibertError, OSError) as err:
+        if not group.distributed:
+            raise
+        code, message = _code_and_message(err) if isinstance(err, MinibertError) else (2, str(err))
+        print(f"error: rank {group.rank} of {group.size}: " + " ".join(message.splitlines()), file=sys.stderr)
+        sys.stderr.flush()
+        group.abort(code)
+    except Exception:
+        if not group.distributed:
+            raise
+        print(f"rank {group.rank} of {group.size} failed (a bug in minibert):", file=sys.stderr)
+        traceback.print_exc()
+        sys.stderr.flush()
+        group.abort(1)
