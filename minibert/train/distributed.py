@@ -135,10 +135,16 @@ class ProcessGroup:
                                 f"identically on each (ranks {', '.join(map(str, differ))} differ)")
 
     # -- this rank's part of a step -------------------------------------------------------------------
-    def micro_rows(self, rows, accumulate: int) -> list:
-        """This rank's micro-batches of a global batch's rows: its contiguous share, in `accumulate`
-        contiguous pieces. One process: rows[i*m:(i+1)*m] for m = len(rows) / accumulate, as always."""
-        return split_micro(rows[share(len(rows), self.rank, self.size)], accumulate)
+    def micro_rows(self, rows, accumulate: int, batch_size: int) -> list:
+        """This rank's micro-batches of a global batch's rows: its contiguous share, cut into pieces of
+        m = ceil(full share / accumulate) rows, the full share being this rank's part of a whole batch of
+        `batch_size`. A short batch (an epoch's last) gives fewer pieces, never an empty one; a rank may
+        get none (it still joins the step's all-reduces). One process: rows[i*m:(i+1)*m] for
+        m = batch_size / accumulate, the pieces the one-process run has always used."""
+        full = share(batch_size, self.rank, self.size)
+        m = -(-(full.stop - full.start) // accumulate)                   # ceil
+        mine = rows[share(len(rows), self.rank, self.size)]
+        return [mine[i:i + m] for i in range(0, len(mine), m)]
 
     def seed_dropout(self, model, seed: int) -> None:
         """Give this rank its own dropout stream: rank 0 keeps the model's (the one-process stream,
@@ -208,12 +214,6 @@ def share(n_rows: int, rank: int, size: int) -> slice:
     Shares differ by at most one row (7 rows over 2 ranks: 3 and 4); the exact weights (global
     denominators) make uneven shares give the one-process gradient."""
     return slice(n_rows * rank // size, n_rows * (rank + 1) // size)
-
-
-def split_micro(rows, accumulate: int) -> list:
-    """This rank's rows as `accumulate` contiguous micro-batches (sizes differ by at most one)."""
-    n = len(rows)
-    return [rows[share(n, i, accumulate)] for i in range(accumulate)]
 
 
 def check_batch(batch_size: int, accumulate: int, size: int) -> None:

@@ -266,7 +266,8 @@ class TrainingLoop:
         t0 = time.perf_counter()
         lr = self.lr_at(number - 1)
         counts = [self.objective.counts(b) for b in micro_batches]
-        totals = self.group.allreduce_counts(count_totals(counts))     # the global denominators, before the weights
+        local = count_totals(counts) if counts else (0,) * len(self.objective.loss_keys)   # (a rank may have no rows)
+        totals = self.group.allreduce_counts(local)         # the global denominators, before the weights
         try:
             m = train_step(self.model, self.objective, self.optimizer, micro_batches, loss_weights(counts, totals),
                            lr, self.max_grad_norm, self.scaler, step=number, group=self.group)

@@ -738,7 +738,7 @@ def _run(args: PretrainArgs, documents, resume: bool, stream, callback, group=SI
               else ""))
     plan = [(None, step_rows(step, args.batch_size, n_train, args.seed)) for step in range(args.steps)]
     # one process: rows[i*m:(i+1)*m] for m = batch_size / accumulate; rank r: its share, in as many pieces
-    summary = loop.run(plan, lambda rows: [get_batch(train, r) for r in group.micro_rows(rows, args.accumulate)],
+    summary = loop.run(plan, lambda rows: [get_batch(train, r) for r in group.micro_rows(rows, args.accumulate, args.batch_size)],
                        start=start)
     if main:
         save_arrays(run_dir / "model.safetensors", model.params, metadata={"format": "pt", "step": args.steps})

@@ -46,7 +46,7 @@ def main(kind: str, dropout: str, out: str) -> None:
     loop = TrainingLoop(model, objective, AdamW(model.params, lr=1e-3, weight_decay=0.01), Path(out) / "run",
                         lr_at=lambda i: 1e-3 * (1 - i / STEPS), progress=False, write=lambda text: None,
                         group=group, check_every=1)
-    loop.run(plan, lambda rows: [{k: v[r] for k, v in data.items()} for r in group.micro_rows(rows, accumulate)])
+    loop.run(plan, lambda rows: [{k: v[r] for k, v in data.items()} for r in group.micro_rows(rows, accumulate, BATCH)])
     np.save(Path(out) / f"params-{group.rank}.npy", model.params.buffers.data)
 
 

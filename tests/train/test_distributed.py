@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minibert.train.distributed import (SINGLE, DistributedError, DivergedError, ProcessGroup, checksum, detect,
-                                        launched_size, share, split_micro)
+                                        launched_size, share)
 from minibert.train.step import count_totals, loss_weights
 
 WORKER = Path(__file__).with_name("mpi_worker.py")
@@ -32,10 +32,19 @@ def test_shares_cover_the_batch_in_order_and_differ_by_at_most_one_row():
 
 
 def test_one_process_micro_batches_are_the_usual_ones():
-    """SINGLE.micro_rows is rows[i*m:(i+1)*m]: the one-process data order does not change."""
+    """SINGLE.micro_rows is rows[i*m:(i+1)*m] for m = batch / accumulate, also for an epoch's short last
+    batch (3 rows of a batch of 8 in micro-batches of 2: 2 + 1): the one-process data order does not change."""
     rows = np.arange(12)
-    assert [list(p) for p in SINGLE.micro_rows(rows, 3)] == [list(rows[i:i + 4]) for i in range(0, 12, 4)]
-    assert [len(p) for p in split_micro(np.arange(7), 2)] == [3, 4]
+    assert [list(p) for p in SINGLE.micro_rows(rows, 3, 12)] == [list(rows[i:i + 4]) for i in range(0, 12, 4)]
+    assert [list(p) for p in SINGLE.micro_rows(np.arange(3), 4, 8)] == [[0, 1], [2]]
+
+
+def test_ranks_micro_batches():
+    """7 rows over 2 ranks in 2 micro-batches each: rank 0 3 rows (2 + 1), rank 1 4 (2 + 2); a short batch
+    of 1 row leaves rank 0 with none (it still joins the all-reduces, with zero counts)."""
+    ranks = [ProcessGroup(_Rank(r, 2)) for r in range(2)]
+    assert [[list(p) for p in g.micro_rows(np.arange(7), 2, 7)] for g in ranks] == [[[0, 1], [2]], [[3, 4], [5, 6]]]
+    assert [[list(p) for p in g.micro_rows(np.arange(1), 2, 7)] for g in ranks] == [[], [[0]]]
 
 
 def test_global_totals_make_the_ranks_weights_sum_to_one_batch():
@@ -55,6 +64,19 @@ def test_single_process_group_does_nothing():
     assert SINGLE.allreduce_counts((3, 4)) == (3, 4) and SINGLE.allreduce_numbers([1.5]) == [1.5]
     SINGLE.check_consistent(g)
     assert (SINGLE.rank, SINGLE.size, SINGLE.distributed, SINGLE.is_main) == (0, 1, False, True)
+
+
+class _Rank:
+    """A stand-in communicator: rank `rank` of `size` (no collective)."""
+
+    def __init__(self, rank, size):
+        self.rank, self.size = rank, size
+
+    def Get_rank(self):
+        return self.rank
+
+    def Get_size(self):
+        return self.size
 
 
 class _TwoRanks:
