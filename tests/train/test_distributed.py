@@ -2,6 +2,7 @@
 checksum guard with a stand-in communicator, and runs under `mpiexec -n 2` on loopback (tests/train/
 mpi_worker.py) that must give the one-process parameters (float64, dropout off) within 1e-12."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -161,3 +162,95 @@ def test_with_dropout_the_ranks_stay_identical(tmp_path):
     (one,), _ = _run(tmp_path, "pretrain", 1, 1)
     assert np.array_equal(r0, r1)
     assert not np.array_equal(r0, one)
+
+
+# -- the commands under mpiexec -n 2 -----------------------------------------------------------------------
+
+def _command(cmd, timeout=120):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A corpus (Alice's first chapters) and a BERT config without dropout and with it; the pretrain flags."""
+    from helpers import data_path, write
+    from minibert.data.pretraining import read_gutenberg
+    folder = tmp_path_factory.mktemp("dp")
+    docs = read_gutenberg(data_path("gutenberg"), books=["carroll-alice_in_wonderland.txt"])[:6]
+    corpus = write(folder / "alice.txt", "\n\n".join(" ".join(d) for d in docs) + "\n")
+    config = dict(vocab_size=600, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  max_position_embeddings=64)
+    for name, p in (("cfg0.json", 0.0), ("cfg1.json", 0.1)):
+        write(folder / name, {**config, "hidden_dropout_prob": p, "attention_probs_dropout_prob": p})
+    flags = ["--no-progress", "--corpus", str(corpus), "--vocab-size", "600", "--steps", "8", "--batch-size", "7",
+             "--seq-len", "64", "--eval-every", "4", "--eval-batches", "2", "--checkpoint-every", "4",
+             "--heldout-fraction", "0.2", "--lr", "1e-3"]
+    return folder, flags
+
+
+def _steps(run_dir):
+    """The log's rows without their timings."""
+    import json
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "seconds")} for r in rows]
+
+
+def test_pretrain_command_on_two_ranks_is_the_one_process_run(small_run):
+    """`mpiexec -n 2 python -m minibert pretrain` (float64, dropout off, 7 sequences per step: shares 3 + 4):
+    the model within 1e-12 of one process's, the same log, the same output (rank 0 alone speaks)."""
+    from safetensors.numpy import load_file
+    mpiexec = _mpiexec()
+    folder, flags = small_run
+    flags = flags + ["--config", str(folder / "cfg0.json"), "--dtype", "float64"]
+    one = _command([sys.executable, "-m", "minibert", "pretrain", *flags, "--out", str(folder / "one")])
+    two = _command([mpiexec, "-n", "2", sys.executable, "-m", "minibert", "pretrain", *flags,
+                    "--out", str(folder / "two")])
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    a, b = load_file(folder / "one" / "model.safetensors"), load_file(folder / "two" / "model.safetensors")
+    assert max(np.abs(a[k] - b[k]).max() for k in a) < 1e-12
+    for r1, r2 in zip(_steps(folder / "one"), _steps(folder / "two"), strict=True):
+        assert r1.keys() == r2.keys()
+        for k in r1:
+            assert r2[k] == pytest.approx(r1[k], rel=1e-12, abs=1e-12), (r1["step"], k)
+    assert "2 ranks (data-parallel), 7 sequences per step in all" in two.stdout
+    assert len(two.stdout.splitlines()) == len(one.stdout.splitlines())
+
+
+def test_a_killed_rank_ends_the_job_and_resume_is_the_uninterrupted_run(small_run):
+    """Dropout on. Rank 1 SIGKILLed as its 7th step starts (tests/train/kill_at.py; rank 0 waits for it in the
+    all-reduce): the job exits non-zero at once. `--resume` on 2 ranks from the step-4 checkpoint (every
+    rank's dropout state in it) ends bit for bit as the uninterrupted 2-rank run: model and log."""
+    from safetensors.numpy import load_file
+    mpiexec = _mpiexec()
+    folder, flags = small_run
+    flags = flags + ["--config", str(folder / "cfg1.json")]
+    minibert = [sys.executable, "-m", "minibert", "pretrain", *flags]
+    full = _command([mpiexec, "-n", "2", *minibert, "--out", str(folder / "full")])
+    assert full.returncode == 0, full.stderr
+    killer = [sys.executable, str(Path(__file__).with_name("kill_at.py")), "minibert.train.loop:train_step", "7",
+              "before", "--", "pretrain", *flags]
+    killed = _command([mpiexec, "-n", "1", *minibert, "--out", str(folder / "cut"), ":",
+                       "-n", "1", *killer, "--out", str(folder / "cut")], timeout=60)
+    assert killed.returncode != 0
+    assert "BAD TERMINATION" in killed.stdout + killed.stderr                  # MPICH's hydra ends the job
+    assert (folder / "cut" / "checkpoints" / "step-00000004").is_dir()
+    assert not (folder / "cut" / "model.safetensors").exists()
+    resumed = _command([mpiexec, "-n", "2", *minibert, "--out", str(folder / "cut"), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout and "(step 4)" in resumed.stdout
+    a, b = load_file(folder / "full" / "model.safetensors"), load_file(folder / "cut" / "model.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert _steps(folder / "full") == _steps(folder / "cut")
+
+
+def test_an_error_on_one_rank_names_it_and_aborts_every_rank(small_run):
+    """A refused run (a corpus that does not exist) on 2 ranks: `error: rank R of 2: ...` and a non-zero exit
+    (MPI_Abort), not a hang."""
+    mpiexec = _mpiexec()
+    folder, flags = small_run
+    done = _command([mpiexec, "-n", "2", sys.executable, "-m", "minibert", "pretrain", *flags, "--config",
+                     str(folder / "cfg0.json"), "--corpus", str(folder / "missing.txt"), "--out", str(folder / "bad")],
+                    timeout=60)
+    assert done.returncode == 2
+    assert re.search(r"error: rank [01] of 2: .*missing\.txt", done.stderr), done.stderr
