@@ -254,3 +254,12 @@ def test_an_error_on_one_rank_names_it_and_aborts_every_rank(small_run):
                     timeout=60)
     assert done.returncode == 2
     assert re.search(r"error: rank [01] of 2: .*missing\.txt", done.stderr), done.stderr
+
+
+def test_the_benchmark_runs():
+    """benchmarks/bench_distributed.py at tiny sizes (figures not checked: that the script still works)."""
+    _mpiexec()
+    done = _command([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"), "--steps", "1", "--batch",
+                     "4", "--seq", "16", "--sizes", "tiny", "--repeats", "1"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 ranks x 1 thread" in done.stdout and re.search(r"tiny\s+1,528,130", done.stdout)
