@@ -9,10 +9,13 @@ the other ranks may be waiting for this one in a collective and would otherwise 
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import sys
 import traceback
 from dataclasses import field
 
+from minibert import checks
 from minibert.cli.command import _code_and_message
 from minibert.errors import MinibertError
 from minibert.train.distributed import detect
@@ -24,9 +27,23 @@ def distributed_field():
                 "`mpiexec -n N python -m minibert ...` it is detected without this flag"})
 
 
-def process_group(flag: bool):
-    """The run's process group: MPI's when launched with several ranks or with --distributed, else one process."""
-    return detect(required=flag)
+def timeout_field():
+    return field(default=600.0, metadata={
+        "check": checks.finite_positive,
+        "help": "data-parallel: seconds a step's all-reduce waits for the other ranks before the job stops, "
+                "naming the rank that gave up (a rank stuck or gone)"})
+
+
+def process_group(flag: bool, timeout: float):
+    """The run's process group: MPI's when launched with several ranks or with --distributed, else one process.
+    Rank 0 says which process is which rank (MPI's launcher names a process that dies by its PID)."""
+    group = detect(required=flag, timeout=timeout)
+    if group.distributed:
+        ranks = group.gather_objects((os.getpid(), socket.gethostname()))
+        if group.is_main:
+            print(f"data-parallel over {group.size} ranks: "
+                  + ", ".join(f"rank {r} pid {pid} on {host}" for r, (pid, host) in enumerate(ranks)))
+    return group
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 from minibert import checks
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
-from minibert.cli.distributed import abort_on_error, distributed_field, process_group
+from minibert.cli.distributed import abort_on_error, distributed_field, process_group, timeout_field
 from minibert.cli.precision import PrecisionError, precision_field, using_precision
 from minibert.files import PRETRAINING_RUN, check_out_folder
 from minibert.model.io import read_json
@@ -48,6 +48,7 @@ class PretrainCommandArgs(PretrainArgs):
                 "folder is refused"})
     precision: str | None = precision_field()
     distributed: bool = distributed_field()
+    collective_timeout: float = timeout_field()
 
 
 def pretrain_settings(args: PretrainCommandArgs) -> PretrainArgs:
@@ -74,7 +75,7 @@ def run_pretrain(args: PretrainCommandArgs) -> int:
     if args.precision == "fp16":
         raise PrecisionError("minibert pretrain has no loss scaling yet: --precision fp16 is finetune's "
                              "(pretraining_step takes a scaler, the command does not make one); use fp32 or tf32")
-    group = process_group(args.distributed)
+    group = process_group(args.distributed, args.collective_timeout)
     with abort_on_error(group):
         settings = pretrain_settings(args)
         group.barrier()                      # every rank has checked the folder before rank 0 claims it

@@ -33,6 +33,7 @@ collectives return their input.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy
 
@@ -59,13 +60,15 @@ class ProcessGroup:
 
     rank, size    this process's number and the number of processes
     comm          the mpi4py communicator (None for a single process)
+    timeout       seconds a training step's all-reduce may wait for the other ranks before this rank
+                  stops with DistributedError (a rank stuck or gone); None: wait for ever
 
     A single process (`ProcessGroup()`, the module's SINGLE) does nothing: every collective returns
     its input unchanged, so the one-process numbers stay bit for bit what they were.
     """
 
-    def __init__(self, comm=None):
-        self.comm = comm
+    def __init__(self, comm=None, timeout: float | None = None):
+        self.comm, self.timeout = comm, timeout
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
 
@@ -87,10 +90,10 @@ class ProcessGroup:
         if not self.distributed:
             return tuple(totals)
         buf = numpy.asarray(totals, dtype=numpy.int64)
-        self.comm.Allreduce(self._mpi().IN_PLACE, buf, op=self._mpi().SUM)
+        self._sum(buf, "the loss denominators")
         return tuple(int(n) for n in buf)
 
-    def allreduce_(self, array):
+    def allreduce_(self, array, what: str = "the gradient"):
         """Sum `array` over the ranks, in place (every rank ends with the same sum); returns it.
 
         A NumPy array goes to MPI through the buffer interface (no copy, no pickling). A device array
@@ -99,22 +102,37 @@ class ProcessGroup:
         """
         if not self.distributed:
             return array
-        MPI = self._mpi()
         if isinstance(array, numpy.ndarray):
             if not array.flags.c_contiguous:
                 raise DistributedError("all-reduce needs a contiguous array (the flat gradient buffer is one)")
-            self.comm.Allreduce(MPI.IN_PLACE, array, op=MPI.SUM)
+            self._sum(array, what)
             return array
         host = numpy.ascontiguousarray(backend.to_host(array))
-        self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
+        self._sum(host, what)
         array[...] = backend.get_xp(array).asarray(host)
         return array
+
+    def _sum(self, buf: numpy.ndarray, what: str) -> None:
+        """buf <- the sum of every rank's buf, in place: Allreduce(IN_PLACE, buf, SUM), through the buffer
+        interface. With a timeout, the non-blocking Iallreduce, tested until it completes or the time is up."""
+        MPI = self._mpi()
+        if self.timeout is None:
+            self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            return
+        request = self.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        start = time.monotonic()
+        while not request.Test():              # each Test also lets MPI progress the reduction
+            waited = time.monotonic() - start
+            if waited > self.timeout:
+                raise DistributedError(f"rank {self.rank} of {self.size} waited {waited:.0f} s for the other ranks in "
+                                       f"the all-reduce of {what}: a rank is stuck or gone; stopping every rank")
+            time.sleep(0 if waited < 0.01 else 0.001)    # spin for 10 ms, then look every millisecond
 
     def allreduce_numbers(self, values: list[float]) -> list[float]:
         """A few host numbers (the step's weighted losses, right answers, tokens) summed over the ranks."""
         if not self.distributed:
             return list(values)
-        return self.allreduce_(numpy.asarray(values, dtype=numpy.float64)).tolist()
+        return self.allreduce_(numpy.asarray(values, dtype=numpy.float64), "the step's losses").tolist()
 
     def check_consistent(self, params_flat, step: int | None = None) -> None:
         """Compare a checksum of every rank's parameters; DivergedError naming the ranks that differ from rank 0.
@@ -191,7 +209,7 @@ def launched_size(environ=None) -> int:
     return 1
 
 
-def detect(required: bool = False, environ=None) -> ProcessGroup:
+def detect(required: bool = False, environ=None, timeout: float | None = None) -> ProcessGroup:
     """The process group of this process: MPI's COMM_WORLD when launched with more than one rank (or when
     `required`, --distributed), else SINGLE. Without mpi4py a multi-rank launch raises DistributedError
     saying what to install (a launch of N copies that each trained alone would be N wrong runs)."""
@@ -205,7 +223,7 @@ def detect(required: bool = False, environ=None) -> ProcessGroup:
         rank = next((env[n] for n in RANK_VARIABLES if n in env), "?")
         raise DistributedError(f"rank {rank} of {size}: data-parallel training needs mpi4py and an MPI, "
                                f"which are not installed; {INSTALL_HINT}") from None
-    return ProcessGroup(MPI.COMM_WORLD)
+    return ProcessGroup(MPI.COMM_WORLD, timeout=timeout)
 
 
 def share(n_rows: int, rank: int, size: int) -> slice:

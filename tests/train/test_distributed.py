@@ -214,7 +214,8 @@ def test_pretrain_command_on_two_ranks_is_the_one_process_run(small_run):
         for k in r1:
             assert r2[k] == pytest.approx(r1[k], rel=1e-12, abs=1e-12), (r1["step"], k)
     assert "2 ranks (data-parallel), 7 sequences per step in all" in two.stdout
-    assert len(two.stdout.splitlines()) == len(one.stdout.splitlines())
+    assert len(two.stdout.splitlines()) == len(one.stdout.splitlines()) + 1      # and which rank is which pid:
+    assert re.search(r"data-parallel over 2 ranks: rank 0 pid \d+ on .*, rank 1 pid \d+ on ", two.stdout)
 
 
 def test_a_killed_rank_ends_the_job_and_resume_is_the_uninterrupted_run(small_run):
@@ -233,7 +234,10 @@ def test_a_killed_rank_ends_the_job_and_resume_is_the_uninterrupted_run(small_ru
     killed = _command([mpiexec, "-n", "1", *minibert, "--out", str(folder / "cut"), ":",
                        "-n", "1", *killer, "--out", str(folder / "cut")], timeout=60)
     assert killed.returncode != 0
-    assert "BAD TERMINATION" in killed.stdout + killed.stderr                  # MPICH's hydra ends the job
+    out = killed.stdout + killed.stderr
+    assert "BAD TERMINATION" in out                                           # MPICH's hydra ends the job
+    pids = dict(re.findall(r"rank (\d) pid (\d+)", out))                    # rank 0's map of ranks to processes
+    assert re.search(r"PID (\d+)", out).group(1) == pids["1"]                # the dead process: rank 1's
     assert (folder / "cut" / "checkpoints" / "step-00000004").is_dir()
     assert not (folder / "cut" / "model.safetensors").exists()
     resumed = _command([mpiexec, "-n", "2", *minibert, "--out", str(folder / "cut"), "--resume"])
@@ -263,3 +267,18 @@ def test_the_benchmark_runs():
                      "4", "--seq", "16", "--sizes", "tiny", "--repeats", "1"])
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 ranks x 1 thread" in done.stdout and re.search(r"tiny\s+1,528,130", done.stdout)
+
+
+def test_a_stuck_rank_stops_the_job_at_the_timeout(tmp_path):
+    """Rank 1 stuck (asleep for 60 s) before its 3rd step; the all-reduce timeout is 2 s: rank 0 gives up,
+    says so with its rank, and MPI Abort ends the job well before rank 1 would wake."""
+    import time
+    mpiexec = _mpiexec()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    t0 = time.monotonic()
+    done = subprocess.run([mpiexec, "-n", "2", sys.executable, str(WORKER), "pretrain", "0", str(tmp_path), "hang"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert time.monotonic() - t0 < 30
+    assert re.search(r"error: rank 0 of 2: rank 0 of 2 waited \d+ s for the other ranks in the all-reduce of",
+                     done.stderr), done.stderr
