@@ -271,14 +271,12 @@ def test_the_benchmark_runs():
 
 def test_a_stuck_rank_stops_the_job_at_the_timeout(tmp_path):
     """Rank 1 stuck (asleep for 60 s) before its 3rd step; the all-reduce timeout is 2 s: rank 0 gives up,
-    says so with its rank, and MPI Abort ends the job well before rank 1 would wake."""
-    import time
+    says so with its rank, and MPI Abort ends the job before rank 1 wakes (a job that waited for it would
+    pass the 45 s hang guard, and the test would fail with TimeoutExpired)."""
     mpiexec = _mpiexec()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    t0 = time.monotonic()
     done = subprocess.run([mpiexec, "-n", "2", sys.executable, str(WORKER), "pretrain", "0", str(tmp_path), "hang"],
-                          env=env, capture_output=True, text=True, timeout=60)
+                          env=env, capture_output=True, text=True, timeout=45)
     assert done.returncode != 0
-    assert time.monotonic() - t0 < 30
     assert re.search(r"error: rank 0 of 2: rank 0 of 2 waited \d+ s for the other ranks in the all-reduce of",
                      done.stderr), done.stderr
