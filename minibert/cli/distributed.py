@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 import traceback
 from dataclasses import field
 
@@ -57,12 +58,20 @@ def abort_on_error(group):
             raise
         code, message = _code_and_message(err) if isinstance(err, MinibertError) else (2, str(err))
         print(f"error: rank {group.rank} of {group.size}: " + " ".join(message.splitlines()), file=sys.stderr)
-        sys.stderr.flush()
-        group.abort(code)
+        _abort(group, code)
     except Exception:
         if not group.distributed:
             raise
         print(f"rank {group.rank} of {group.size} failed (a bug in minibert):", file=sys.stderr)
         traceback.print_exc()
-        sys.stderr.flush()
-        group.abort(1)
+        _abort(group, 1)
+
+
+def _abort(group, code: int) -> None:
+    """Flush the message, give MPI's launcher a moment to pass it on (MPICH's mpiexec forwards each
+    rank's output through a pipe, and an Abort can end the job before the last lines are through: seen
+    under load), then end every rank."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    time.sleep(0.5)
+    group.abort(code)

@@ -17,11 +17,13 @@ B rows (the batch the single-process run with the same --batch-size reads, in th
 Since sum_r sum_i n_ik / N_k * grad_ik is the single-process gradient, the run is the one-process
 run up to the order of the floating-point additions (float64: within ~1e-15 relative per step).
 
-Both all-reduces use upper-case `Allreduce` (MPI's buffer interface: the NumPy array's memory is
-handed to MPI, nothing is pickled) with MPI.IN_PLACE, and the gradient is ONE flat array
-(`model.grads.buffers.grad`, minibert/model/flat.py): one collective per step, not one per tensor.
+(A third, small all-reduce sums the weighted losses, right answers and tokens for the log.) They use
+upper-case `Allreduce` (MPI's buffer interface: the NumPy array's memory is handed to MPI, nothing is
+pickled) with MPI.IN_PLACE, and the gradient is ONE flat array (`model.grads.buffers.grad`,
+minibert/model/flat.py): one collective per step, not one per tensor. With a `timeout` they are the
+non-blocking `Iallreduce`, tested until done or the time is up (DistributedError: a rank stuck or gone).
 
-A guard: every K steps the ranks compare a float64 checksum of their parameters (`check_consistent`,
+Guards: every K steps the ranks compare a float64 checksum of their parameters (`check_consistent`,
 one `Allgather` of one number each); ranks that differ from rank 0 are named in DivergedError.
 An error on one rank while the others wait in a collective would hang the job: the command line
 calls `abort` (MPI.COMM_WORLD.Abort), which ends every rank with the exit code.
