@@ -43,6 +43,8 @@ GROUPS = (
 )
 
 DESCRIPTION = "BERT from scratch in NumPy, every backward pass written by hand."
+EPILOG = ("data-parallel training on N processes (MPI; pip install -e .[mpi]):\n"
+          "  mpiexec -n N python -m minibert pretrain ...    (or finetune; docs/distributed.md)")
 
 
 @dataclass(kw_only=True)
@@ -66,7 +68,7 @@ def command_listing(groups=GROUPS) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """`minibert [--backend B] COMMAND ...`, every command of GROUPS."""
-    parser = Parser(prog="minibert", description=DESCRIPTION + "\n\n" + command_listing(),
+    parser = Parser(prog="minibert", description=DESCRIPTION + "\n\n" + command_listing(), epilog=EPILOG,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, MainArgs)
     add_commands(parser, [command for _, commands in GROUPS for command in commands],

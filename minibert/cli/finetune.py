@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from minibert import checks
 from minibert.cli.command import Command
+from minibert.cli.distributed import abort_on_error, distributed_field, process_group, timeout_field
 from minibert.cli.precision import chosen_precision, precision_field, using_precision
 from minibert.train import finetune
 from minibert.train.finetune import FinetuneArgs, FinetuneError, load_finetuned
@@ -20,14 +21,19 @@ class FinetuneCommandArgs(FinetuneArgs):
         "help": "replace the earlier fine-tuning run in --out (it says what it deletes); without it, such a "
                 "folder is refused"})
     precision: str | None = precision_field()
+    distributed: bool = distributed_field()
+    collective_timeout: float = timeout_field()
 
 
 def run_finetune(args: FinetuneCommandArgs) -> int:
     """Fine-tune; the run folder holds the best model, metrics.json, log.jsonl and the curves."""
     settings = FinetuneArgs(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneArgs)})
-    with using_precision(chosen_precision(args.precision, args.fp16)) as precision:
+    group = process_group(args.distributed, args.collective_timeout)
+    with abort_on_error(group), using_precision(chosen_precision(args.precision, args.fp16)) as precision:
         settings = dataclasses.replace(settings, fp16=precision == "fp16")   # fp16: the run's loss scaling
-        finetune.run(settings, overwrite=args.overwrite)
+        finetune.run(settings, overwrite=args.overwrite, group=group)
+    if not group.is_main:                    # rank 0 draws the curves
+        return 0
     for path in plot_run(args.out):
         print(f"figure: {path}")
     return 0

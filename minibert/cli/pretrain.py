@@ -9,6 +9,7 @@ from pathlib import Path
 from minibert import checks
 from minibert.apps.fill_mask import fill_mask, fill_mask_examples, load_pretraining_model
 from minibert.cli.command import Command
+from minibert.cli.distributed import abort_on_error, distributed_field, process_group, timeout_field
 from minibert.cli.precision import PrecisionError, precision_field, using_precision
 from minibert.files import PRETRAINING_RUN, check_out_folder
 from minibert.model.io import read_json
@@ -46,6 +47,8 @@ class PretrainCommandArgs(PretrainArgs):
         "help": "replace the earlier pretraining run in --out (it says what it deletes); without it, such a "
                 "folder is refused"})
     precision: str | None = precision_field()
+    distributed: bool = distributed_field()
+    collective_timeout: float = timeout_field()
 
 
 def pretrain_settings(args: PretrainCommandArgs) -> PretrainArgs:
@@ -72,9 +75,14 @@ def run_pretrain(args: PretrainCommandArgs) -> int:
     if args.precision == "fp16":
         raise PrecisionError("minibert pretrain has no loss scaling yet: --precision fp16 is finetune's "
                              "(pretraining_step takes a scaler, the command does not make one); use fp32 or tf32")
-    settings = pretrain_settings(args)
-    with using_precision(args.precision):
-        last = pretrain.run(settings, resume=args.resume, overwrite=args.overwrite)
+    group = process_group(args.distributed, args.collective_timeout)
+    with abort_on_error(group):
+        settings = pretrain_settings(args)
+        group.barrier()                      # every rank has checked the folder before rank 0 claims it
+        with using_precision(args.precision):
+            last = pretrain.run(settings, resume=args.resume, overwrite=args.overwrite, group=group)
+    if not group.is_main:                    # rank 0 draws the curves and shows the examples
+        return 0
     _fill_mask_examples(settings, resume=args.resume)
     if last:
         print("\n".join(pretrain.verdict(last)))

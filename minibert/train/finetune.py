@@ -41,6 +41,7 @@ from minibert.model.io import check_vocab_size, read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
 from minibert.train.amp import LossScaler
+from minibert.train.distributed import SINGLE, check_batch
 from minibert.train.finetune_tasks import TASK_NAMES, get_task
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
@@ -218,7 +219,7 @@ def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
     return model
 
 
-def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False) -> dict:
+def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False, group=SINGLE) -> dict:
     """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
 
     Writes into args.out: run.json, log.jsonl, best/ (the best model so far: weights, config, vocabulary,
@@ -232,8 +233,15 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
     fine-tuning run, or one of the inputs (--model, --train, --dev), is refused; so is an earlier
     fine-tuning run (its best model, metrics or log) unless overwrite (it says so, then empties the
     folder). The folder stays locked (RUN/.lock) until the run ends.
+
+    group: a data-parallel ProcessGroup (train/distributed.py): every rank reads and checks the inputs,
+    rank 0 alone claims and writes the folder; each rank trains its share of every batch.
     """
     _check_args(args)
+    if group.distributed:
+        check_batch(args.batch_size, args.accumulate, group.size)
+    if not group.is_main:
+        stream = _silent                     # rank 0 says everything once
     task = get_task(args.task, max_seq_len=args.max_seq_len,
                     doc_stride=args.doc_stride if args.task == "squad" else None)
     model_dir = _model_dir(args)
@@ -248,27 +256,37 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
                             f"{train.describe() if not len(train.encoded) else dev.describe()}")
     stream(f"{args.task}: {train.describe()} for training, {dev.describe()} for evaluation")
     model = _load_model(task, model_dir, args, stream)
+    group.barrier()                          # every rank has checked the folder before rank 0 claims it
+    if not group.is_main:
+        return _run(args, task, tokenizer, train, dev, model, _silent, None, group)
     with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
-        return _run(args, task, tokenizer, train, dev, model, stream, callback)
+        return _run(args, task, tokenizer, train, dev, model, stream, callback, group)
 
 
-def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback) -> dict:
-    """The run itself, in a folder this process has claimed, on inputs read and checked before."""
-    run_dir = Path(args.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "run.json", dataclasses.asdict(args))
+def _silent(text) -> None:
+    """The messages of a rank other than 0: not shown (rank 0 says them once)."""
+
+
+def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback, group=SINGLE) -> dict:
+    """The run itself, in a folder this process has claimed (rank 0), on inputs read and checked before."""
+    run_dir, main = Path(args.out), group.is_main
+    group.seed_dropout(model, args.seed)     # rank r > 0: a dropout stream of its own
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "run.json", dataclasses.asdict(args))
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, frozen=model.frozen_names())
     scaler = LossScaler() if args.fp16 else None
     plan = [(epoch + 1, rows) for epoch in range(args.epochs)
             for rows in epoch_batches(len(train.encoded), args.batch_size, args.seed, epoch)]
     total_steps = len(plan)
     warmup_steps = int(args.warmup * total_steps)
-    micro = args.batch_size // args.accumulate
     trainable = sum(int(numpy.prod(v.shape)) for k, v in model.params.items() if k not in optimizer.frozen)
     stream(f"fine-tuning {type(model).__name__} ({model.num_parameters():,} parameters, {trainable:,} trained) "
            f"for {total_steps} steps ({args.epochs} {'epoch' if args.epochs == 1 else 'epochs'} of "
            f"{total_steps // args.epochs}), warm-up {warmup_steps}, backend {backend.name()}"
-           f"{', fp16 with loss scaling' if scaler else ''}")
+           f"{', fp16 with loss scaling' if scaler else ''}"
+           + (f"; {group.size} ranks (data-parallel), {args.batch_size} sequences per step in all"
+              if group.distributed else ""))
 
     loop = TrainingLoop(
         model, task, optimizer, run_dir, max_grad_norm=args.max_grad_norm, scaler=scaler,
@@ -277,15 +295,18 @@ def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callbac
         describe=lambda r: f"dev loss {r['dev_loss']:.4f}, {task.describe_metrics(r)}",
         eval_every=args.eval_every, metric=task.metric, patience=args.patience,
         save_best=lambda folder: save_model(model, tokenizer, task, folder),
-        progress=args.progress, desc=f"finetune {args.task}", callback=callback, write=stream)
-    done = loop.run(plan, lambda rows: [train.encoded.batch(rows[i:i + micro]) for i in range(0, len(rows), micro)])
+        progress=args.progress, desc=f"finetune {args.task}", callback=callback, write=stream, group=group)
+    # one process: rows[i*m:(i+1)*m] for m = batch_size / accumulate; rank r: its share, in as many pieces
+    done = loop.run(plan, lambda rows: [train.encoded.batch(r)
+                                        for r in group.micro_rows(rows, args.accumulate, args.batch_size)])
     best = done["best"]
     summary = {"task": args.task, "metric": task.metric, "best_step": best["step"], "best_epoch": best["epoch"],
                "steps_run": done["steps_run"], "skipped_steps": scaler.skipped_steps if scaler else 0,
                **{k: v for k, v in best.items() if k not in ("step", "epoch") and not k.startswith("_")}}
     if "_confusion" in best:                  # classification: the best evaluation's confusion matrix
         summary.update(confusion=best["_confusion"], label_names=list(task.label_names))
-    write_json(run_dir / "metrics.json", summary)
+    if main:
+        write_json(run_dir / "metrics.json", summary)
     stream(f"best dev {task.describe_metrics(best)} at step {best['step']}; model in {run_dir / 'best'}, "
            f"metrics in {run_dir / 'metrics.json'}")
     return summary

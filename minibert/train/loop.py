@@ -41,6 +41,7 @@ from minibert.errors import InputError
 from minibert.model.io import CheckpointError, assign_params
 from minibert.train.checkpoint import (checkpoint_dir, checkpoint_folders, list_checkpoints, load_checkpoint,
                                        remove_unfinished, save_checkpoint, set_aside)
+from minibert.train.distributed import SINGLE, DistributedError
 from minibert.train.step import NonFiniteLossError, count_totals, loss_weights, train_step
 
 
@@ -95,6 +96,16 @@ def step_ranges(steps: list[int]) -> str:
     return ", ".join(spans)
 
 
+def _rows_up_to(path: Path, last_step: int) -> list[dict]:
+    """The rows of steps up to `last_step`, read without writing (a data-parallel rank other than 0)."""
+    rows = read_jsonl(path) if path.is_file() else []
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] <= last_step]
+
+
+def _silent(text) -> None:
+    """Where the messages of a rank other than 0 go: nowhere (rank 0 says them once)."""
+
+
 # -- the loop -----------------------------------------------------------------------------------------
 
 def dropout_rng(model) -> numpy.random.Generator:
@@ -132,12 +143,19 @@ class TrainingLoop:
     step_metrics(m)  what a step's log row adds to loss/lr/grad_norm (e.g. MLM and NSP accuracy)
     callback(row)    called with every log row as it is written (live plots in a notebook)
     write(text)      where messages go (print by default)
+    group, check_every
+                     data-parallel training (train/distributed.py): the ranks' shares of each step's
+                     batch are weighted by the counts summed over the ranks and the gradients summed
+                     before the update; rank 0 alone writes the log, checkpoints, the best model and
+                     messages; every rank evaluates (the early-stopping decision must be the same on
+                     each) and every rank reads the checkpoint on resume; every `check_every` steps
+                     and after the last the ranks compare parameter checksums (DivergedError)
     """
 
     def __init__(self, model, objective, optimizer, run_dir, *, lr_at, max_grad_norm=1.0, scaler=None,
                  evaluate=None, describe=None, eval_every=0, metric=None, save_best=None, patience=None,
                  checkpoint_every=0, keep=3, checkpoint_state=None, step_metrics=None, progress=True,
-                 desc="train", callback=None, write=print):
+                 desc="train", callback=None, write=print, group=SINGLE, check_every=100):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.run_dir = Path(run_dir)
         self.log_path = self.run_dir / "log.jsonl"
@@ -147,11 +165,32 @@ class TrainingLoop:
         self.checkpoint_every, self.keep = checkpoint_every, keep
         self.checkpoint_state = checkpoint_state or dict
         self.step_metrics = step_metrics or (lambda m: {})
-        self.progress, self.desc, self.callback, self.write = progress, desc, callback, write
+        self.group, self.check_every = group, check_every
+        main = group.is_main                   # rank 0 speaks and writes; the other ranks train silently
+        self.progress, self.desc, self.callback = progress and main, desc, callback if main else None
+        self.write = write if main else _silent
 
     # -- resuming ---------------------------------------------------------------------------------
     def resume(self) -> int:
         """Load the newest usable checkpoint (weights, optimizer, dropout generator); return its step.
+
+        Data-parallel: rank 0 looks first (it may tidy the folder: unfinished or damaged checkpoints),
+        then every other rank reads the checkpoint rank 0 chose; all must agree on its step.
+        """
+        main = self.group.is_main
+        if not main:
+            self.group.barrier()                 # rank 0 has tidied and chosen
+        step = self._resume()
+        if main:
+            self.group.barrier()
+        steps = self.group.gather_objects(step)
+        if len(set(steps)) > 1:
+            raise DistributedError("the ranks resumed from different checkpoints: "
+                                   + ", ".join(f"rank {r} step {s}" for r, s in enumerate(steps)))
+        return step
+
+    def _resume(self) -> int:
+        """resume() on this process: the newest usable checkpoint's step (0: none).
 
         A damaged checkpoint (a file missing, cut short or not JSON, arrays that do not fit the model)
         is moved aside to checkpoints/damaged-step-N, with a warning naming it and the checkpoint used
@@ -193,11 +232,32 @@ class TrainingLoop:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
         assign_params(self.model.params, params, where=str(path / "model.safetensors"))   # checks, then copies
         self.optimizer.load_state_dict(optimizer_state)
-        rng.bit_generator.state = state["dropout_rng"]
+        rng.bit_generator.state = self._dropout_state(state, path)
         return state["step"]
 
+    def _dropout_state(self, state: dict, path: Path) -> dict:
+        """This rank's dropout generator state in a checkpoint: "dropout_rng" for one process (and rank 0),
+        "dropout_rng_ranks"[rank] for a data-parallel run written by as many ranks. Other numbers of
+        ranks: rank 0 takes "dropout_rng", the others keep their fresh streams (said once)."""
+        ranks = state.get("dropout_rng_ranks")
+        if not self.group.distributed:
+            return state["dropout_rng"]
+        if isinstance(ranks, list) and len(ranks) == self.group.size:
+            return ranks[self.group.rank]
+        self.write(f"warning: {path} was written by {len(ranks) if isinstance(ranks, list) else 1} rank(s), "
+                   f"this run has {self.group.size}: the dropout streams of ranks 1.. start afresh (the run "
+                   f"is not the one an uninterrupted run would have been)")
+        rng = dropout_rng(self.model)
+        return state["dropout_rng"] if self.group.is_main else rng.bit_generator.state
+
     def _checkpoint(self, step: int) -> None:
-        state = {"dropout_rng": dropout_rng(self.model).bit_generator.state, **self.checkpoint_state()}
+        rng_state = dropout_rng(self.model).bit_generator.state
+        ranks = self.group.gather_objects(rng_state)          # every rank's dropout stream (data-parallel)
+        if not self.group.is_main:
+            return
+        state = {"dropout_rng": rng_state, **self.checkpoint_state()}
+        if self.group.distributed:
+            state["dropout_rng_ranks"] = ranks
         save_checkpoint(self.run_dir, step, self.model.params, self.optimizer.state_dict(), state, keep=self.keep)
 
     # -- one step, one evaluation -------------------------------------------------------------------
@@ -206,9 +266,11 @@ class TrainingLoop:
         t0 = time.perf_counter()
         lr = self.lr_at(number - 1)
         counts = [self.objective.counts(b) for b in micro_batches]
+        local = count_totals(counts) if counts else (0,) * len(self.objective.loss_keys)   # (a rank may have no rows)
+        totals = self.group.allreduce_counts(local)         # the global denominators, before the weights
         try:
-            m = train_step(self.model, self.objective, self.optimizer, micro_batches, loss_weights(counts), lr,
-                           self.max_grad_norm, self.scaler, step=number)
+            m = train_step(self.model, self.objective, self.optimizer, micro_batches, loss_weights(counts, totals),
+                           lr, self.max_grad_norm, self.scaler, step=number, group=self.group)
         except NonFiniteLossError as err:
             if not self.checkpoint_every:
                 raise
@@ -218,7 +280,7 @@ class TrainingLoop:
                     if checkpoints else "no checkpoint was written yet")
             raise NonFiniteLossError(f"{err}. {hint}") from None
         seconds = time.perf_counter() - t0
-        m["counts"] = count_totals(counts)
+        m["counts"] = totals
         row = {"step": number, **({"epoch": epoch} if epoch is not None else {}), "loss": m["loss"],
                **self.step_metrics(m), "lr": lr, "grad_norm": m["grad_norm"]}
         if self.scaler is not None:
@@ -246,10 +308,13 @@ class TrainingLoop:
         total = len(plan)
         if start > total:
             raise InputError(f"cannot resume at step {start} a plan of {total} steps")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.group.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         best, best_value, without_gain = None, -math.inf, 0
         last_eval, since_eval, number = {}, [], start
-        kept = truncate_log(self.log_path, start)    # resumed: the log up to `start` is the run so far
+        # resumed: the log up to `start` is the run so far (rank 0 cuts it; the others only read it)
+        kept = truncate_log(self.log_path, start) if main else _rows_up_to(self.log_path, start)
         lost = missing_steps(kept, start)
         if lost:
             self.write(f"warning: {self.log_path} has no row for step(s) {step_ranges(lost)} (deleted?); "
@@ -265,11 +330,11 @@ class TrainingLoop:
                 without_gain += 1
         bar = tqdm(total=total, initial=start, desc=self.desc, unit="step", disable=not self.progress,
                    dynamic_ncols=True)
-        with bar, open(self.log_path, "a", encoding="utf-8", buffering=1) as log:  # a row per line
+        with bar, open(self.log_path if main else os.devnull, "a", encoding="utf-8", buffering=1) as log:
             if start == total and start and self.evaluate and last_eval.get("step") != start:
                 last_eval = self._evaluation(start, plan[-1][0], since_eval)      # resumed at the end
                 self._log(log, {k: v for k, v in last_eval.items() if not k.startswith("_")})
-                bar.write(f"step {start}: {self.describe(last_eval)}")
+                self._say(bar, f"step {start}: {self.describe(last_eval)}")
             for number, (epoch, rows) in enumerate(plan[start:], start=start + 1):
                 row = self._step(number, epoch, make_batches(rows))
                 self._log(log, row)
@@ -287,20 +352,28 @@ class TrainingLoop:
                     improved = self.metric is not None and last_eval[self.metric] > best_value
                     if improved:
                         best, best_value, without_gain = last_eval, last_eval[self.metric], 0
-                        if self.save_best is not None:
+                        if self.save_best is not None and main:
                             self.save_best(self.run_dir / "best")
                     elif self.metric is not None:
                         without_gain += 1
                     where = f"step {number}" + (f" (epoch {epoch})" if epoch is not None else "")
-                    bar.write(f"{where}: {self.describe(last_eval)}{'  (best so far)' if improved else ''}")
+                    self._say(bar, f"{where}: {self.describe(last_eval)}{'  (best so far)' if improved else ''}")
+                if self.group.distributed and self.check_every and (number % self.check_every == 0 or last):
+                    self.group.check_consistent(self.model.params.buffers.data, step=number)
                 if self.checkpoint_every and (number % self.checkpoint_every == 0 or last):
-                    log.flush()
-                    os.fsync(log.fileno())           # the log reaches the disk before the checkpoint that needs it
+                    if main:
+                        log.flush()
+                        os.fsync(log.fileno())       # the log reaches the disk before the checkpoint that needs it
                     self._checkpoint(number)
                 if self.patience is not None and without_gain >= self.patience:
-                    bar.write(f"early stopping: no better {self.metric} in {self.patience} evaluations")
+                    self._say(bar, f"early stopping: no better {self.metric} in {self.patience} evaluations")
                     break
         return {"steps_run": number, "last_eval": last_eval, "best": best}
+
+    def _say(self, bar, text: str) -> None:
+        """A message under the progress bar (rank 0 only)."""
+        if self.group.is_main:
+            bar.write(text)
 
     def _log(self, log, row: dict) -> None:
         log.write(json.dumps(row) + "\n")

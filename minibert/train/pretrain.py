@@ -54,6 +54,7 @@ from minibert.ops.losses import IGNORE_INDEX
 from minibert.tokenization import BertTokenizer
 from minibert.tokenization.vocab_trainer import train_vocab
 from minibert.train.checkpoint import folder_step, list_checkpoints
+from minibert.train.distributed import SINGLE, DistributedError, check_batch
 from minibert.train.loop import TrainingLoop
 from minibert.train.optim import AdamW, linear_warmup_decay
 from minibert.train.step import count_totals, loss_weights, train_step
@@ -644,7 +645,8 @@ def run_inputs(args: PretrainArgs) -> list[tuple[str, str | None]]:
             ("--config", None if args.config in PRESETS else args.config)]
 
 
-def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, overwrite: bool = False) -> dict:
+def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, overwrite: bool = False,
+        group=SINGLE) -> dict:
     """Pretrain (or continue the run in args.out with resume=True); return the last evaluation's metrics.
 
     Writes into args.out: run.json, vocab.txt, config.json, data/, log.jsonl, checkpoints/ and
@@ -658,7 +660,16 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, o
     one of the run's inputs, is refused; so is a run that has checkpoints or a model, unless resume
     (continue it) or overwrite (replace it: it says so, then empties the folder). The folder stays
     locked (RUN/.lock) until the run ends: a second process writing there is refused.
+
+    group: a data-parallel ProcessGroup (train/distributed.py): rank 0 checks, claims and writes the
+    folder as above; the other ranks read what it set up (the vocabulary, the cached instances), train
+    their share of every batch and write nothing.
     """
+    if group.distributed:
+        check_batch(args.batch_size, args.accumulate, group.size)
+    if not group.is_main:
+        check_settings(args)
+        return _run(args, load_documents(args), resume, stream, callback, group)
     run_dir, inputs = Path(args.out), run_inputs(args)
     check_out_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite)
     check_settings(args)
@@ -668,37 +679,40 @@ def run(args: PretrainArgs, resume: bool = False, stream=print, callback=None, o
     if not resume:
         check_vocabulary(args)
     with claim_run_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite, say=stream):
-        return _run(args, documents, resume, stream, callback)
+        return _run(args, documents, resume, stream, callback, group)
 
 
-def _run(args: PretrainArgs, documents, resume: bool, stream, callback) -> dict:
-    """The run itself, in a folder this process has claimed; documents: load_documents(args)."""
-    run_dir = Path(args.out)
-    args = _check_run_folder(args, run_dir, resume)      # again, under the lock: another process may have written
+def _run(args: PretrainArgs, documents, resume: bool, stream, callback, group=SINGLE) -> dict:
+    """The run itself, in a folder this process has claimed (rank 0); documents: load_documents(args)."""
+    run_dir, main = Path(args.out), group.is_main
+    if main:
+        args = _check_run_folder(args, run_dir, resume)  # again, under the lock: another process may have written
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        stream = _silent                                 # rank 0 says everything once
     train_docs, eval_docs = documents
-    run_dir.mkdir(parents=True, exist_ok=True)
     if resume:        # run.json is rewritten once the checkpoint's step is known, with the schedule's new piece
-        saved = load_run_args(run_dir, args.progress)
+        saved = load_run_args(run_dir, args.progress)    # (every rank reads it before rank 0 rewrites it)
         schedule = LearningRateSchedule.of(saved, read_json(run_dir / "run.json"))
         stream(f"resuming {run_dir}; settings from its run.json: {describe_settings(saved)}")
     else:
         schedule = LearningRateSchedule.of(args)
-        write_json(run_dir / "run.json", run_json(args, schedule))
+        if main:
+            write_json(run_dir / "run.json", run_json(args, schedule))
 
-    tokenizer, reused = build_tokenizer(args, train_docs, run_dir, write=stream)
-    config = build_config(args, len(tokenizer))
-    config.save(run_dir)
-    data = run_dir / "data"              # the arrays of a vocabulary made again are made again too
-    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, data / "train.npz",
-                           write=stream, reuse=reused)
-    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, data / "eval.npz",
-                          write=stream, reuse=reused)
+    if main:
+        tokenizer, config, train, held = _set_up(args, train_docs, eval_docs, run_dir, stream)
+    group.barrier()                                      # rank 0 has written the vocabulary and the instances
+    if not main:
+        tokenizer, config, train, held = _read_set_up(args, run_dir)
     n_train = len(train["input_ids"])
 
     baselines = context_free_baselines(train, held, config.vocab_size, args.batch_size * args.eval_batches,
                                        tokenizer.mask_token_id)
-    write_json(run_dir / "baselines.json", {**baselines, "unigram_top": unigram_top(train, tokenizer)})
+    if main:
+        write_json(run_dir / "baselines.json", {**baselines, "unigram_top": unigram_top(train, tokenizer)})
     model = BertForPreTraining(config, seed=args.seed, dtype=args.dtype).train()
+    group.seed_dropout(model, args.seed)                 # rank r > 0: a dropout stream of its own
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, variant=args.optimizer)
     loop = TrainingLoop(
         model, PRETRAINING, optimizer, run_dir, max_grad_norm=args.max_grad_norm, lr_at=schedule,
@@ -707,22 +721,59 @@ def _run(args: PretrainArgs, documents, resume: bool, stream, callback) -> dict:
         describe=describe_evaluation,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, keep=args.keep,
         checkpoint_state=lambda: {"config": config.to_dict()}, step_metrics=PRETRAINING.step_metrics,
-        progress=args.progress, desc="pretrain", callback=callback, write=stream)
+        progress=args.progress, desc="pretrain", callback=callback, write=stream, group=group)
     start = loop.resume() if resume else 0
     if resume:
         schedule.change(start, args.steps, args.lr)
         for line in describe_resume(saved, args, start, schedule):
             stream(line)
-        write_json(run_dir / "run.json", run_json(args, schedule))
+        if main:
+            write_json(run_dir / "run.json", run_json(args, schedule))
         if start == args.steps:
             stream(f"the run is at its last step ({start}) already: no step to train")
     stream(f"pretraining BERT ({config.num_hidden_layers} layers, hidden {config.hidden_size}, "
            f"{model.num_parameters():,} parameters, vocab {config.vocab_size}) on {n_train:,} instances, "
-           f"{len(held['input_ids']):,} held out; backend {backend.name()}")
+           f"{len(held['input_ids']):,} held out; backend {backend.name()}"
+           + (f"; {group.size} ranks (data-parallel), {args.batch_size} sequences per step in all" if group.distributed
+              else ""))
     plan = [(None, step_rows(step, args.batch_size, n_train, args.seed)) for step in range(args.steps)]
-    micro = args.batch_size // args.accumulate
-    summary = loop.run(plan, lambda rows: [get_batch(train, rows[i:i + micro]) for i in range(0, len(rows), micro)],
+    # one process: rows[i*m:(i+1)*m] for m = batch_size / accumulate; rank r: its share, in as many pieces
+    summary = loop.run(plan, lambda rows: [get_batch(train, r) for r in group.micro_rows(rows, args.accumulate, args.batch_size)],
                        start=start)
-    save_arrays(run_dir / "model.safetensors", model.params, metadata={"format": "pt", "step": args.steps})
+    if main:
+        save_arrays(run_dir / "model.safetensors", model.params, metadata={"format": "pt", "step": args.steps})
     stream(f"saved the model to {run_dir / 'model.safetensors'}")
     return summary["last_eval"]
+
+
+def _set_up(args: PretrainArgs, train_docs, eval_docs, run_dir: Path, stream):
+    """(tokenizer, config, train, held): the vocabulary (learned or reused), the config and the instances,
+    written into the run folder (rank 0, or the one process)."""
+    tokenizer, reused = build_tokenizer(args, train_docs, run_dir, write=stream)
+    config = build_config(args, len(tokenizer))
+    config.save(run_dir)
+    data = run_dir / "data"              # the arrays of a vocabulary made again are made again too
+    train = build_features(args, train_docs, tokenizer, args.seed, args.dupe_factor, data / "train.npz",
+                           write=stream, reuse=reused)
+    held = build_features(args, eval_docs, tokenizer, args.seed + 1, args.eval_dupe_factor, data / "eval.npz",
+                          write=stream, reuse=reused)
+    return tokenizer, config, train, held
+
+
+def _read_set_up(args: PretrainArgs, run_dir: Path):
+    """What _set_up wrote, read back (a data-parallel rank other than 0, after rank 0 wrote it)."""
+    tokenizer = saved_tokenizer(run_dir)
+    if not isinstance(tokenizer, BertTokenizer):
+        raise DistributedError(f"rank 0 set up {run_dir} but this rank cannot read its vocabulary ({tokenizer}); "
+                               f"every rank must see the same --out folder (a shared file system)")
+    config = build_config(args, len(tokenizer))
+    features = [cached_features(run_dir / "data" / name, args.seq_len, len(tokenizer))
+                for name in ("train.npz", "eval.npz")]
+    for f in features:
+        if not isinstance(f, dict):
+            raise DistributedError(f"this rank cannot read the instances rank 0 wrote: {f}")
+    return tokenizer, config, *features
+
+
+def _silent(text) -> None:
+    """The messages of a rank other than 0: not shown."""

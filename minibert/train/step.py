@@ -64,9 +64,13 @@ class NonFiniteLossError(MinibertError, FloatingPointError):
     exit_code = 3
 
 
-def loss_weights(counts: list[tuple[int, ...]]) -> list[tuple[float, ...]]:
-    """Per micro-batch, each loss term's share n_ik / N_k of the whole batch's denominator (0 when N_k is 0)."""
-    totals = count_totals(counts)
+def loss_weights(counts: list[tuple[int, ...]], totals: tuple[int, ...] | None = None) -> list[tuple[float, ...]]:
+    """Per micro-batch, each loss term's share n_ik / N_k of the whole batch's denominator (0 when N_k is 0).
+
+    totals: the N_k, by default those of `counts`; a data-parallel rank passes the totals summed over
+    every rank (train/distributed.py), so each rank's micro-batches weigh their share of the global batch.
+    """
+    totals = count_totals(counts) if totals is None else totals
     return [tuple(n / max(total, 1) for n, total in zip(c, totals)) for c in counts]
 
 
@@ -145,7 +149,7 @@ def apply_gradients(model, optimizer, lr, max_grad_norm=1.0, scaler=None) -> dic
 
 
 def train_step(model, objective, optimizer, micro_batches, weights, lr, max_grad_norm=1.0, scaler=None,
-               step=None) -> dict:
+               step=None, group=None) -> dict:
     """Forward and backward every micro-batch with its weights, then clip and update, with ONE device -> host read.
 
     micro_batches: dicts of host arrays (input_ids, token_type_ids, attention_mask and the labels); the
@@ -153,6 +157,11 @@ def train_step(model, objective, optimizer, micro_batches, weights, lr, max_grad
     weights: per micro-batch, one weight per loss term (`loss_weights`).
     Returns {"loss", "losses" (each term's weighted mean), "correct" (summed per term), "tokens",
     "grad_norm", "skipped", "loss_scale"}. A NaN or inf loss raises NonFiniteLossError before any update.
+
+    group: a data-parallel ProcessGroup (train/distributed.py) whose ranks each ran their share of the
+    global batch with global weights: after the backwards the flat gradient is summed over the ranks
+    (one Allreduce) and so are the losses, right answers and tokens (one small Allreduce), so every rank
+    clips, checks and updates with the same numbers. None or one rank: nothing of this happens.
     """
     model.zero_grad()
     losses = [0.0] * len(objective.loss_keys)           # float64 scalars on the device once a term is added
@@ -167,8 +176,12 @@ def train_step(model, objective, optimizer, micro_batches, weights, lr, max_grad
             for k, key in enumerate(objective.correct_keys):
                 correct[k] = correct[k] + out.get(key, 0)                 # host ints, or device counts
             tokens += int(backend.to_host(batch["attention_mask"]).sum())    # the host batch: no read
-    found_inf, norm = finish_gradients(model, optimizer, max_grad_norm, scaler)
     K, C = len(losses), len(correct)
+    if group is not None and group.distributed:
+        group.allreduce_(model.grads.buffers.grad)                         # g = sum over ranks, in place
+        numbers = group.allreduce_numbers(read_together([*losses, *correct, tokens]))   # (a read per step)
+        losses, correct, tokens = numbers[:K], numbers[K:K + C], int(numbers[K + C])
+    found_inf, norm = finish_gradients(model, optimizer, max_grad_norm, scaler)
     numbers = read_together([*losses, *correct, found_inf, norm])          # the step's one read
     losses, correct, (found_inf, norm) = numbers[:K], numbers[K:K + C], numbers[K + C:]
     correct = [int(c) for c in correct]

@@ -41,7 +41,7 @@ def test_a_minibert_error_is_one_line_and_exit_code_2(monkeypatch, tmp_path, cap
 
 
 def test_a_non_finite_loss_is_exit_code_3(monkeypatch, capsys):
-    def diverge(args, resume=False, overwrite=False):
+    def diverge(args, resume=False, overwrite=False, group=None):
         raise NonFiniteLossError("loss is nan at step 3; parameters were not updated")
     monkeypatch.setattr(minibert.train.pretrain, "run", diverge)
     code, err = run_main(["pretrain", "--no-progress"], capsys)

@@ -21,10 +21,10 @@ def runs(monkeypatch):
     """The commands' runs replaced by a recorder of (fp16 setting, precision in effect during the run)."""
     seen = []
 
-    def finetune_run(settings, overwrite=False):
+    def finetune_run(settings, overwrite=False, group=None):
         seen.append((settings.fp16, precision.get_precision()))
 
-    def pretrain_run(settings, resume=False, overwrite=False):
+    def pretrain_run(settings, resume=False, overwrite=False, group=None):
         seen.append((None, precision.get_precision()))
     monkeypatch.setattr(minibert.cli.finetune.finetune, "run", finetune_run)
     monkeypatch.setattr(minibert.cli.finetune, "plot_run", lambda out: [])

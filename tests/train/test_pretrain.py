@@ -190,10 +190,10 @@ def test_nan_loss_stops_with_the_step_and_the_checkpoint(corpus, tmp_path, monke
     import minibert.train.loop as loop
     real = loop.train_step
 
-    def poisoned(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=None):
+    def poisoned(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=None, group=None):
         if step == 6:
             model.params["cls.predictions.bias"][:] = np.nan
-        return real(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=step)
+        return real(model, objective, optimizer, batches, weights, lr, max_grad_norm, scaler, step=step, group=group)
 
     monkeypatch.setattr(loop, "train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 6 .*step-00000004.*--resume"):
