@@ -174,13 +174,15 @@ def attention_forward_in_chunks(q, k, v, mask_bias=None, dropout_p=0.0, rng=None
         m = None if masks is None else masks[c]
         if fused_mask:
             # mask add, softmax and dropout in one pass over the chunk (ops/fused.py), same numbers
-            _, y = masked_softmax_dropout_forward(s, None if mask_bias is None else mask_bias[rows], m)
+            # the dropped-out weights written straight into their chunk of `dropped` (no copy below)
+            _, y = masked_softmax_dropout_forward(s, None if mask_bias is None else mask_bias[rows], m,
+                                                  out=dropped[c] if dropping else None)
         else:
             if bias is not None:
                 s += bias[c]                                 # masked keys -> dtype minimum
             softmax_forward(s, inplace=True)                 # in place: s is now P
             y, _ = dropout_forward(s, dropout_p, rng, training, m)
-        if dropping:
+        if dropping and not numpy.shares_memory(y, dropped[c]):
             dropped[c] = y
         _matmul_into(dropped[c], v[c], out[c])               # (b,a,T,Tk) @ (b,a,Tk,d)
 

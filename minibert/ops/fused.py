@@ -470,13 +470,14 @@ def _masked_softmax_dropout_into(scores, bias, mask, dropped, T):
     return scores, dropped
 
 
-def masked_softmax_dropout_forward(scores, mask_bias, mask):
+def masked_softmax_dropout_forward(scores, mask_bias, mask, out=None):
     """Fuses attention's mask add, softmax and dropout:  probs = softmax(scores + mask_bias) over
     scores, dropped = probs * mask.
 
     scores: (B, A, T, T) (the caller owns it: overwritten by the probabilities)
     mask_bias: (B, 1, 1, T) or None   mask: (B, A, T, T) of 0 and 1/(1-p) (dropout_mask), or None
     ->   (probs, dropped): dropped is probs itself without a mask, as dropout_forward's identity.
+    out: where to write `dropped` (optional; a contiguous array of scores' shape; otherwise a new one).
 
     Composition it replaces (ops/attention.py): `scores += mask_bias`,
     `probs = softmax_forward(scores, inplace=True)`, `dropped = dropout_forward(probs, ...)`: three
@@ -490,7 +491,12 @@ def masked_softmax_dropout_forward(scores, mask_bias, mask):
     flat = scores.reshape(B, A * T * T)
     bias = None if mask_bias is None else mask_bias.reshape(B, T)
     mask_flat = None if mask is None else mask.reshape(B, A * T * T)
-    dropped = None if mask is None else xp.empty_like(flat)
+    if mask is None:
+        dropped = None
+    elif out is not None:                                   # the caller's contiguous array (attention's chunk)
+        dropped = out.reshape(flat.shape)
+    else:
+        dropped = xp.empty_like(flat)
     probs, dropped = _masked_softmax_dropout_into(flat, bias, mask_flat, dropped, T)
     probs = probs.reshape(B, A, T, T)
     return probs, (probs if mask is None else dropped.reshape(B, A, T, T))
