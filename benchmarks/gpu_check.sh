@@ -6,7 +6,7 @@
 #   BUDGET=500 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 #
 # 1. CuPy installed if missing, the device named (nvidia-smi's line and CuPy's view of it);
-# 2. the gpu-marked tests (`pytest -m gpu`: fused kernels vs their twins, the strided-batched GEMM per
+# 2. the gpu-marked tests (`pytest -m gpu`: fused kernels vs their twins, NCCL sums (tests/train/test_distributed_gpu.py), the strided-batched GEMM per
 #    precision, the deterministic scatter-add, gradchecks and parity on CuPy), at most 1/3 of the budget
 #    (the parity tests with transformers need torch and transformers installed; nothing else is fetched);
 # 3. benchmarks/gpu_bench.py with the rest: BERT-base seq 128 batch 32 training steps and MiniLM-shaped

@@ -37,13 +37,17 @@ def timeout_field():
 
 def process_group(flag: bool, timeout: float):
     """The run's process group: MPI's when launched with several ranks or with --distributed, else one process.
+    On the CuPy backend each rank takes its own GPU and the gradient sums go through NCCL (ProcessGroup.use_gpus).
     Rank 0 says which process is which rank (MPI's launcher names a process that dies by its PID)."""
     group = detect(required=flag, timeout=timeout)
     if group.distributed:
+        devices = group.gather_objects(group.use_gpus())      # on CuPy: each rank on its GPU, NCCL set up
         ranks = group.gather_objects((os.getpid(), socket.gethostname()))
         if group.is_main:
             print(f"data-parallel over {group.size} ranks: "
                   + ", ".join(f"rank {r} pid {pid} on {host}" for r, (pid, host) in enumerate(ranks)))
+            for line in filter(None, devices):
+                print(line)
     return group
 
 

@@ -28,6 +28,9 @@ one `Allgather` of one number each); ranks that differ from rank 0 are named in 
 An error on one rank while the others wait in a collective would hang the job: the command line
 calls `abort` (MPI.COMM_WORLD.Abort), which ends every rank with the exit code.
 
+On GPUs (the CuPy backend) `use_gpus` puts each rank on its own GPU and the gradient sum goes through
+NCCL on the devices (minibert/backend/collectives.py), not through the host.
+
 mpi4py (and an MPI: the `mpich` wheel) is an optional extra, `pip install -e .[mpi]`; it is imported
 only when a launch has more than one rank, inside `detect`. A single process uses `SINGLE`, whose
 collectives return their input.
@@ -40,6 +43,7 @@ import time
 import numpy
 
 from minibert import backend
+from minibert.backend import collectives
 from minibert.errors import MinibertError
 
 # What MPI launchers put in each process's environment: the rank and the number of ranks.
@@ -71,6 +75,7 @@ class ProcessGroup:
 
     def __init__(self, comm=None, timeout: float | None = None):
         self.comm, self.timeout = comm, timeout
+        self.device_sum = None       # on GPUs: a collectives.NcclAllreduce (use_gpus), else host staging
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
 
@@ -99,10 +104,17 @@ class ProcessGroup:
         """Sum `array` over the ranks, in place (every rank ends with the same sum); returns it.
 
         A NumPy array goes to MPI through the buffer interface (no copy, no pickling). A device array
-        (CuPy) is copied to the host, summed and copied back: correct on any MPI, but a GPU run wants
-        NCCL or CUDA-aware MPI instead (docs/distributed.md; not built yet).
+        (CuPy) is summed by NCCL on the GPUs when `use_gpus` set it up (no host copy: the sum is queued
+        on the stream); without NCCL it is copied to the host, summed by MPI and copied back (correct
+        on any MPI, two PCIe crossings of the array).
         """
         if not self.distributed:
+            return array
+        if self.device_sum is not None and not isinstance(array, numpy.ndarray):
+            if not self.device_sum(array, timeout=self.timeout):
+                raise DistributedError(f"rank {self.rank} of {self.size} waited {self.timeout:.0f} s for the other "
+                                       f"ranks in the NCCL all-reduce of {what}: a rank is stuck or gone; "
+                                       f"stopping every rank")
             return array
         if isinstance(array, numpy.ndarray):
             if not array.flags.c_contiguous:
@@ -153,6 +165,19 @@ class ProcessGroup:
             raise DivergedError(f"the ranks' parameters diverged{where}: rank 0 has checksum {sums[0]!r}, {listed}; "
                                 f"every rank must run the same code on the same data and MPI must sum "
                                 f"identically on each (ranks {', '.join(map(str, differ))} differ)")
+
+    def use_gpus(self) -> str:
+        """On a device backend with several ranks: put this rank on its GPU (local rank mod GPUs, before
+        any array is made) and sum gradients with NCCL when CuPy has it. Returns what was chosen, in
+        words, for the run's first line ("" for a single process or the NumPy backend)."""
+        if not self.distributed or backend.name() == "numpy":
+            return ""
+        device = collectives.use_local_device(self.comm)
+        if collectives.nccl_module() is None:
+            return (f"rank {self.rank}: GPU {device}, gradients summed through host memory by MPI (CuPy's NCCL "
+                    f"is missing: pip install nvidia-nccl-cu12 for sums on the GPUs)")
+        self.device_sum = collectives.NcclAllreduce(self.comm)
+        return f"rank {self.rank}: GPU {device}, gradients summed by NCCL"
 
     # -- this rank's part of a step -------------------------------------------------------------------
     def micro_rows(self, rows, accumulate: int, batch_size: int) -> list:

@@ -1,6 +1,7 @@
 """Data-parallel training (minibert/train/distributed.py): the share and weight logic without MPI, the
 checksum guard with a stand-in communicator, and runs under `mpiexec -n 2` on loopback (tests/train/
 mpi_worker.py) that must give the one-process parameters (float64, dropout off) within 1e-12."""
+import json
 import os
 import re
 import shutil
@@ -280,3 +281,26 @@ def test_a_stuck_rank_stops_the_job_at_the_timeout(tmp_path):
     assert done.returncode != 0
     assert re.search(r"error: rank 0 of 2: rank 0 of 2 waited \d+ s for the other ranks in the all-reduce of",
                      done.stderr), done.stderr
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_two_ranks_on_devices_sum_through_nccl(tmp_path, kind):
+    """The GPU path on the CPU: each rank's model on the strict CuPy stand-in, its gradient summed by an
+    emulated NCCL (tests/train/fake_nccl.py) at the device buffer's address, in place, on the current
+    stream; each rank on its own GPU (local ranks 0 and 1); one NCCL call per step; the parameters those
+    of one NumPy process within 1e-12 (a sum that missed the buffer would leave each rank's half)."""
+    _mpiexec()
+    (one,), _ = _run(tmp_path, kind, 0, 1)
+    out = tmp_path / f"{kind}-nccl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, str(WORKER), kind, "0", str(out), "nccl"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    r0, r1 = (np.load(out / f"params-{r}.npy") for r in range(2))
+    assert np.array_equal(r0, r1)
+    assert np.abs(r0 - one).max() < 1e-12
+    for rank in range(2):
+        record = json.loads((out / f"nccl-{rank}.json").read_text())
+        assert record["chosen"] == f"rank {rank}: GPU {rank}, gradients summed by NCCL"
+        assert record["devices"] == [rank] and not record["aborted"]
+        assert record["calls"] == [[one.size, "float64"]] * 10            # the flat gradient, once a step
