@@ -304,3 +304,33 @@ def test_two_ranks_on_devices_sum_through_nccl(tmp_path, kind):
         assert record["chosen"] == f"rank {rank}: GPU {rank}, gradients summed by NCCL"
         assert record["devices"] == [rank] and not record["aborted"]
         assert record["calls"] == [[one.size, "float64"]] * 10            # the flat gradient, once a step
+
+
+def _cut_back_to_step_4(run_dir: Path) -> None:
+    """Make a finished run look killed after its step-4 checkpoint: no final model, no later checkpoint."""
+    (run_dir / "model.safetensors").unlink()
+    shutil.rmtree(run_dir / "checkpoints" / "step-00000008")
+
+
+def test_resume_on_another_number_of_ranks(small_run):
+    """float64, dropout off: a checkpoint written by 2 ranks resumed by 1 process, and one written by 1 process
+    resumed by 2 ranks, both end within 1e-12 of the uninterrupted one-process run (the same global batches
+    and schedule: only the additions' order differs). The second says that ranks 1.. start new dropout streams."""
+    from safetensors.numpy import load_file
+    mpiexec = _mpiexec()
+    folder, flags = small_run
+    minibert = [sys.executable, "-m", "minibert", "pretrain", *flags, "--config", str(folder / "cfg0.json"),
+                "--dtype", "float64", "--keep", "5"]
+    runs = {"ref": [], "from2": [mpiexec, "-n", "2"], "from1": []}
+    for name, launch in runs.items():
+        done = _command([*launch, *minibert, "--out", str(folder / f"n-{name}")])
+        assert done.returncode == 0, done.stderr
+    for name, launch in (("from2", []), ("from1", [mpiexec, "-n", "2"])):
+        _cut_back_to_step_4(folder / f"n-{name}")
+        done = _command([*launch, *minibert, "--out", str(folder / f"n-{name}"), "--resume"])
+        assert done.returncode == 0, done.stderr
+        assert "(step 4)" in done.stdout
+        if name == "from1":
+            assert "written by 1 rank(s), this run has 2: the dropout streams of ranks 1.. start afresh" in done.stdout
+        a, b = load_file(folder / "n-ref" / "model.safetensors"), load_file(folder / f"n-{name}" / "model.safetensors")
+        assert max(np.abs(a[k] - b[k]).max() for k in a) < 1e-12, name
