@@ -39,6 +39,9 @@ from minibert.ops import (IGNORE_INDEX, attention_mask_bias, cross_entropy_backw
                           scaled_dot_product_attention_backward, scaled_dot_product_attention_forward,
                           softmax_backward, softmax_forward, tanh_backward, tanh_forward)
 from minibert.ops.dropout import dropout_mask
+from minibert.ops.losses import (cosine_embedding_loss_backward, cosine_embedding_loss_forward,
+                                 kl_div_with_temperature_backward, kl_div_with_temperature_forward,
+                                 soft_target_cross_entropy_backward, soft_target_cross_entropy_forward)
 
 TOLERANCE = 1e-6
 STEP = 1e-5
@@ -219,6 +222,18 @@ def op_checks(rng):
     target = _normal(rng, B, 5)
     yield ("mean squared error", lambda pred: mse_forward(pred, target),
            lambda dd, c: {"pred": mse_backward(dd, c)}, dict(pred=_normal(rng, B, 5)), ("pred",))
+
+    # distillation (train/distill.py): the student's logits / hidden states; the teacher's are constants
+    teacher, kept = _normal(rng, B * T, V, scale=3.0), xp.asarray(labels != IGNORE_INDEX)     # rows counted
+    for name, fwd, bwd in (("KL divergence with temperature (T=2, some rows)", kl_div_with_temperature_forward,
+                            kl_div_with_temperature_backward),
+                           ("soft-target cross-entropy (T=2, some rows)", soft_target_cross_entropy_forward,
+                            soft_target_cross_entropy_backward)):
+        yield (name, lambda s, fwd=fwd: fwd(s, teacher, 2.0, kept), lambda dd, c, bwd=bwd: {"s": bwd(dd, c)},
+               dict(s=_normal(rng, B * T, V, scale=3.0)), ("s",))
+    h_teacher, real = _normal(rng, B, T, H), _padding_mask(xp) == 1
+    yield ("cosine embedding loss (padding mask)", lambda h: cosine_embedding_loss_forward(h, h_teacher, real),
+           lambda dd, c: {"h": cosine_embedding_loss_backward(dd, c)}, dict(h=_normal(rng, B, T, H)), ("h",))
 
 
 MODEL_STEP = 1e-4
