@@ -252,3 +252,15 @@ def test_task_distillation_runs_under_the_strict_backend(xp):
     pre_student.zero_grad()
     objective.backward(pre_student, (1.0, 1.0, 1.0))
     assert float(backend.to_host((pre_student.grads["bert.encoder.layer.0.output.dense.weight"] ** 2).sum())) > 0
+
+
+def test_the_command_line_runs_both_recipes(sst2_teacher, tiny_pretrained, tmp_path, capsys):
+    from minibert.cli import main
+    assert main(["distill", "--no-progress", "--teacher", str(sst2_teacher), "--task", "sst2", "--train",
+                 str(SST2 / "train.tsv"), "--dev", str(SST2 / "dev.tsv"), "--train-limit", "16", "--dev-limit", "16",
+                 "--epochs", "1", "--batch-size", "8", "--max-seq-len", "32", "--out", str(tmp_path / "t")]) == 0
+    assert (tmp_path / "t" / "best" / "task.json").is_file() and "figure:" in capsys.readouterr().out
+    assert main(["distill", "--no-progress", "--pretraining", "--teacher", str(tiny_pretrained), "--steps", "2",
+                 "--batch-size", "8", "--eval-every", "2", "--eval-batches", "1", "--out", str(tmp_path / "p")]) == 0
+    assert "held-out masked LM accuracy: student" in capsys.readouterr().out
+    assert (tmp_path / "p" / "model.safetensors").is_file()
