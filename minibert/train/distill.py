@@ -18,10 +18,11 @@ errors behave as `finetune` and `pretrain` do:
       loss = alpha * KL_T(student logits, teacher logits) + (1 - alpha) * CE(student logits, labels)
 
   KL_T is minibert.ops.losses.kl_div_with_temperature_forward (T^2 scaled). The teacher's logits are
-  computed for every batch, in inference mode (dropout off), just before the student's forward: a
-  teacher forward costs about a third of a student step (forward + backward of half the layers), and
-  nothing has to be stored or kept in step with the data order; precomputing them once would save
-  (epochs - 1) teacher passes. The run folder is a `finetune` run folder (best/ with task.json,
+  computed for every batch, in inference mode (dropout off), just before the student's forward. A
+  teacher forward (L layers) costs about two thirds of a student step (L/2 layers forward + backward,
+  the backward about twice the forward), so a distillation step is about 1.7x a plain one; in return
+  nothing has to be stored or kept in step with the data order. Precomputing the logits once would save
+  (epochs - 1) teacher passes: worth it for many epochs, little for 2. The run folder is a `finetune` run folder (best/ with task.json,
   metrics.json, log.jsonl): `minibert predict --model OUT` uses the student like any fine-tuned model.
 
 - *Pretraining distillation* (a teacher pretrained by `minibert pretrain`):
