@@ -45,8 +45,10 @@ class DistillCommandArgs:
                                                      "help": "pretraining: weight of the masked-LM loss"})
     cos_weight: float = field(default=1.0, metadata={"check": checks.finite_non_negative,
                                                      "help": "pretraining: weight of the hidden-state cosine loss"})
-    epochs: int = field(default=3, metadata={"check": checks.positive, "help": "task: passes over the training set"})
-    steps: int = field(default=500, metadata={"check": checks.positive, "help": "pretraining: optimizer steps"})
+    epochs: int | None = field(default=None, metadata={"check": checks.positive,
+                                                       "help": "task: passes over the training set (default: 3)"})
+    steps: int | None = field(default=None, metadata={"check": checks.positive,
+                                                      "help": "pretraining: optimizer steps (default: 500)"})
     lr: float | None = field(default=None, metadata={
         "check": checks.finite_positive, "help": "peak learning rate (default: 5e-5 task, 5e-4 pretraining)"})
     batch_size: int = field(default=32, metadata={"check": checks.positive, "help": "sequences per step"})
@@ -65,7 +67,7 @@ class DistillCommandArgs:
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
 
 
-TASK_ONLY = ("task", "train", "dev", "max_seq_len", "train_limit", "dev_limit")
+TASK_ONLY = ("task", "train", "dev", "epochs", "max_seq_len", "train_limit", "dev_limit")
 
 
 def task_settings(args: DistillCommandArgs) -> TaskDistillArgs:
@@ -73,9 +75,11 @@ def task_settings(args: DistillCommandArgs) -> TaskDistillArgs:
     missing = [f"--{name.replace('_', '-')}" for name in ("task", "train", "dev") if getattr(args, name) is None]
     if missing:
         raise DistillError(f"task distillation needs {', '.join(missing)} (or give --pretraining)")
+    if args.steps is not None:
+        raise DistillError("--steps: a setting of --pretraining; task distillation runs --epochs")
     return TaskDistillArgs(teacher=args.teacher, task=args.task, train=args.train, dev=args.dev, out=args.out,
                            student_layers=args.student_layers, init=args.init, temperature=args.temperature,
-                           alpha=args.alpha, epochs=args.epochs, lr=args.lr or 5e-5, batch_size=args.batch_size,
+                           alpha=args.alpha, epochs=args.epochs or 3, lr=args.lr or 5e-5, batch_size=args.batch_size,
                            max_seq_len=args.max_seq_len, train_limit=args.train_limit, dev_limit=args.dev_limit,
                            eval_every=args.eval_every or 0, seed=args.seed, progress=args.progress)
 
@@ -88,7 +92,7 @@ def pretraining_settings(args: DistillCommandArgs) -> PretrainDistillArgs:
                            f"trains on the teacher run's own data)")
     return PretrainDistillArgs(teacher=args.teacher, out=args.out, student_layers=args.student_layers, init=args.init,
                                temperature=args.temperature, ce_weight=args.ce_weight, mlm_weight=args.mlm_weight,
-                               cos_weight=args.cos_weight, steps=args.steps, batch_size=args.batch_size,
+                               cos_weight=args.cos_weight, steps=args.steps or 500, batch_size=args.batch_size,
                                lr=args.lr or 5e-4, eval_every=args.eval_every or 100, eval_batches=args.eval_batches,
                                seed=args.seed, progress=args.progress)
 
