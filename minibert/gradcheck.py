@@ -39,6 +39,9 @@ from minibert.ops import (IGNORE_INDEX, attention_mask_bias, cross_entropy_backw
                           scaled_dot_product_attention_backward, scaled_dot_product_attention_forward,
                           softmax_backward, softmax_forward, tanh_backward, tanh_forward)
 from minibert.ops.dropout import dropout_mask
+from minibert.ops.losses import (cosine_embedding_loss_backward, cosine_embedding_loss_forward,
+                                 kl_div_with_temperature_backward, kl_div_with_temperature_forward,
+                                 soft_target_cross_entropy_backward, soft_target_cross_entropy_forward)
 
 TOLERANCE = 1e-6
 STEP = 1e-5
@@ -221,6 +224,25 @@ def op_checks(rng):
            lambda dd, c: {"pred": mse_backward(dd, c)}, dict(pred=_normal(rng, B, 5)), ("pred",))
 
 
+def distill_loss_checks(rng):
+    """Yield (name, forward, backward, inputs, wrt) for the distillation losses (train/distill.py): the
+    student's logits / hidden states vary, the teacher's are constants. `run` checks them last, with a
+    generator of their own, so every row before them draws the numbers it always drew."""
+    xp = backend.get_xp()
+    labels = rng.integers(0, V, size=B * T)
+    labels[[0, 4, 9, 10]] = IGNORE_INDEX                                # rows not counted
+    teacher, kept = _normal(rng, B * T, V, scale=3.0), xp.asarray(labels != IGNORE_INDEX)
+    for name, fwd, bwd in (("KL divergence with temperature (T=2, some rows)", kl_div_with_temperature_forward,
+                            kl_div_with_temperature_backward),
+                           ("soft-target cross-entropy (T=2, some rows)", soft_target_cross_entropy_forward,
+                            soft_target_cross_entropy_backward)):
+        yield (name, lambda s, fwd=fwd: fwd(s, teacher, 2.0, kept), lambda dd, c, bwd=bwd: {"s": bwd(dd, c)},
+               dict(s=_normal(rng, B * T, V, scale=3.0)), ("s",))
+    h_teacher, real = _normal(rng, B, T, H), _padding_mask(xp) == 1
+    yield ("cosine embedding loss (padding mask)", lambda h: cosine_embedding_loss_forward(h, h_teacher, real),
+           lambda dd, c: {"h": cosine_embedding_loss_backward(dd, c)}, dict(h=_normal(rng, B, T, H)), ("h",))
+
+
 MODEL_STEP = 1e-4
 
 
@@ -366,6 +388,9 @@ def run(config_name="tiny", seed=0, per_param=4, stream=print) -> bool:
         worst = max(results, key=lambda r: r.max_rel_error)
         rows.append(CheckResult(f"{cls.__name__}, {label}, dropout: {len(results)} parameters",
                                 worst.max_rel_error, sum(r.checked for r in results), worst.name))
+    distill_rng = numpy.random.default_rng([seed, 19])
+    for name, fwd, bwd, inputs, wrt in distill_loss_checks(distill_rng):
+        rows.append(check_op(name, fwd, bwd, inputs, wrt, distill_rng))
     width = max(len(r.name) for r in rows)
     stream(f"Gradient check: float64 central differences (h={STEP} for ops, {MODEL_STEP} for the whole model), "
            f"pass if max relative error < {TOLERANCE:g}")

@@ -8,6 +8,7 @@ whose fields generate its flags (args.py), and the function that runs it. The mo
     command.py      Command, the parser built from commands, errors -> `error: ...` and an exit code
     pretrain.py     pretrain, plot, fill-mask
     finetune.py     finetune, predict
+    distill.py      distill
     tokenize.py     tokenize, train-vocab
     vectors.py      embed, search, similarity, cluster, polysemy, analogy, attention
     records.py      records
@@ -26,7 +27,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from minibert import backend
-from minibert.cli import exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
+from minibert.cli import distill, exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
 from minibert.cli.args import add_arguments, from_namespace
 from minibert.cli.command import Parser, add_commands, errors_as_messages, run_command
 
@@ -36,6 +37,7 @@ __all__ = ["GROUPS", "build_parser", "main"]
 GROUPS = (
     ("pretraining", pretrain.COMMANDS),
     ("fine-tuning", finetune.COMMANDS),
+    ("distillation", distill.COMMANDS),
     ("tokenizer", tokenize.COMMANDS),
     ("a pretrained BERT: sentence vectors, words, attention", vectors.COMMANDS + records.COMMANDS),
     ("checking", gradcheck.COMMANDS),

@@ -267,8 +267,12 @@ def _silent(text) -> None:
     """The messages of a rank other than 0: not shown (rank 0 says them once)."""
 
 
-def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback, group=SINGLE) -> dict:
-    """The run itself, in a folder this process has claimed (rank 0), on inputs read and checked before."""
+def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback, group=SINGLE,
+         objective=None) -> dict:
+    """The run itself, in a folder this process has claimed (rank 0), on inputs read and checked before.
+
+    objective: what the training step optimises (train/step.py), by default the task's own loss;
+    distillation (train/distill.py) passes its own, evaluated and saved as the task's."""
     run_dir, main = Path(args.out), group.is_main
     group.seed_dropout(model, args.seed)     # rank r > 0: a dropout stream of its own
     if main:
@@ -289,7 +293,8 @@ def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callbac
               if group.distributed else ""))
 
     loop = TrainingLoop(
-        model, task, optimizer, run_dir, max_grad_norm=args.max_grad_norm, scaler=scaler,
+        model, task if objective is None else objective, optimizer, run_dir,
+        step_metrics=getattr(objective, "step_metrics", None), max_grad_norm=args.max_grad_norm, scaler=scaler,
         lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, total_steps),
         evaluate=lambda: evaluate(model, task, dev, args.batch_size),
         describe=lambda r: f"dev loss {r['dev_loss']:.4f}, {task.describe_metrics(r)}",

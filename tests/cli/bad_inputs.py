@@ -765,8 +765,39 @@ def _files() -> list[Probe]:
     ]
 
 
+DISTILL = "distill --no-progress --teacher {ft} --task sst2 --train {train} --dev {dev} --out {case}/out"
+DISTILL_PRE = "distill --no-progress --pretraining --teacher {run} --out {case}/out"
+
+
+def _distill() -> list[Probe]:
+    """`minibert distill` (issue 19): task distillation from {ft}, pretraining distillation from {run}."""
+    P = lambda cmd, flag, match: Probe("flag range", cmd, rf"argument {re.escape(flag)}: {match}")  # noqa: E731
+    T = lambda cmd, match: Probe("flags together", cmd, match)  # noqa: E731
+    return [
+        P(f"{DISTILL} --temperature 0", "--temperature", "must be a finite number > 0, got 0"),
+        P(f"{DISTILL} --temperature nan", "--temperature", "must be a finite number > 0, got nan"),
+        P(f"{DISTILL} --alpha 1.5", "--alpha", r"must be a number in \[0, 1\], got 1.5"),
+        P(f"{DISTILL} --alpha=-0.1", "--alpha", r"must be a number in \[0, 1\], got -0.1"),
+        P(f"{DISTILL_PRE} --ce-weight=-1", "--ce-weight", "must be a finite number >= 0, got -1"),
+        P(f"{DISTILL_PRE} --steps 0", "--steps", "must be an integer >= 1, got 0"),
+        T("distill --teacher {ft} --out {case}/out", r"task distillation needs --task, --train, --dev"),
+        T(f"{DISTILL_PRE} --task sst2", r"--task: a setting of task distillation, not of --pretraining"),
+        T(f"{DISTILL_PRE} --epochs 2", r"--epochs: a setting of task distillation, not of --pretraining"),
+        T(f"{DISTILL} --steps 10", r"--steps: a setting of --pretraining; task distillation runs --epochs"),
+        T(f"{DISTILL_PRE} --ce-weight 0 --mlm-weight 0 --cos-weight 0", r"are all 0: nothing to train"),
+        T(f"{DISTILL} --student-layers 0,3", r"--student-layers '0,3': the teacher has layers 0..0; 3 is not"),
+        T(f"{DISTILL} --student-layers two", r"--student-layers 'two': give teacher layer numbers"),
+        T(DISTILL.replace("--task sst2", "--task rte"), r"--teacher .* was fine-tuned for sst2, not --task rte"),
+        Probe("missing path", DISTILL.replace("{ft}", "{case}/nowhere"), r"--teacher .*nowhere: no such folder"),
+        Probe("missing path", DISTILL_PRE.replace("{run}", "{case}/nowhere"), r"--teacher .*nowhere: no such folder"),
+        Probe("damaged model", DISTILL.replace("{ft}", "{run}"), r"run has no task.json: not a folder written by"),
+        Probe("damaged model", DISTILL_PRE.replace("{run}", "{ft}"), r"--teacher .*: not a `minibert pretrain` run"),
+    ]
+
+
 PROBES: list[Probe] = (_flag_syntax() + _flag_range() + _flags_together() + _missing_path() + _damaged_model()
-                       + _damaged_input() + _bad_text() + _output_path() + _files())
+                       + _damaged_input() + _bad_text() + _output_path() + _files()
+                       + _distill())
 
 
 # -- the world the probes run in --------------------------------------------------------------------

@@ -122,12 +122,17 @@ class BertForSequenceClassification(BertWithTaskHead):
                              f"(regression with num_labels={C})")
         return xp.asarray(labels, dtype=dtype).reshape((B,) if C == 1 else (B, C))
 
-    def backward(self, weight: float = 1.0):
-        """Add the gradients of weight * loss into self.grads (see the class docstring)."""
+    def backward(self, weight: float = 1.0, dlogits=None):
+        """Add the gradients of weight * loss into self.grads (see the class docstring).
+
+        dlogits: (B, C), the gradient of a further loss term with respect to the logits, added to the
+        loss's (distillation's soft term: minibert/train/distill.py); None: none."""
         cache = self._take_cache(loss_needs="labels")
         g = self.grads
         B = cache.classifier.x.shape[0]
         dz = cache.loss_backward(weight, cache.loss).reshape(B, -1)             # (B, C)
+        if dlogits is not None:
+            dz = dz + dlogits                                                   # d(loss + other term)/dz
         dh, dw, db = linear_backward(dz, cache.classifier)  # dh = dz W, dW = dz^T h, db = sum of dz's rows
         g["classifier.weight"] += dw
         g["classifier.bias"] += db

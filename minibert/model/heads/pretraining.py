@@ -127,7 +127,7 @@ class BertForPreTraining(BertWithHeads):
         self.ops = self.bert.ops
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
-        """Returns a dict: mlm_logits (M, V) at the M labelled positions (every position when no
+        """Returns a dict: sequence_output (B, T, H) the last hidden states, mlm_logits (M, V) at the M labelled positions (every position when no
         labels, or labels already on the device, are given: _mlm_targets), positions (M,) their flat
         indices into B*T (row-major), nsp_logits (B, 2); with labels: mlm_loss (device scalar),
         mlm_correct (base.host_count: a host int under NumPy, an unread device 0-d array on a GPU),
@@ -150,7 +150,7 @@ class BertForPreTraining(BertWithHeads):
             cfg.layer_norm_eps, p[WORD_EMBEDDINGS], p["cls.predictions.bias"], cfg.hidden_act, ops=self.ops)
         nsp_logits, c_nsp = self.ops.linear_forward(pooled, p["cls.seq_relationship.weight"],
                                                     p["cls.seq_relationship.bias"])
-        out.update(mlm_logits=mlm_logits, nsp_logits=nsp_logits, positions=positions)
+        out.update(mlm_logits=mlm_logits, nsp_logits=nsp_logits, positions=positions, sequence_output=seq)
         c_mlm_loss = c_nsp_loss = None
         if labels is not None:
             mlm_loss, c_mlm_loss = self.ops.cross_entropy_forward(mlm_logits, target)
@@ -199,11 +199,14 @@ class BertForPreTraining(BertWithHeads):
         flat, count = labels_to_device(flat, V, xp, message)               # device labels: one read
         return xp.arange(B * T), flat, count
 
-    def backward(self, mlm_weight: float = 1.0, nsp_weight: float = 1.0):
+    def backward(self, mlm_weight: float = 1.0, nsp_weight: float = 1.0, dmlm_logits=None, dsequence=None):
         """Backward of loss = mlm_weight * mlm_loss + nsp_weight * nsp_loss (weights 1: HF's loss).
 
         The weights let gradient accumulation over micro-batches reproduce one big
         batch exactly: a micro-batch with n_i of the N predictions gets mlm_weight n_i / N.
+        dmlm_logits (M, V) and dsequence (B, T, H): gradients of further loss terms with respect to the
+        forward's mlm_logits and sequence_output, added in (distillation's soft-target and cosine
+        terms: minibert/train/distill.py); None: none. dmlm_logits needs the forward's labels.
         """
         if self._cache is None:
             raise RuntimeError("backward() needs a forward() with labels first")
@@ -217,6 +220,8 @@ class BertForPreTraining(BertWithHeads):
         d_seq = xp.zeros((B * T, H), dtype=self.dtype)
         if cache.mlm_loss is not None:
             dlogits = self.ops.cross_entropy_backward(mlm_weight, cache.mlm_loss)
+            if dmlm_logits is not None:
+                dlogits = dlogits + dmlm_logits                  # d(mlm_loss + other term)/dlogits
             dx, dw_t, db_t, dgamma, dbeta, dword, dbias = mlm_head_backward(dlogits, cache.mlm_head)
             g["cls.predictions.transform.dense.weight"] += dw_t
             g["cls.predictions.transform.dense.bias"] += db_t
@@ -232,4 +237,6 @@ class BertForPreTraining(BertWithHeads):
             d_pooled, dw, db = self.ops.linear_backward(dlogits, cache.nsp)
             g["cls.seq_relationship.weight"] += dw
             g["cls.seq_relationship.bias"] += db
+        if dsequence is not None:
+            d_seq += dsequence.reshape(B * T, H)                 # a term on the last hidden states
         self.bert.backward(d_seq.reshape(B, T, H), d_pooled)
