@@ -11,6 +11,7 @@ whose fields generate its flags (args.py), and the function that runs it. The mo
     tokenize.py     tokenize, train-vocab
     vectors.py      embed, search, similarity, cluster, polysemy, analogy, attention
     records.py      records
+    text.py         complete, generate
     gradcheck.py    gradcheck
     exercises.py    exercises list, start, check (also `python -m minibert.exercises ...`)
 
@@ -26,7 +27,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from minibert import backend
-from minibert.cli import exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
+from minibert.cli import exercises, finetune, gradcheck, pretrain, records, text, tokenize, vectors
 from minibert.cli.args import add_arguments, from_namespace
 from minibert.cli.command import Parser, add_commands, errors_as_messages, run_command
 
@@ -35,6 +36,7 @@ __all__ = ["GROUPS", "build_parser", "main"]
 # The commands as `minibert --help` lists them: (heading, commands)
 GROUPS = (
     ("pretraining", pretrain.COMMANDS),
+    ("a pretrained masked LM: text prediction and generation", text.COMMANDS),
     ("fine-tuning", finetune.COMMANDS),
     ("tokenizer", tokenize.COMMANDS),
     ("a pretrained BERT: sentence vectors, words, attention", vectors.COMMANDS + records.COMMANDS),
