@@ -5,13 +5,16 @@ can spell, scored by hand from the model's distributions at single [MASK]s, on a
 """
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from collections import Counter
 
 import numpy
 import pytest
 
-from helpers import tiny_pretraining_flags, tiny_pretraining_inputs
+from helpers import REPO, tiny_pretraining_flags, tiny_pretraining_inputs
 from minibert.apps.complete import complete, infill, masked_log_probs, rank_words, word_piece_table
 from minibert.apps.fill_mask import load_pretraining_model, mask_probabilities
 from minibert.apps.ngrams import START, NgramCounts, is_word, split_words
@@ -213,3 +216,17 @@ def test_the_complete_command_prints_ranked_vocabulary_words(mlm, capsys):
     assert words == [c.text for c in complete(model, tok, "the cat sat on the", k=4).completions]
     assert main(["complete", "--model", str(run), "the ___ sat"]) == 0
     assert capsys.readouterr().out.startswith("blank #1:\n")
+
+
+def test_the_benchmark_script_runs_on_a_tiny_run(mlm, tmp_path):
+    """benchmarks/eval_complete.py end to end at tiny sizes (its figures are checked in docs, not here)."""
+    _, _, run = mlm
+    corpus = str(run.parent / "in" / "corpus.txt")
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_complete.py"), "--model", str(run),
+                        "--train", corpus, "--heldout", corpus, "--positions", "6", "--choose-positions", "4",
+                        "--out", str(tmp_path / "c.json")], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads((tmp_path / "c.json").read_text())
+    assert result["chosen"] in result["choice_on_training_text"]
+    assert {"unigram", "bigram (left word)", "bigram (both neighbours)", "model"} == set(result["infilling"])
+    assert all(0 <= r["top1"] <= r["top5"] <= 1 and r["n"] == 6 for r in result["next_word"].values())

@@ -1,12 +1,15 @@
 """Generation by masked sampling and pseudo-perplexity (minibert/apps/generate.py), and `minibert generate`."""
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import numpy
 import pytest
 
-from helpers import tiny_pretraining_flags, tiny_pretraining_inputs
+from helpers import REPO, tiny_pretraining_flags, tiny_pretraining_inputs
 from minibert.apps.complete import masked_log_probs
 from minibert.apps.fill_mask import load_pretraining_model
 from minibert.apps.generate import detokenize, draw, generate, pseudo_log_likelihoods, pseudo_perplexity
@@ -122,3 +125,18 @@ def test_the_generate_command_prints_numbered_samples(mlm, capsys):
     expected = generate(model, tok, length=8, samples=3, seed=2, top_k=5, prompt="the dog").texts
     assert [line.split("] ", 1)[1] for line in lines] == expected
     assert all("[MASK]" not in line and "PPPL" in line for line in lines)
+
+
+def test_the_benchmark_script_runs_on_a_tiny_run(mlm, tmp_path):
+    """benchmarks/eval_generate.py end to end at tiny sizes (its figures are checked in docs, not here)."""
+    _, _, run = mlm
+    corpus = str(run.parent / "in" / "corpus.txt")
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_generate.py"), "--model", str(run),
+                        "--train", corpus, "--heldout", corpus, "--samples", "3", "--length", "6",
+                        "--iterations", "1", "--out", str(tmp_path / "g.json")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads((tmp_path / "g.json").read_text())
+    assert "bigram sampler" in result["figures"] and "held-out text (reference)" in result["figures"]
+    assert all(len(texts) == 3 and not any("[MASK]" in t for t in texts) for texts in result["texts"].values())
+    assert all(f["pppl"] > 1 and 0 <= f["in_heldout_vocab"] <= 1 for f in result["figures"].values())
