@@ -53,11 +53,10 @@ class Generation:
 
 
 def detokenize(tokenizer, ids) -> str:
-    """Pieces -> text: "##" pieces glued to the one before (a leading "##" piece loses its "##")."""
-    tokens = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
-    if tokens and tokens[0].startswith("##"):
-        tokens[0] = tokens[0][2:]
-    return tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens)) if tokens else ""
+    """Pieces -> text: "##" pieces glued to the one before (the tokenizer's decode); a leading "##" piece
+    has nothing to glue to and just loses its "##"."""
+    text = tokenizer.decode([int(i) for i in ids])
+    return text[2:] if text.startswith("##") else text
 
 
 def _check_settings(length, samples, order, temperature, top_k, iterations, burn_in, max_length):

@@ -40,6 +40,13 @@ def test_samples_have_no_special_tokens_and_are_reproducible(mlm):
     assert [detokenize(tok, row) for row in a.ids] == a.texts
 
 
+def test_detokenize_glues_pieces_and_drops_a_leading_hashes(mlm):
+    _, tok, _ = mlm
+    pieces = [p for p in tok.vocab if p.startswith("##") and p[2:] not in tok.vocab][:1] + ["cat", "##s", "sat", "."]
+    assert detokenize(tok, tok.convert_tokens_to_ids(pieces)) == pieces[0][2:] + " cats sat."
+    assert "[UNK]" not in detokenize(tok, tok.convert_tokens_to_ids(pieces))
+
+
 def test_greedy_left_to_right_is_argmax_with_masks_to_the_right(mlm):
     """One left-to-right sweep with top-k 1 is greedy decoding: each piece the argmax over the allowed
     pieces, with the pieces before it chosen and the ones after it still [MASK]."""
