@@ -118,10 +118,12 @@ def test_two_words_are_scored_as_the_product_of_the_two_steps(mlm):
 def test_a_long_text_keeps_its_last_pieces(mlm):
     model, tok, _ = mlm
     text = " ".join(["the big dog ran over a green tree"] * 20)
-    ranking = complete(model, tok, text, k=5)
+    ranking = complete(model, tok, text, k=5, suffix="")
     room = model.config.max_position_embeddings - 2 - 4                 # [CLS] [SEP] and 4 pieces of word
     assert ranking.dropped == len(ids(tok, text)) - room
     tail = rank_words(model, tok, ids(tok, text)[-room:], [], k=5)
+    dotted = complete(model, tok, text, k=5)                            # the default suffix "." takes a position
+    assert dotted.dropped == ranking.dropped + 1
     assert [c.text for c in ranking.completions] == [c.text for c in tail.completions]
     assert tail.dropped == 0
 
