@@ -56,7 +56,7 @@ def detokenize(tokenizer, ids) -> str:
     """Pieces -> text: "##" pieces glued to the one before (the tokenizer's decode); a leading "##" piece
     has nothing to glue to and just loses its "##"."""
     text = tokenizer.decode([int(i) for i in ids])
-    return text[2:] if text.startswith("##") else text
+    return text.removeprefix("##")
 
 
 def _check_settings(length, samples, order, temperature, top_k, iterations, burn_in, max_length):

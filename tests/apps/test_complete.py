@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -232,3 +233,14 @@ def test_the_benchmark_script_runs_on_a_tiny_run(mlm, tmp_path):
     assert result["chosen"] in result["choice_on_training_text"]
     assert {"unigram", "bigram (left word)", "bigram (both neighbours)", "model"} == set(result["infilling"])
     assert all(0 <= r["top1"] <= r["top5"] <= 1 and r["n"] == 6 for r in result["next_word"].values())
+
+
+def test_the_command_says_when_it_cut_the_text_and_completes_several_words(mlm, capsys):
+    _, _, run = mlm
+    assert main(["complete", "--model", str(run), " ".join(["the big dog ran over a green tree"] * 20)]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"note: the text is longer than the model's positions: its first \d+ pieces were left out\n",
+                        err)
+    assert main(["complete", "--model", str(run), "--words", "3", "--top-k", "2", "the cat"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == 2 and all(len(line.split("   (")[0].split()) == 4 for line in lines)   # 3 words + p
