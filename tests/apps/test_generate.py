@@ -10,7 +10,8 @@ import numpy
 import pytest
 
 from helpers import REPO, tiny_pretraining_flags, tiny_pretraining_inputs
-from minibert.apps.complete import masked_log_probs
+from minibert import backend
+from minibert.apps.complete import complete, masked_log_probs
 from minibert.apps.fill_mask import load_pretraining_model
 from minibert.apps.generate import detokenize, draw, generate, pseudo_log_likelihoods, pseudo_perplexity
 from minibert.cli import main
@@ -147,3 +148,20 @@ def test_the_benchmark_script_runs_on_a_tiny_run(mlm, tmp_path):
     assert "bigram sampler" in result["figures"] and "held-out text (reference)" in result["figures"]
     assert all(len(texts) == 3 and not any("[MASK]" in t for t in texts) for texts in result["texts"].values())
     assert all(f["pppl"] > 1 and 0 <= f["in_heldout_vocab"] <= 1 for f in result["figures"].values())
+
+
+def test_the_same_samples_ranks_and_scores_under_the_strict_device_stand_in(mlm, xp):
+    """Under the strict CuPy stand-in (arrays that refuse silent host conversions) the apps read results only
+    through backend.to_host, and give what NumPy gives."""
+    _, tok, run = mlm
+    model = load_pretraining_model(run, dtype="float64")[0]                    # built on the current backend
+    got = (generate(model, tok, length=6, samples=2, seed=1, top_k=5).texts,
+           [c.text for c in complete(model, tok, "the cat sat", k=3).completions],
+           pseudo_log_likelihoods(model, tok, ["the cat sat on the tree."]))
+    with backend.using("numpy"):
+        model = load_pretraining_model(run, dtype="float64")[0]
+        expected = (generate(model, tok, length=6, samples=2, seed=1, top_k=5).texts,
+                    [c.text for c in complete(model, tok, "the cat sat", k=3).completions],
+                    pseudo_log_likelihoods(model, tok, ["the cat sat on the tree."]))
+    assert got[:2] == expected[:2]
+    assert got[2][0][0] == pytest.approx(expected[2][0][0], rel=1e-12)
