@@ -12,6 +12,7 @@ whose fields generate its flags (args.py), and the function that runs it. The mo
     tokenize.py     tokenize, train-vocab
     vectors.py      embed, search, similarity, cluster, polysemy, analogy, attention
     records.py      records
+    text.py         complete, generate
     gradcheck.py    gradcheck
     exercises.py    exercises list, start, check (also `python -m minibert.exercises ...`)
 
@@ -27,7 +28,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from minibert import backend
-from minibert.cli import distill, exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
+from minibert.cli import distill, exercises, finetune, gradcheck, pretrain, records, text, tokenize, vectors
 from minibert.cli.args import add_arguments, from_namespace
 from minibert.cli.command import Parser, add_commands, errors_as_messages, run_command
 
@@ -36,6 +37,7 @@ __all__ = ["GROUPS", "build_parser", "main"]
 # The commands as `minibert --help` lists them: (heading, commands)
 GROUPS = (
     ("pretraining", pretrain.COMMANDS),
+    ("a pretrained masked LM: text prediction and generation", text.COMMANDS),
     ("fine-tuning", finetune.COMMANDS),
     ("distillation", distill.COMMANDS),
     ("tokenizer", tokenize.COMMANDS),
