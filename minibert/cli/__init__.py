@@ -11,6 +11,7 @@ whose fields generate its flags (args.py), and the function that runs it. The mo
     tokenize.py     tokenize, train-vocab
     vectors.py      embed, search, similarity, cluster, polysemy, analogy, attention
     records.py      records
+    summarize.py    summarize, augment
     gradcheck.py    gradcheck
     exercises.py    exercises list, start, check (also `python -m minibert.exercises ...`)
 
@@ -26,7 +27,7 @@ import argparse
 from dataclasses import dataclass, field
 
 from minibert import backend
-from minibert.cli import exercises, finetune, gradcheck, pretrain, records, tokenize, vectors
+from minibert.cli import exercises, finetune, gradcheck, pretrain, records, summarize, tokenize, vectors
 from minibert.cli.args import add_arguments, from_namespace
 from minibert.cli.command import Parser, add_commands, errors_as_messages, run_command
 
@@ -38,6 +39,7 @@ GROUPS = (
     ("fine-tuning", finetune.COMMANDS),
     ("tokenizer", tokenize.COMMANDS),
     ("a pretrained BERT: sentence vectors, words, attention", vectors.COMMANDS + records.COMMANDS),
+    ("applications: summaries, augmented data", summarize.COMMANDS),
     ("checking", gradcheck.COMMANDS),
     ("teaching", exercises.COMMANDS),
 )
