@@ -137,3 +137,22 @@ def test_cli_with_a_real_filter_model(run, tmp_path, capsys):
     assert main(["augment", "--model", str(run), "--in", str(train), "--out", str(tmp_path / "b.tsv"),
                  "--per-example", "2"]) == 0
     assert len(read_glue(tmp_path / "b.tsv", "sst2")) == 36
+
+
+@pytest.mark.slow
+def test_the_benchmark_script_runs(run, tmp_path):
+    """benchmarks/eval_augment.py on 8 sentences, 3 steps, 16 dev sentences: the table and the JSON (not the figures)."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers import REPO, data_path, minilm_path
+    minilm_path()
+    data = data_path("sst2").parent
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_augment.py"), "--mlm", str(run), "--sizes", "8",
+                        "--seeds", "0", "--per-example", "1", "--min-steps", "2", "--dev-limit", "16",
+                        "--data", str(data), "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "rows 16" in r.stdout and "plain" in r.stdout
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert [(x["arm"], x["rows"], x["steps"]) for x in result["runs"]] == [("plain", 8, 3), ("augmented", 16, 3)]   # 3 epochs of 1 step

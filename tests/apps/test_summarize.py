@@ -105,3 +105,20 @@ def test_cli_prints_k_sentences_in_order(encoder, tmp_path, capsys, monkeypatch)
     assert main(["summarize", "-", "-k", "9", "--lambda", "1"]) == 0
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == 7 and "all of them are shown" in out.err
+
+
+def test_the_benchmark_script_runs(encoder, tmp_path):
+    """benchmarks/eval_summarize.py on 2 WikiText-2 articles: every system in the table and the JSON."""
+    import json
+    import subprocess
+
+    from helpers import REPO, data_path
+    data = data_path("wikitext2").parent
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_summarize.py"), "--articles", "2",
+                        "--seeds", "2", "--data", str(data), "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ("first-K", "random-K", "textrank", "textrank+mmr 0.7"):
+        assert name in r.stdout
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["articles_used"] == 2 and 0 <= result["table"]["textrank"]["rouge1"]["mean"] <= 1
