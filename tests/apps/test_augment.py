@@ -156,3 +156,10 @@ def test_the_benchmark_script_runs(run, tmp_path):
     assert "rows 16" in r.stdout and "plain" in r.stdout
     result = json.loads((tmp_path / "results.json").read_text())
     assert [(x["arm"], x["rows"], x["steps"]) for x in result["runs"]] == [("plain", 8, 3), ("augmented", 16, 3)]   # 3 epochs of 1 step
+
+
+def test_runs_on_every_backend(run, xp):
+    """Under the strict CuPy stand-in too: the model on the device, the ids and the sampling on the host."""
+    aug = Augmenter.load(run)
+    rows = aug.variants(SENTENCES[1], 3, seed=2)
+    assert len(rows) == 3 and all(len(changed(SENTENCES[1], r)) == 1 for r in rows)

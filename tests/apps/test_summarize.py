@@ -122,3 +122,15 @@ def test_the_benchmark_script_runs(encoder, tmp_path):
         assert name in r.stdout
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["articles_used"] == 2 and 0 <= result["table"]["textrank"]["rouge1"]["mean"] <= 1
+
+
+def test_summarize_runs_on_every_backend(xp):
+    """Under the strict CuPy stand-in too (a small random BERT and MiniLM's tokenizer: the vectors come back
+    to the host once, the graph is host NumPy)."""
+    from helpers import minilm_tokenizer
+    from minibert import BertConfig, BertModel
+    tok = minilm_tokenizer()
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    result = summarize(DOC, 2, model=(BertModel(cfg, seed=0).eval(), tok))
+    assert len(result.sentences) == 2 and result.indices == sorted(result.indices)
