@@ -24,7 +24,7 @@ class SummarizeArgs:
     sentences: int = field(metadata={"check": checks.positive, "flags": ("--sentences", "-k"),
                                      "help": "K, the number of sentences of the summary"})
     lambda_: float = field(default=DEFAULT_LAMBDA, metadata={
-        "flags": ("--lambda",), "check": checks.probability,
+        "flags": ("--lambda",), "metavar": "LAMBDA", "check": checks.probability,
         "help": "MMR's weight of centrality against novelty, in [0, 1]; 1: the K most central sentences"})
     model: str | None = field(default=None, metadata={
         "help": "sentence-embedding model folder (default: the bundled all-MiniLM-L6-v2)"})
@@ -105,7 +105,13 @@ def run_augment(args: AugmentArgs) -> int:
 
 COMMANDS = (
     Command("summarize", "the K most central, least redundant sentences of a text (TextRank + MMR)",
-            SummarizeArgs, run_summarize),
+            SummarizeArgs, run_summarize,
+            description="Print the K sentences of a text that best summarise it, one per line, in the text's order:\n"
+                        "sentence vectors (MiniLM), TextRank centrality on their cosine graph, MMR against repeats\n"
+                        "(docs/summarization.md). K above the number of sentences prints them all (a note says so)."),
     Command("augment", "new training rows: words replaced by a masked-LM's guesses, labels kept",
-            AugmentArgs, run_augment),
+            AugmentArgs, run_augment,
+            description="Write --out: every row of --in followed by N new rows, each with about --fraction of its\n"
+                        "words replaced by whole words sampled from the masked-LM, the label kept\n"
+                        "(docs/augmentation.md)."),
 )
