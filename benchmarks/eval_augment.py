@@ -13,7 +13,7 @@ For each training size N and seed s:
                   seed s), so (1 + per-example) * N rows
 Both arms take the SAME number of optimizer steps, S = max(--min-steps, 3 * ceil(N / batch)) (three
 epochs of the plain set, at least --min-steps): augmentation is compared at equal compute, so a gain
-comes from more varied rows, not from more updates. Batches of 16, max_seq_len 64, AdamW lr 5e-5,
+comes from more varied rows, not from more updates. Batches of 16, max_seq_len 64, AdamW lr --lr (5e-5),
 10% warm-up then linear decay (finetune's schedule), weight decay 0.01, dropout on, seed s for the
 head, dropout and data order; evaluated once, after the last step (no model selection on dev).
 The fine-tuning goes through minibert.train.finetune's API (finetune_step, evaluate), one step at a
@@ -46,7 +46,7 @@ from minibert.train.finetune import FinetuneArgs, evaluate, finetune_step       
 from minibert.train.finetune_tasks import get_task                                      # noqa: E402
 from minibert.train.optim import AdamW, linear_warmup_decay                              # noqa: E402
 
-BATCH, MAX_SEQ_LEN, LR = 16, 64, 5e-5
+BATCH, MAX_SEQ_LEN = 16, 64
 
 
 def sample_tsv(src: Path, n: int, seed: int, dst: Path) -> Path:
@@ -58,13 +58,13 @@ def sample_tsv(src: Path, n: int, seed: int, dst: Path) -> Path:
     return dst
 
 
-def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task) -> dict:
+def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task, lr: float) -> dict:
     """Fine-tune the packaged MiniLM for `steps` optimizer steps on train_tsv; dev accuracy after the last."""
     args = FinetuneArgs(task="sst2", train=str(train_tsv), dev=str(train_tsv), max_seq_len=MAX_SEQ_LEN, seed=seed,
-                        lr=LR, batch_size=BATCH, progress=False)
+                        lr=lr, batch_size=BATCH, progress=False)
     train = task.load(train_tsv, tokenizer, split="train")
     model = task.load_model(Path(default_model_dir()), args).train()
-    optimizer = AdamW(model.params, lr=LR, weight_decay=0.01, frozen=model.frozen_names())
+    optimizer = AdamW(model.params, lr=lr, weight_decay=0.01, frozen=model.frozen_names())
     plan, epoch = [], 0
     while len(plan) < steps:
         plan += epoch_batches(len(train.encoded), BATCH, seed, epoch)
@@ -72,7 +72,7 @@ def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task)
     plan, warmup = plan[:steps], int(0.1 * steps)
     start = time.perf_counter()
     for i, rows in enumerate(plan):
-        finetune_step(model, task, optimizer, [train.encoded.batch(rows)], linear_warmup_decay(i, LR, warmup, steps))
+        finetune_step(model, task, optimizer, [train.encoded.batch(rows)], linear_warmup_decay(i, lr, warmup, steps))
     train_s = time.perf_counter() - start
     result = evaluate(model, task, dev, 64)
     return {"accuracy": result["accuracy"], "dev_loss": result["dev_loss"], "rows": len(train.encoded),
@@ -90,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--per-example", type=int, default=4)
     parser.add_argument("--fraction", type=float, default=0.15)
     parser.add_argument("--min-steps", type=int, default=60)
+    parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of the fine-tuning")
     parser.add_argument("--dev-limit", type=int, default=None, help="the first N dev sentences only (smoke tests)")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "augment"))
@@ -113,7 +114,7 @@ def main(argv=None):
                 augment_tsv(augmenter, plain_tsv, aug_tsv, args.per_example, seed)
                 aug_s = time.perf_counter() - t
                 for arm, path in (("plain", plain_tsv), ("augmented", aug_tsv)):
-                    r = finetune_steps(path, dev, steps, seed, tokenizer, task)
+                    r = finetune_steps(path, dev, steps, seed, tokenizer, task, args.lr)
                     r.update(size=n, seed=seed, arm=arm, augment_seconds=aug_s if arm == "augmented" else 0.0)
                     runs.append(r)
                     print(f"N={n:<5} seed {seed} {arm:<10} rows {r['rows']:<5} steps {steps:<4} "
@@ -139,7 +140,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"settings": vars(args), "batch": BATCH, "max_seq_len": MAX_SEQ_LEN,
-                                                  "lr": LR, "seconds": seconds, "table": table, "runs": runs},
+                                                  "lr": args.lr, "seconds": seconds, "table": table, "runs": runs},
                                                  indent=1), encoding="utf-8")
     print(f"written: {out / 'results.json'}")
 
