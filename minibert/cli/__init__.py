@@ -13,6 +13,7 @@ whose fields generate its flags (args.py), and the function that runs it. The mo
     vectors.py      embed, search, similarity, cluster, polysemy, analogy, attention
     records.py      records
     text.py         complete, generate
+    summarize.py    summarize, augment
     gradcheck.py    gradcheck
     exercises.py    exercises list, start, check (also `python -m minibert.exercises ...`)
 
@@ -28,7 +29,8 @@ import argparse
 from dataclasses import dataclass, field
 
 from minibert import backend
-from minibert.cli import distill, exercises, finetune, gradcheck, pretrain, records, text, tokenize, vectors
+from minibert.cli import (distill, exercises, finetune, gradcheck, pretrain, records, summarize, text, tokenize,
+                          vectors)
 from minibert.cli.args import add_arguments, from_namespace
 from minibert.cli.command import Parser, add_commands, errors_as_messages, run_command
 
@@ -37,11 +39,11 @@ __all__ = ["GROUPS", "build_parser", "main"]
 # The commands as `minibert --help` lists them: (heading, commands)
 GROUPS = (
     ("pretraining", pretrain.COMMANDS),
-    ("a pretrained masked LM: text prediction and generation", text.COMMANDS),
     ("fine-tuning", finetune.COMMANDS),
-    ("distillation", distill.COMMANDS),
     ("tokenizer", tokenize.COMMANDS),
     ("a pretrained BERT: sentence vectors, words, attention", vectors.COMMANDS + records.COMMANDS),
+    ("what else BERT is used for: distillation, text prediction, generation, summaries, augmented data",
+     distill.COMMANDS + text.COMMANDS + summarize.COMMANDS),
     ("checking", gradcheck.COMMANDS),
     ("teaching", exercises.COMMANDS),
 )

@@ -816,7 +816,7 @@ def _distill() -> list[Probe]:
 
 PROBES: list[Probe] = (_flag_syntax() + _flag_range() + _flags_together() + _missing_path() + _damaged_model()
                        + _damaged_input() + _bad_text() + _output_path() + _files()
-                       + _distill())
+                       + _distill() + _summarize_augment())
 
 
 # -- the world the probes run in --------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_the_table_covers_every_command_and_category():
                 for p in PROBES if p.command}
     assert {"pretrain", "finetune", "predict", "plot", "fill-mask", "tokenize", "train-vocab", "embed", "search",
             "similarity", "cluster", "polysemy", "analogy", "attention", "records", "gradcheck",
-            "exercises", "distill", "complete", "generate"} <= commands
+            "exercises", "distill", "complete", "generate", "summarize", "augment"} <= commands
     assert {p.category for p in PROBES} <= set(CATEGORIES)
     assert len(PROBES) >= 120
 
