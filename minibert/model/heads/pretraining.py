@@ -127,9 +127,9 @@ class BertForPreTraining(BertWithHeads):
         self.ops = self.bert.ops
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, labels=None, next_sentence_label=None):
-        """Returns a dict: sequence_output (B, T, H) the last hidden states, mlm_logits (M, V) at the M labelled positions (every position when no
-        labels, or labels already on the device, are given: _mlm_targets), positions (M,) their flat
-        indices into B*T (row-major), nsp_logits (B, 2); with labels: mlm_loss (device scalar),
+        """Returns a dict: sequence_output (B, T, H) the last hidden states, mlm_logits (M, V) at the M
+        labelled positions (every position when no labels, or labels already on the device, are given:
+        _mlm_targets), positions (M,) their flat indices into B*T (row-major), nsp_logits (B, 2); with labels: mlm_loss (device scalar),
         mlm_correct (base.host_count: a host int under NumPy, an unread device 0-d array on a GPU),
         mlm_count (host int); with next_sentence_label: nsp_loss, nsp_correct, nsp_count; and
         loss = mlm_loss + nsp_loss. Labels are checked on the host before they are copied."""
