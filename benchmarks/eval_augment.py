@@ -1,7 +1,7 @@
 """Data augmentation on small SST-2 training sets: MiniLM fine-tuned with and without masked-LM augmentation.
 
     OPENBLAS_NUM_THREADS=1 MINIBERT_THREADS=1 python benchmarks/eval_augment.py \
-        [--mlm /work/runs/gutenberg-mini] [--sizes 50 200 1000] [--seeds 0 1 2] [--per-example 4] \
+        [--mlm runs/gutenberg-mini] [--sizes 50 200 1000] [--seeds 0 1 2] [--per-example 4] \
         [--data ../shared/data] [--out benchmarks/results/augment]
 
 For each training size N and seed s:
@@ -20,7 +20,7 @@ The fine-tuning goes through minibert.train.finetune's API (finetune_step, evalu
 time, so that the number of steps can be set and the dev set is read once.
 
 Reported: dev accuracy, mean and sample standard deviation over the seeds, per N and arm, and the
-time. The MLM is trained on 16 Gutenberg novels (books, not film reviews): out of domain.
+time. The MLM is trained on 20 Gutenberg books (books, not film reviews): out of domain.
 Writes results.json (every run) beside the printed table.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task,
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mlm", default="/work/runs/gutenberg-mini", help="masked-LM run folder")
+    parser.add_argument("--mlm", default="runs/gutenberg-mini", help="masked-LM run folder (made by the pretrain command in docs/text_prediction.md, section 3)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size-seeds", nargs="*", default=[], metavar="N=K",

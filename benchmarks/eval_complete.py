@@ -2,7 +2,7 @@
 and bigram baselines counted on the same training text (docs/text_prediction.md).
 
     OPENBLAS_NUM_THREADS=1 MINIBERT_THREADS=1 python benchmarks/eval_complete.py \
-        --model /work/runs/gutenberg-mini --positions 1000 --choose-positions 200
+        --model runs/gutenberg-mini --positions 1000 --choose-positions 200
 
 1. The training and held-out text: the Gutenberg books as `minibert pretrain` splits them (readers.py:
    read_gutenberg, GUTENBERG_HELD_OUT), or --train/--heldout corpus files (read_corpus).

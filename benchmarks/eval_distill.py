@@ -187,7 +187,8 @@ def main(argv=None) -> int:
     task.add_argument("--student-layers", default=None, help="default: every other teacher layer")
     task.add_argument("--repeats", type=int, default=2, help="timing repeats (the best is kept)")
     pre = sub.add_parser("pretraining", help="pretraining distillation from a `minibert pretrain` run")
-    pre.add_argument("--teacher", default="/work/runs/gutenberg-mini")
+    pre.add_argument("--teacher", default="runs/gutenberg-mini",
+                     help="a minibert pretrain run folder (the command: docs/text_prediction.md, section 3)")
     pre.add_argument("--steps", type=int, default=300)
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--lr", type=float, default=5e-4)

@@ -2,7 +2,7 @@
 (docs/generation.md).
 
     OPENBLAS_NUM_THREADS=1 MINIBERT_THREADS=1 python benchmarks/eval_generate.py \
-        --model /work/runs/gutenberg-mini --samples 20 --length 24 --iterations 5
+        --model runs/gutenberg-mini --samples 20 --length 24 --iterations 5
 
 Sets of --samples texts each:
     masked sampling   --length pieces from all [MASK]s, --iterations sweeps; several settings (SETTINGS)
