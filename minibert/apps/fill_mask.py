@@ -112,6 +112,10 @@ def load_pretraining_model(run_dir, dtype="float32"):
     if mismatches:
         raise CheckpointError(f"{run_dir / 'config.json'} does not match the weights in {weights}: "
                               + "; ".join(mismatches))
+    if not any(name.startswith("cls.predictions.") for name in arrays):
+        raise CheckpointError(f"{weights} has no masked-LM head (no cls.predictions.* weights): it is an encoder "
+                              f"only (like all-MiniLM-L6-v2); fill-mask, complete, generate and augment need a model "
+                              f"pretrained with its head, e.g. a `minibert pretrain` run folder")
     model = BertForPreTraining(config, dtype=dtype).eval()
     assign_params(model.params, arrays, where=str(weights))
     return model, tokenizer

@@ -633,7 +633,8 @@ def _bad_text() -> list[Probe]:
         B("fill-mask --model {mlm} ''", r"no \[MASK\]"),
         B("complete --model {mlm} ' '", r"the text is empty: nothing to complete"),
         B("complete --model {mlm} --words 2 'the [MASK] sat [MASK]'", r"--words 2 is for completing a text; a ___ or \[MASK\] blank gets one word"),
-        B("complete --model {model} 'the cat'", r"model.safetensors does not fit the model: missing \d+ weights"),
+        B("complete --model {model} 'the cat'", r"model.safetensors has no masked-LM head .*encoder only"),
+        B("fill-mask --model {model} 'the [MASK] sat'", r"model.safetensors has no masked-LM head .*encoder only"),
         B("generate --model {mlm} --length 63", r"length 63 does not fit: .* room for 62 generated pieces"),
         B("generate --model {mlm} --prompt 'the [MASK] sat'", r"the prompt has a \[MASK\]: write it as plain text"),
         B("predict --model {ft}", r"nothing to predict", stdin=""),
@@ -811,6 +812,49 @@ def _distill() -> list[Probe]:
         Probe("missing path", DISTILL_PRE.replace("{run}", "{case}/nowhere"), r"--teacher .*nowhere: no such folder"),
         Probe("damaged model", DISTILL.replace("{ft}", "{run}"), r"run has no task.json: not a folder written by"),
         Probe("damaged model", DISTILL_PRE.replace("{run}", "{ft}"), r"--teacher .*: not a `minibert pretrain` run"),
+    ]
+
+
+def _summarize_augment() -> list[Probe]:
+    """summarize and augment (issue 19): flags out of range, missing and damaged inputs, an --out that is the input."""
+    P = lambda cmd, flag, match: Probe("flag range", cmd, rf"argument {re.escape(flag)}: {match}")  # noqa: E731
+    G = lambda cmd, match: Probe("missing path", cmd, match)  # noqa: E731
+    I = lambda cmd, match, setup=None, stdin=None: Probe("damaged input", cmd, match, setup, stdin)  # noqa: E731,E741
+    AUG = "augment --model {mlm} --in {train} --out {case}/a.tsv --per-example 2"
+    return [
+        P("summarize --model {model} {texts} --sentences 0", "--sentences/-k", "must be an integer >= 1, got 0"),
+        P("summarize --model {model} {texts} -k -1", "--sentences/-k", "must be an integer >= 1, got -1"),
+        P("summarize --model {model} {texts} -k 2 --lambda 1.5", "--lambda", r"must be a number in \[0, 1\], got 1.5"),
+        P("summarize --model {model} {texts} -k 2 --lambda nan", "--lambda", r"must be a number in \[0, 1\], got nan"),
+        P("augment --model {mlm} --in {train} --out {case}/a.tsv --per-example 0", "--per-example",
+          "must be an integer >= 1, got 0"),
+        P(AUG + " --fraction 0", "--fraction", r"must be a number in \(0, 1\], got 0"),
+        P(AUG + " --fraction 1.5", "--fraction", r"must be a number in \(0, 1\], got 1.5"),
+        P(AUG + " --temperature 0", "--temperature", "must be a finite number > 0, got 0"),
+        P(AUG + " --top-k -1", "--top-k", "must be an integer >= 0, got -1"),
+        Probe("flag syntax", "summarize --model {model} {texts}", r"the following arguments are required: --sentences"),
+        Probe("flag syntax", "augment --model {mlm} --in {train} --out {case}/a.tsv",
+              r"the following arguments are required: --per-example"),
+        G("summarize --model {model} {case}/nowhere.txt -k 2", r"no file to summarise at .*nowhere.txt"),
+        G("summarize --model {case}/nowhere {texts} -k 2", r"cannot load the model: no model folder at .*nowhere"),
+        G("augment --model {mlm} --in {case}/nowhere.tsv --out {case}/a.tsv --per-example 2",
+          r"no --in file at .*nowhere.tsv"),
+        G("augment --model {case}/nowhere --in {train} --out {case}/a.tsv --per-example 2",
+          r"cannot load the masked-LM --model .*nowhere: no run folder at .*nowhere"),
+        G(AUG + " --filter-model {case}/nowhere", r"nowhere has no task.json"),
+        G(AUG + " --filter-model {run}", r"run has no task.json"),
+        I("summarize --model {model} {case}/doc.txt -k 2", r"doc.txt is empty: there is nothing to summarise",
+          files(doc_DOT_txt=" \n\n")),
+        I("summarize --model {model} - -k 2", r"^stdin is empty: there is nothing to summarise", stdin=""),
+        I("summarize --model {model} {case}/doc.txt -k 2", r"doc.txt, line 2: not UTF-8",
+          files(doc_DOT_txt=b"fine.\n\x80 bad\n")),
+        I("augment --model {mlm} --in {case}/t.tsv --out {case}/a.tsv --per-example 2",
+          r"t.tsv, line 1: expected the sst2 header", files(t_DOT_tsv="text\tlabel\na b\t1\n")),
+        I("augment --model {mlm} --in {case}/t.tsv --out {case}/a.tsv --per-example 2",
+          r"t.tsv, line 2: unknown label '7'", files(t_DOT_tsv="sentence\tlabel\na b\t7\n")),
+        I("augment --model {mlm} --in {case}/t.tsv --out {case}/a.tsv --per-example 2",
+          r"t.tsv has a header but no examples", files(t_DOT_tsv="sentence\tlabel\n")),
+        Probe("files", "augment --model {mlm} --in {train} --out {train} --per-example 2", r"--out .*(is|inside) .*--in"),
     ]
 
 
