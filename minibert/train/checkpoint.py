@@ -51,8 +51,11 @@ def save_checkpoint(run_dir, step: int, params: dict, optimizer_state: dict, sta
         shutil.rmtree(final)
     os.replace(tmp, final)
     _fsync_dir(root)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    complete = list_checkpoints(run_dir)
+    kept = complete[-keep:] if keep > 0 else complete
+    for old in checkpoint_folders(run_dir):     # older ones beyond `keep`, and any that a run killed while
+        if old not in kept and folder_step(old) < step:      # pruning left half deleted (no state.json)
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
