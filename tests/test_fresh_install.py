@@ -12,7 +12,7 @@ it as in a checkout:
    `bash` in the repository's root, as a learner pastes them. Long runs are shortened only by flags
    the README documents, appended so that they win: `pretrain --steps 2 --vocab-size 2000
    --batch-size 4 --seq-len 32` (the main job too; tests/test_readme.py runs it shortened as well),
-   `finetune --train-limit 16 --dev-limit 16 --epochs 1`. `jupyter lab notebooks/` is started with `--no-browser` on a free
+   `finetune` and `distill --train-limit 16 --dev-limit 16 --epochs 1`. `jupyter lab notebooks/` is started with `--no-browser` on a free
    port and stopped once it serves. `exercises check` on a fresh workspace exits 1 by design
    (nothing is solved yet): its report is checked instead. The inline `python -m minibert gradcheck`
    and `--help` run too;
@@ -47,7 +47,8 @@ IGNORED = shutil.ignore_patterns(".venv", ".git", "runs", "__pycache__", "*.egg-
                                  ".hypothesis", "build", ".ipynb_checkpoints")
 # Flags the README documents, appended to shorten the long runs (argparse: the last value wins)
 SHORTER = {"pretrain": ["--steps", "2", "--vocab-size", "2000", "--batch-size", "4", "--seq-len", "32"],
-           "finetune": ["--train-limit", "16", "--dev-limit", "16", "--epochs", "1"]}
+           "finetune": ["--train-limit", "16", "--dev-limit", "16", "--epochs", "1"],
+           "distill": ["--train-limit", "16", "--dev-limit", "16", "--epochs", "1"]}
 SERVER_POLLS = 600          # jupyter lab: at most this many looks at its log, 0.5 s apart (a hang guard)
 
 
@@ -183,7 +184,8 @@ def test_the_readme_works_after_the_main_install_alone(checkout, env):
     assert "[CLS] hello , world ! [SEP]" in said("tokenize")
     assert "The film is a tender story" in said("search")
     assert "queen" in said("analogy")
-    assert "24/24 passed" in said("gradcheck")
+    checked = re.search(r"(\d+)/(\d+) passed", said("gradcheck"))
+    assert checked and checked[1] == checked[2] and int(checked[1]) >= 24, said("gradcheck")
     assert (checkout / "runs" / "vectors.npy").is_file() and (checkout / "runs/records/report.csv").is_file()
     assert {p.name for p in checkout.iterdir()} - top_level <= {"runs"}, "a command wrote into the repository root"
     mode = stat.S_IMODE((checkout / "runs" / "sst2" / "best" / "model.safetensors").stat().st_mode)
