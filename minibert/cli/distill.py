@@ -7,104 +7,100 @@ The library is minibert/train/distill.py (task and pretraining distillation); do
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from minibert import checks
 from minibert.apps.fill_mask import load_pretraining_model
 from minibert.cli.command import Command
 from minibert.train import distill
 from minibert.train.distill import DistillError, PretrainDistillArgs, TaskDistillArgs
-from minibert.train.finetune_tasks import TASK_NAMES
 from minibert.viz import plot_run
+
+
+TASK, PRETRAINING = TaskDistillArgs, PretrainDistillArgs        # the two recipes' settings (train/distill.py)
+RECIPE_NAMES = {TASK: "task distillation", PRETRAINING: "--pretraining"}
+
+
+def recipe_option(name: str, *recipes, help: str | None = None):
+    """A flag that sets the field `name` of the recipes' dataclasses (TASK, PRETRAINING): its check, choices
+    and help are that field's, so each setting is declared once, in train/distill.py. Its default is None:
+    a recipe not given the flag keeps its own default (said in the help); metadata "recipes" lets
+    `recipe_settings` refuse the flag for the other recipe instead of ignoring it."""
+    fields = [next(f for f in dataclasses.fields(r) if f.name == name) for r in recipes]
+    defaults = [f.default for f in fields if f.default not in (None, dataclasses.MISSING)]
+    said = ""
+    if len(defaults) == len(recipes) and len(set(defaults)) == 1:
+        said = f" (default: {defaults[0]})"
+    elif len(defaults) == len(recipes):
+        said = " (default: " + ", ".join(f"{d} for {RECIPE_NAMES[r]}" for d, r in zip(defaults, recipes)) + ")"
+    scope = "" if len(recipes) > 1 else f"{RECIPE_NAMES[recipes[0]].removeprefix('--')}: "
+    metadata = {k: v for k, v in fields[0].metadata.items() if k != "help"}
+    metadata.update(help=scope + (help or fields[0].metadata["help"]) + said, recipes=recipes)
+    return field(default=None, metadata=metadata)
 
 
 @dataclass(kw_only=True)
 class DistillCommandArgs:
-    """The flags of `minibert distill`: the teacher, the recipe's settings, the training's."""
+    """The flags of `minibert distill`: the teacher, then the settings of one recipe or of both (recipe_option:
+    declared in train/distill.py); a flag of the other recipe is an error."""
     teacher: str = field(metadata={"help": "the teacher: a `minibert finetune` run folder (task distillation) or, "
                                            "with --pretraining, a `minibert pretrain` run folder"})
     pretraining: bool = field(default=False, metadata={
         "help": "DistilBERT's pretraining recipe (soft-target CE + MLM + cosine) on the teacher run's data"})
-    task: str | None = field(default=None, metadata={"choices": TASK_NAMES,
-                                                     "help": "task distillation: the teacher's task (sst2, ...)"})
-    train: str | None = field(default=None, metadata={"help": "task distillation: training file"})
-    dev: str | None = field(default=None, metadata={"help": "task distillation: dev file, evaluated every epoch"})
+    task: str | None = recipe_option("task", TASK, help="the teacher's task (sst2, rte, qnli)")
+    train: str | None = recipe_option("train", TASK, help="training file (GLUE TSV)")
+    dev: str | None = recipe_option("dev", TASK)
     out: str = field(default="runs/distill", metadata={"help": "run folder"})
-    student_layers: str | None = field(default=None, metadata={
-        "help": "teacher layers the student keeps, e.g. 0,2,4 (default: every other one, half of them)"})
-    init: str = field(default="teacher", metadata={
-        "choices": ["teacher", "random"], "help": "student weights: copied from the teacher, or BERT's init"})
-    temperature: float = field(default=2.0, metadata={"check": checks.finite_positive,
-                                                      "help": "softmax temperature T of the soft targets"})
-    alpha: float = field(default=0.5, metadata={
-        "check": checks.probability,
-        "help": "task: weight of the teacher's soft targets, 1 - alpha the labels' (0: the labels alone)"})
-    ce_weight: float = field(default=5.0, metadata={"check": checks.finite_non_negative,
-                                                    "help": "pretraining: weight of the soft-target cross-entropy"})
-    mlm_weight: float = field(default=2.0, metadata={"check": checks.finite_non_negative,
-                                                     "help": "pretraining: weight of the masked-LM loss"})
-    cos_weight: float = field(default=1.0, metadata={"check": checks.finite_non_negative,
-                                                     "help": "pretraining: weight of the hidden-state cosine loss"})
-    epochs: int | None = field(default=None, metadata={"check": checks.positive,
-                                                       "help": "task: passes over the training set (default: 3)"})
-    steps: int | None = field(default=None, metadata={"check": checks.positive,
-                                                      "help": "pretraining: optimizer steps (default: 500)"})
-    lr: float | None = field(default=None, metadata={
-        "check": checks.finite_positive, "help": "peak learning rate (default: 5e-5 task, 5e-4 pretraining)"})
-    batch_size: int = field(default=32, metadata={"check": checks.positive, "help": "sequences per step"})
-    max_seq_len: int | None = field(default=None, metadata={
-        "check": checks.at_least(3), "help": "task: tokens per sequence (default: the teacher's)"})
-    train_limit: int | None = field(default=None, metadata={"check": checks.positive,
-                                                            "help": "task: the first N training examples only"})
-    dev_limit: int | None = field(default=None, metadata={"check": checks.positive,
-                                                          "help": "task: the first N dev examples only"})
-    eval_every: int | None = field(default=None, metadata={
-        "check": checks.positive, "help": "steps between evaluations (default: every epoch; pretraining 100)"})
-    eval_batches: int = field(default=20, metadata={"check": checks.positive,
-                                                    "help": "pretraining: held-out batches per evaluation"})
+    student_layers: str | None = recipe_option("student_layers", TASK, PRETRAINING)
+    init: str | None = recipe_option("init", TASK, PRETRAINING)
+    temperature: float | None = recipe_option("temperature", TASK, PRETRAINING)
+    alpha: float | None = recipe_option("alpha", TASK)
+    ce_weight: float | None = recipe_option("ce_weight", PRETRAINING)
+    mlm_weight: float | None = recipe_option("mlm_weight", PRETRAINING)
+    cos_weight: float | None = recipe_option("cos_weight", PRETRAINING)
+    epochs: int | None = recipe_option("epochs", TASK)
+    steps: int | None = recipe_option("steps", PRETRAINING)
+    lr: float | None = recipe_option("lr", TASK, PRETRAINING, help="peak learning rate")
+    batch_size: int | None = recipe_option("batch_size", TASK, PRETRAINING)
+    max_seq_len: int | None = recipe_option("max_seq_len", TASK, help="tokens per sequence (default: the teacher's)")
+    train_limit: int | None = recipe_option("train_limit", TASK)
+    dev_limit: int | None = recipe_option("dev_limit", TASK)
+    eval_every: int | None = recipe_option("eval_every", TASK, PRETRAINING, help="steps between evaluations "
+                                           "(0: at the end of every epoch)")
+    eval_batches: int | None = recipe_option("eval_batches", PRETRAINING)
     seed: int = field(default=42, metadata={"help": "seed of the data order, a random init and dropout"})
     overwrite: bool = field(default=False, metadata={"help": "replace an earlier run in --out"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
 
 
-TASK_ONLY = ("task", "train", "dev", "epochs", "max_seq_len", "train_limit", "dev_limit")
-
-
-def task_settings(args: DistillCommandArgs) -> TaskDistillArgs:
-    """The library's settings of a task distillation, with the flags it needs checked first."""
-    missing = [f"--{name.replace('_', '-')}" for name in ("task", "train", "dev") if getattr(args, name) is None]
-    if missing:
-        raise DistillError(f"task distillation needs {', '.join(missing)} (or give --pretraining)")
-    if args.steps is not None:
-        raise DistillError("--steps: a setting of --pretraining; task distillation runs --epochs")
-    return TaskDistillArgs(teacher=args.teacher, task=args.task, train=args.train, dev=args.dev, out=args.out,
-                           student_layers=args.student_layers, init=args.init, temperature=args.temperature,
-                           alpha=args.alpha, epochs=args.epochs or 3, lr=args.lr or 5e-5, batch_size=args.batch_size,
-                           max_seq_len=args.max_seq_len, train_limit=args.train_limit, dev_limit=args.dev_limit,
-                           eval_every=args.eval_every or 0, seed=args.seed, progress=args.progress)
-
-
-def pretraining_settings(args: DistillCommandArgs) -> PretrainDistillArgs:
-    """The library's settings of a pretraining distillation; a task flag given with --pretraining is an error."""
-    given = [f"--{name.replace('_', '-')}" for name in TASK_ONLY if getattr(args, name) is not None]
-    if given:
-        raise DistillError(f"{', '.join(given)}: a setting of task distillation, not of --pretraining (which "
-                           f"trains on the teacher run's own data)")
-    return PretrainDistillArgs(teacher=args.teacher, out=args.out, student_layers=args.student_layers, init=args.init,
-                               temperature=args.temperature, ce_weight=args.ce_weight, mlm_weight=args.mlm_weight,
-                               cos_weight=args.cos_weight, steps=args.steps or 500, batch_size=args.batch_size,
-                               lr=args.lr or 5e-4, eval_every=args.eval_every or 100, eval_batches=args.eval_batches,
-                               seed=args.seed, progress=args.progress)
+def recipe_settings(args: DistillCommandArgs, recipe):
+    """The library's settings of `recipe` (TASK or PRETRAINING): the flags given (not None) passed on, the
+    recipe's own defaults for the others; a flag given that belongs to the other recipe only is an error."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)
+             if "recipes" in f.metadata and getattr(args, f.name) is not None}
+    options = {f.name: f.metadata["recipes"] for f in dataclasses.fields(args) if "recipes" in f.metadata}
+    wrong = [f"--{name.replace('_', '-')}" for name in given if recipe not in options[name]]
+    if wrong:
+        other = PRETRAINING if recipe is TASK else TASK
+        hint = " (task distillation runs --epochs)" if "--steps" in wrong else \
+            " (which trains on the teacher run's own data)" if recipe is PRETRAINING else ""
+        raise DistillError(f"{', '.join(wrong)}: a setting of {RECIPE_NAMES[other]}, not of "
+                           f"{RECIPE_NAMES[recipe]}{hint}")
+    if recipe is TASK:
+        missing = [f"--{name}" for name in ("task", "train", "dev") if name not in given]
+        if missing:
+            raise DistillError(f"task distillation needs {', '.join(missing)} (or give --pretraining)")
+    return recipe(teacher=args.teacher, out=args.out, seed=args.seed, progress=args.progress, **given)
 
 
 def run_distill(args: DistillCommandArgs) -> int:
     """Task distillation (a finetune run folder) or, with --pretraining, DistilBERT's pretraining recipe."""
     if not args.pretraining:
-        distill.run_task(task_settings(args), overwrite=args.overwrite)
+        distill.run_task(recipe_settings(args, TASK), overwrite=args.overwrite)
         for path in plot_run(args.out):
             print(f"figure: {path}")
         return 0
-    settings = pretraining_settings(args)
+    settings = recipe_settings(args, PRETRAINING)
     distill.check_teacher_run(args.teacher)              # before loading it: a clear message for a wrong folder
     teacher, tokenizer = load_pretraining_model(args.teacher)
     result = distill.run_pretraining(settings, teacher, tokenizer, overwrite=args.overwrite)

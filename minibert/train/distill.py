@@ -179,6 +179,8 @@ class TaskDistillArgs(FinetuneArgs):
     teacher and the distillation's; saved as run.json. FinetuneArgs' --model, --freeze-* and --dropout
     are not used (the student comes from the teacher)."""
     teacher: str = field(metadata={"help": "the teacher: a `minibert finetune` run folder (or its best/)"})
+    lr: float = field(default=5e-5, metadata={"check": checks.finite_positive,
+                                              "help": "peak learning rate (after 10% warm-up, linear decay to 0)"})
     temperature: float = field(default=2.0, metadata={"check": checks.finite_positive,
                                                       "help": "softmax temperature T of the soft targets"})
     alpha: float = field(default=0.5, metadata={"check": checks.probability,

@@ -803,7 +803,11 @@ def _distill() -> list[Probe]:
         T("distill --teacher {ft} --out {case}/out", r"task distillation needs --task, --train, --dev"),
         T(f"{DISTILL_PRE} --task sst2", r"--task: a setting of task distillation, not of --pretraining"),
         T(f"{DISTILL_PRE} --epochs 2", r"--epochs: a setting of task distillation, not of --pretraining"),
-        T(f"{DISTILL} --steps 10", r"--steps: a setting of --pretraining; task distillation runs --epochs"),
+        T(f"{DISTILL} --steps 10", r"--steps: a setting of --pretraining, not of task distillation \(task "
+                                   r"distillation runs --epochs\)"),
+        T(f"{DISTILL} --ce-weight 1 --cos-weight 0", r"--ce-weight, --cos-weight: a setting of --pretraining, not "
+                                                     r"of task distillation"),
+        T(f"{DISTILL_PRE} --alpha 0.9", r"--alpha: a setting of task distillation, not of --pretraining"),
         T(f"{DISTILL_PRE} --ce-weight 0 --mlm-weight 0 --cos-weight 0", r"are all 0: nothing to train"),
         T(f"{DISTILL} --student-layers 0,3", r"--student-layers '0,3': the teacher has layers 0..0; 3 is not"),
         T(f"{DISTILL} --student-layers two", r"--student-layers 'two': give teacher layer numbers"),

@@ -1,6 +1,7 @@
 """minibert/train/distill.py: the student made from a teacher, the two distillation objectives' gradients
 against finite differences (float64, through the whole model), and both runs end to end on tiny models,
 with their errors."""
+import argparse
 import json
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 from helpers import DATA, TINY_PRETRAINING_CONFIG, data_path, made_up_corpus, minilm_tokenizer, write
 from minibert import backend, gradcheck
 from minibert.checks import SettingError
+from minibert.cli.args import add_arguments, from_namespace
+from minibert.cli.distill import DistillCommandArgs, recipe_settings
 from minibert.model.bert import BertModel
 from minibert.model.config import BertConfig
 from minibert.model.heads import BertForSequenceClassification
@@ -264,3 +267,21 @@ def test_the_command_line_runs_both_recipes(sst2_teacher, tiny_pretrained, tmp_p
                  "--batch-size", "8", "--eval-every", "2", "--eval-batches", "1", "--out", str(tmp_path / "p")]) == 0
     assert "held-out masked LM accuracy: student" in capsys.readouterr().out
     assert (tmp_path / "p" / "model.safetensors").is_file()
+
+
+def test_the_command_line_passes_the_flags_given_and_keeps_each_recipes_defaults():
+    """`distill`'s flags default to None: a recipe gets the flags given and its own defaults for the others
+    (train/distill.py declares them once); a flag of the other recipe is refused, never ignored."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, DistillCommandArgs)
+    parse = lambda *flags: from_namespace(DistillCommandArgs, parser.parse_args(["--teacher", "t", *flags]))  # noqa: E731
+    assert recipe_settings(parse("--pretraining"), PretrainDistillArgs) == \
+        PretrainDistillArgs(teacher="t", out="runs/distill", seed=42)
+    given = parse("--task", "sst2", "--train", "a", "--dev", "b", "--lr", "1e-4", "--temperature", "3", "--alpha", "0.9")
+    assert recipe_settings(given, TaskDistillArgs) == TaskDistillArgs(
+        teacher="t", task="sst2", train="a", dev="b", out="runs/distill", seed=42, lr=1e-4, temperature=3.0, alpha=0.9)
+    assert TaskDistillArgs(teacher="t", task="sst2", train="a", dev="b").lr == 5e-5
+    with pytest.raises(DistillError, match="--alpha: a setting of task distillation, not of --pretraining"):
+        recipe_settings(parse("--pretraining", "--alpha", "0.9"), PretrainDistillArgs)
+    with pytest.raises(DistillError, match="--mlm-weight: a setting of --pretraining, not of task distillation"):
+        recipe_settings(parse("--task", "sst2", "--train", "a", "--dev", "b", "--mlm-weight", "1"), TaskDistillArgs)
