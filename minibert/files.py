@@ -29,7 +29,8 @@ Three promises, each kept here once for every command:
    `claim_run_folder` puts 2 and 3 together for `pretrain` and `finetune`.
 
 Run kinds are read from run.json's keys: a pretraining run's has "corpus", a fine-tuning run's
-"task" (the formats have always had them, so old run folders are recognised too).
+"task" (the formats have always had them, so old run folders are recognised too); `distill
+--pretraining` writes a pretraining run folder whose run.json has "teacher" and "ce_weight".
 
 This module sits at the bottom of minibert's layers with errors.py: it imports nothing else from
 minibert, so every layer may use it.
@@ -244,7 +245,8 @@ def _run_contents(path: Path) -> Contents:
         settings = json.loads((path / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         settings = None
-    if not isinstance(settings, dict) or not ({"corpus", "task"} & set(settings)):
+    distilled = isinstance(settings, dict) and {"teacher", "ce_weight"} <= set(settings)   # distill --pretraining
+    if not isinstance(settings, dict) or not ({"corpus", "task"} & set(settings) or distilled):
         return Contents(path, OTHER, "a run.json that names no corpus and no task (damaged, or not minibert's)",
                         started=True)
     if "task" in settings:
@@ -257,7 +259,8 @@ def _run_contents(path: Path) -> Contents:
     trained = (path / "model.safetensors").is_file()
     done = ([f"{len(steps)} checkpoint{'s' if len(steps) > 1 else ''}, up to step {steps[-1]}"] if steps else []) \
         + (["the trained model"] if trained else [])
-    words = "a pretraining run" + (f" ({', '.join(done)})" if done else " with no checkpoint yet")
+    words = ("a pretraining distillation run" if distilled else "a pretraining run") + \
+        (f" ({', '.join(done)})" if done else " with no checkpoint yet")
     return Contents(path, PRETRAINING_RUN, words, started=bool(done))
 
 

@@ -2,6 +2,7 @@
 
     minibert distill --teacher runs/sst2 --task sst2 --train train.tsv --dev dev.tsv --out runs/sst2-student
     minibert distill --pretraining --teacher runs/mini --steps 500 --out runs/mini-student
+    minibert distill --pretraining --teacher runs/mini --steps 500 --out runs/mini-student --resume
 
 The library is minibert/train/distill.py (task and pretraining distillation); docs/distillation.md.
 """
@@ -68,8 +69,11 @@ class DistillCommandArgs:
     eval_every: int | None = recipe_option("eval_every", TASK, PRETRAINING, help="steps between evaluations "
                                            "(0: at the end of every epoch)")
     eval_batches: int | None = recipe_option("eval_batches", PRETRAINING)
+    checkpoint_every: int | None = recipe_option("checkpoint_every", PRETRAINING)
     seed: int = field(default=42, metadata={"help": "seed of the data order, a random init and dropout"})
     overwrite: bool = field(default=False, metadata={"help": "replace an earlier run in --out"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in --out from its newest checkpoint, with the same settings"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
 
 
@@ -96,6 +100,9 @@ def recipe_settings(args: DistillCommandArgs, recipe):
 def run_distill(args: DistillCommandArgs) -> int:
     """Task distillation (a finetune run folder) or, with --pretraining, DistilBERT's pretraining recipe."""
     if not args.pretraining:
+        if args.resume:
+            raise DistillError("--resume: only a `distill --pretraining` run can be resumed (task distillation "
+                               "writes no checkpoints: run it again)")
         distill.run_task(recipe_settings(args, TASK), overwrite=args.overwrite)
         for path in plot_run(args.out):
             print(f"figure: {path}")
@@ -103,7 +110,7 @@ def run_distill(args: DistillCommandArgs) -> int:
     settings = recipe_settings(args, PRETRAINING)
     distill.check_teacher_run(args.teacher)              # before loading it: a clear message for a wrong folder
     teacher, tokenizer = load_pretraining_model(args.teacher)
-    result = distill.run_pretraining(settings, teacher, tokenizer, overwrite=args.overwrite)
+    result = distill.run_pretraining(settings, teacher, tokenizer, overwrite=args.overwrite, resume=args.resume)
     print(f"held-out masked LM accuracy: student {result['eval_mlm_accuracy']:.3f}, teacher "
           f"{result['teacher_eval_mlm_accuracy']:.3f} (most frequent word {result['eval_mlm_accuracy_most_frequent']:.3f})")
     return 0

@@ -52,7 +52,7 @@ from minibert.files import FINETUNING_RUN, PRETRAINING_RUN, check_out_folder, cl
 from minibert.model.config import BertConfig
 from minibert.model.heads.base import BertWithTaskHead
 from minibert.model.heads.pretraining import BertForPreTraining
-from minibert.model.io import save_arrays, write_json
+from minibert.model.io import read_json, save_arrays, write_json
 from minibert.ops.losses import (IGNORE_INDEX, cosine_embedding_loss_backward, cosine_embedding_loss_forward,
                                  kl_div_with_temperature_backward, kl_div_with_temperature_forward,
                                  soft_target_cross_entropy_backward, soft_target_cross_entropy_forward)
@@ -64,7 +64,7 @@ from minibert.train.optim import AdamW, linear_warmup_decay
 
 __all__ = ["DistillError", "every_other_layer", "parse_layers", "student_from_teacher", "TaskDistillation",
            "TaskDistillArgs", "run_task", "PretrainDistillation", "PretrainDistillArgs", "run_pretraining",
-           "check_teacher_run", "teacher_data", "NSP_AND_POOLER"]
+           "check_teacher_run", "teacher_data", "NSP_AND_POOLER", "check_resume", "RESUME_CHANGES"]
 
 
 class DistillError(MinibertError, RuntimeError):
@@ -370,14 +370,37 @@ def teacher_data(teacher_dir, vocab_size: int) -> tuple[dict, dict, int]:
     return data[0], data[1], seq_len
 
 
+RESUME_CHANGES = ("checkpoint_every", "progress")      # what `--resume` may change (no number depends on them)
+
+
+def check_resume(args: PretrainDistillArgs, run_dir: Path) -> None:
+    """`args` may continue the distillation in `run_dir`: its run.json holds a pretraining distillation's
+    settings and they are args' (but RESUME_CHANGES); else DistillError naming every setting that differs."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise DistillError(f"--resume: no distillation to resume in {run_dir} (no run.json)")
+    saved = read_json(path)
+    if not isinstance(saved, dict) or "teacher" not in saved or "ce_weight" not in saved:
+        raise DistillError(f"--resume: {path} is not the run.json of a `distill --pretraining` run")
+    given = dataclasses.asdict(args)
+    differ = [f"--{k.replace('_', '-')} {given.get(k)!r} (the run's: {v!r})" for k, v in saved.items()
+              if k not in RESUME_CHANGES and given.get(k) != v]
+    if differ:
+        raise DistillError(f"--resume keeps the settings in {path}, but got {', '.join(differ)}; only "
+                           f"{', '.join('--' + k.replace('_', '-') for k in RESUME_CHANGES)} may change")
+
+
 def run_pretraining(args: PretrainDistillArgs, teacher, tokenizer, stream=print, callback=None,
-                    overwrite: bool = False) -> dict:
+                    overwrite: bool = False, resume: bool = False) -> dict:
     """Train a student of `teacher` (a BertForPreTraining, e.g. from apps.fill_mask.load_pretraining_model
     on args.teacher) with DistilBERT's loss on the teacher run's instances; return the last held-out
     evaluation (student and, under "teacher_*", the teacher on the same rows).
 
     Writes into args.out a pretraining run folder: run.json (these settings), config.json, vocab.txt,
     log.jsonl, checkpoints/ and model.safetensors; `minibert fill-mask --model OUT` loads it.
+    resume=True continues the run in args.out from its newest checkpoint (the same settings, checked
+    against its run.json), exactly: the data order is a function of (seed, step), the student's weights,
+    AdamW's moments and the dropout generator come from the checkpoint, the teacher is fixed.
     """
     if not isinstance(teacher, BertForPreTraining):
         raise DistillError(f"--teacher {args.teacher}: a pretraining teacher (BertForPreTraining) is needed, got "
@@ -386,7 +409,9 @@ def run_pretraining(args: PretrainDistillArgs, teacher, tokenizer, stream=print,
     layers = parse_layers(args.student_layers, teacher.config.num_hidden_layers)
     run_dir = Path(args.out)
     inputs = [("--teacher", args.teacher)]
-    check_out_folder(run_dir, PRETRAINING_RUN, inputs=inputs, overwrite=overwrite)
+    check_out_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite)
+    if resume:
+        check_resume(args, run_dir)
     student = student_from_teacher(teacher, layers, seed=args.seed, init=args.init)
     objective = PretrainDistillation(teacher, args.temperature, args.ce_weight, args.mlm_weight, args.cos_weight)
     mask_id, n_train = tokenizer.mask_token_id, len(train["input_ids"])
@@ -395,8 +420,10 @@ def run_pretraining(args: PretrainDistillArgs, teacher, tokenizer, stream=print,
     with teacher.inference():
         of_teacher = pretrain.evaluate(teacher, held, args.batch_size, args.eval_batches, mask_id)
     of_teacher = {"teacher_" + k: v for k, v in of_teacher.items()}
-    with claim_run_folder(run_dir, PRETRAINING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
+    with claim_run_folder(run_dir, PRETRAINING_RUN, inputs=inputs, resume=resume, overwrite=overwrite, say=stream):
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            check_resume(args, run_dir)              # again, under the lock
         write_json(run_dir / "run.json", dataclasses.asdict(args))
         student.config.save(run_dir)
         tokenizer.save_pretrained(run_dir)
@@ -416,8 +443,9 @@ def run_pretraining(args: PretrainDistillArgs, teacher, tokenizer, stream=print,
                f"{args.ce_weight:g} x soft CE (T={args.temperature:g}) + {args.mlm_weight:g} x MLM + "
                f"{args.cos_weight:g} x cosine; the teacher's held-out MLM accuracy "
                f"{of_teacher['teacher_eval_mlm_accuracy']:.3f}")
+        start = loop.resume() if resume else 0
         plan = [(None, step_rows(step, args.batch_size, n_train, args.seed)) for step in range(args.steps)]
-        summary = loop.run(plan, lambda rows: [pretrain.get_batch(train, rows)])
+        summary = loop.run(plan, lambda rows: [pretrain.get_batch(train, rows)], start=start)
         save_arrays(run_dir / "model.safetensors", student.params, metadata={"format": "pt", "step": args.steps})
     stream(f"saved the student to {run_dir / 'model.safetensors'}")
     return summary["last_eval"]

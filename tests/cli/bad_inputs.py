@@ -808,6 +808,7 @@ def _distill() -> list[Probe]:
         T(f"{DISTILL} --ce-weight 1 --cos-weight 0", r"--ce-weight, --cos-weight: a setting of --pretraining, not "
                                                      r"of task distillation"),
         T(f"{DISTILL_PRE} --alpha 0.9", r"--alpha: a setting of task distillation, not of --pretraining"),
+        T(f"{DISTILL_PRE} --resume", r"--resume: no distillation to resume in .*out \(no run.json\)"),
         T(f"{DISTILL_PRE} --ce-weight 0 --mlm-weight 0 --cos-weight 0", r"are all 0: nothing to train"),
         T(f"{DISTILL} --student-layers 0,3", r"--student-layers '0,3': the teacher has layers 0..0; 3 is not"),
         T(f"{DISTILL} --student-layers two", r"--student-layers 'two': give teacher layer numbers"),

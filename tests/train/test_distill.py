@@ -2,6 +2,7 @@
 against finite differences (float64, through the whole model), and both runs end to end on tiny models,
 with their errors."""
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -285,3 +286,50 @@ def test_the_command_line_passes_the_flags_given_and_keeps_each_recipes_defaults
         recipe_settings(parse("--pretraining", "--alpha", "0.9"), PretrainDistillArgs)
     with pytest.raises(DistillError, match="--mlm-weight: a setting of --pretraining, not of task distillation"):
         recipe_settings(parse("--task", "sst2", "--train", "a", "--dev", "b", "--mlm-weight", "1"), TaskDistillArgs)
+
+
+class Stop(Exception):
+    """Raised from the log callback: the run stops there as a killed one would (after its last checkpoint)."""
+
+
+def _steps_and_evaluations(run_dir) -> list[dict]:
+    """log.jsonl without its wall-clock fields."""
+    rows = [json.loads(r) for r in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "tokens_per_s")} for r in rows]
+
+
+def test_a_pretraining_distillation_resumes_exactly(tiny_pretrained, tmp_path):
+    """Stopped at step 5 (last checkpoint: step 4), then resumed: the log and the student are those of the
+    run never stopped, to the bit (dropout on: the generator's state is in the checkpoint)."""
+    from minibert.apps.fill_mask import load_pretraining_model
+    from minibert.model.io import load_arrays
+    teacher, tokenizer = load_pretraining_model(tiny_pretrained)
+    assert teacher.config.hidden_dropout_prob > 0
+    quiet = lambda *a: None  # noqa: E731
+    settings = dict(teacher=str(tiny_pretrained), steps=8, batch_size=8, eval_every=3, eval_batches=2,
+                    checkpoint_every=2, progress=False)
+    whole = PretrainDistillArgs(out=str(tmp_path / "whole"), **settings)
+    distill.run_pretraining(whole, teacher, tokenizer, stream=quiet)
+
+    cut = PretrainDistillArgs(out=str(tmp_path / "cut"), **settings)
+
+    def stop_at_5(row):
+        if row.get("step") == 5 and "loss" in row:
+            raise Stop
+    with pytest.raises(Stop):
+        distill.run_pretraining(cut, teacher, tokenizer, stream=quiet, callback=stop_at_5)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    said = []
+    distill.run_pretraining(cut, teacher, tokenizer, stream=said.append, resume=True)
+    assert any("resuming from" in line and "step 4" in line for line in said), said
+    assert _steps_and_evaluations(tmp_path / "cut") == _steps_and_evaluations(tmp_path / "whole")
+    a, b = load_arrays(tmp_path / "whole" / "model.safetensors"), load_arrays(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+    with pytest.raises(DistillError, match=r"--resume keeps the settings .*--steps 9 .*\(the run's: 8\)"):
+        distill.run_pretraining(dataclasses.replace(cut, steps=9), teacher, tokenizer, stream=quiet, resume=True)
+    with pytest.raises(DistillError, match="no distillation to resume"):
+        distill.run_pretraining(dataclasses.replace(cut, out=str(tmp_path / "none")), teacher, tokenizer,
+                                stream=quiet, resume=True)
+    distill.run_pretraining(cut, teacher, tokenizer, stream=quiet, overwrite=True)     # a distillation run folder
+    assert _steps_and_evaluations(tmp_path / "cut") == _steps_and_evaluations(tmp_path / "whole")
