@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,9 @@ import numpy
 from minibert.apps.fill_mask import load_pretraining_model
 from minibert.apps.generate import generate, pseudo_perplexity
 from minibert.apps.ngrams import NgramCounts, is_word, split_words
-from minibert.data.pretraining.readers import GUTENBERG_HELD_OUT, read_corpus, read_gutenberg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_complete import documents  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # (name, generate() options): the settings of masked sampling compared
@@ -103,11 +106,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     wall = time.perf_counter()
     model, tok = load_pretraining_model(args.model)
-    if args.train:
-        train, held = read_corpus(args.train), read_corpus(args.heldout)
-    else:
-        train = read_gutenberg(args.data, exclude=GUTENBERG_HELD_OUT)
-        held = read_gutenberg(args.data, books=list(GUTENBERG_HELD_OUT))
+    train, held = documents(args)                   # eval_complete's: the same books, split the same way
     counts = NgramCounts.from_documents(train)
     held_counts = Counter(w for d in held for s in d for w in split_words(s) if is_word(w))
     sets, seconds = {}, {}

@@ -15,23 +15,13 @@ from collections import Counter
 import numpy
 import pytest
 
-from helpers import REPO, tiny_pretraining_flags, tiny_pretraining_inputs
+from helpers import REPO
 from minibert.apps.complete import complete, infill, masked_log_probs, rank_words, word_piece_table
 from minibert.apps.fill_mask import load_pretraining_model, mask_probabilities
 from minibert.apps.ngrams import START, NgramCounts, is_word, split_words
 from minibert.cli import main
 from minibert.errors import InputError
 from minibert.model.bert import BertModel
-
-
-@pytest.fixture(scope="module")
-def mlm(tmp_path_factory):
-    """(model, tokenizer) of a tiny `minibert pretrain` run (1 layer, hidden 32, vocabulary 120)."""
-    root = tmp_path_factory.mktemp("complete")
-    (root / "in").mkdir()
-    assert main(tiny_pretraining_flags(tiny_pretraining_inputs(root / "in"), root / "run")) == 0
-    model, tok = load_pretraining_model(root / "run", dtype="float64")
-    return model, tok, root / "run"
 
 
 def ids(tok, text):

@@ -9,23 +9,13 @@ import sys
 import numpy
 import pytest
 
-from helpers import REPO, tiny_pretraining_flags, tiny_pretraining_inputs
+from helpers import REPO
 from minibert import backend
 from minibert.apps.complete import complete, masked_log_probs
 from minibert.apps.fill_mask import load_pretraining_model
 from minibert.apps.generate import detokenize, draw, generate, pseudo_log_likelihoods, pseudo_perplexity
 from minibert.cli import main
 from minibert.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def mlm(tmp_path_factory):
-    """(model, tokenizer, run folder) of a tiny `minibert pretrain` run (1 layer, hidden 32, vocabulary 120)."""
-    root = tmp_path_factory.mktemp("generate")
-    (root / "in").mkdir()
-    assert main(tiny_pretraining_flags(tiny_pretraining_inputs(root / "in"), root / "run")) == 0
-    model, tok = load_pretraining_model(root / "run", dtype="float64")
-    return model, tok, root / "run"
 
 
 def test_samples_have_no_special_tokens_and_are_reproducible(mlm):

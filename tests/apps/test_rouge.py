@@ -1,7 +1,6 @@
 """minibert.apps.rouge against Google's rouge-score 0.1.2 (requirements-dev.txt), on real summaries: equal to 1e-12."""
 from __future__ import annotations
 
-import random
 import re
 
 import pytest
