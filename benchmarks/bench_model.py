@@ -28,6 +28,19 @@ def hf_config(cfg):
                                       if k not in ("model_type", "architectures")})
 
 
+def model_inputs(cfg, B, T):
+    """(ids, token types, attention mask, d_sequence, d_pooled) for a (B, T) batch, drawn from seed 0: the
+    same numbers for every benchmark that times BertModel (here and run_all.py)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, cfg.vocab_size, (B, T))
+    types = np.zeros_like(ids)
+    mask = np.ones_like(ids)
+    mask[B // 2:, T * 3 // 4:] = 0                       # some padding, as in real batches
+    d_seq = rng.standard_normal((B, T, cfg.hidden_size), dtype=np.float32)
+    d_pool = rng.standard_normal((B, cfg.hidden_size), dtype=np.float32)
+    return ids, types, mask, d_seq, d_pool
+
+
 def model_matmul_flops(cfg, B, T) -> float:
     """Matmul FLOPs of one forward pass (2 per multiply-add); the backward does twice as many."""
     H, I, L = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
@@ -78,15 +91,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     cfg = BertConfig.preset(args.config, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     B, T = args.batch, args.seq
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1, cfg.vocab_size, (B, T))
-    types = np.zeros_like(ids)
-    mask = np.ones_like(ids)
-    mask[B // 2:, T * 3 // 4:] = 0                       # some padding, as in real batches
-
+    ids, types, mask, d_seq, d_pool = model_inputs(cfg, B, T)
     model = BertModel(cfg, seed=0).eval()
-    d_seq = rng.standard_normal((B, T, cfg.hidden_size), dtype=np.float32)
-    d_pool = rng.standard_normal((B, cfg.hidden_size), dtype=np.float32)
 
     def mb_forward():
         return model.forward(ids, types, mask)
