@@ -30,21 +30,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from bench_model import hf_config, matmul_peak, model_matmul_flops
+from gpu_bench import pretraining_batch
 from pretrain_compare import gathered_loss
 
 
 def make_batch(cfg, B, T, rng):
-    ids = rng.integers(5, cfg.vocab_size, (B, T))
-    labels = np.full((B, T), -100)
-    n_pred = min(20, max(1, round(T * 0.15)))
-    for b in range(B):
-        pos = rng.choice(np.arange(1, T - 1), size=n_pred, replace=False)
-        labels[b, pos] = ids[b, pos]
-        ids[b, pos] = 4
-    types = np.zeros((B, T), dtype=np.int64)
-    types[:, T // 2:] = 1
-    return dict(input_ids=ids, token_type_ids=types, attention_mask=np.ones((B, T), dtype=np.int64),
-                labels=labels, next_sentence_label=rng.integers(0, 2, B))
+    """A BertForPreTraining batch with 15% of the positions masked (at most 20, Google's
+    max_predictions_per_seq): gpu_bench's batch, so the CPU and GPU figures time the same work."""
+    return pretraining_batch(cfg.vocab_size, B, T, rng, predictions=min(20, max(1, round(T * 0.15))))
 
 
 def main(argv=None):
