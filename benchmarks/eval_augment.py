@@ -42,7 +42,7 @@ from minibert.apps.augment import Augmenter, augment_tsv                        
 from minibert.data.batches import epoch_batches                                          # noqa: E402
 from minibert.model.pretrained import default_model_dir                                  # noqa: E402
 from minibert.tokenization import BertTokenizer                                          # noqa: E402
-from minibert.train.finetune import FinetuneArgs, evaluate, finetune_step                # noqa: E402
+from minibert.train.finetune import FinetuneArgs, evaluate, finetune_step, save_model    # noqa: E402
 from minibert.train.finetune_tasks import get_task                                      # noqa: E402
 from minibert.train.optim import AdamW, linear_warmup_decay                              # noqa: E402
 
@@ -58,8 +58,9 @@ def sample_tsv(src: Path, n: int, seed: int, dst: Path) -> Path:
     return dst
 
 
-def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task, lr: float) -> dict:
-    """Fine-tune the packaged MiniLM for `steps` optimizer steps on train_tsv; dev accuracy after the last."""
+def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task, lr: float):
+    """Fine-tune the packaged MiniLM for `steps` optimizer steps on train_tsv; (dev accuracy and times after
+    the last step, the model)."""
     args = FinetuneArgs(task="sst2", train=str(train_tsv), dev=str(train_tsv), max_seq_len=MAX_SEQ_LEN, seed=seed,
                         lr=lr, batch_size=BATCH, progress=False)
     train = task.load(train_tsv, tokenizer, split="train")
@@ -77,7 +78,7 @@ def finetune_steps(train_tsv: Path, dev, steps: int, seed: int, tokenizer, task,
     result = evaluate(model, task, dev, 64)
     return {"accuracy": result["accuracy"], "dev_loss": result["dev_loss"], "rows": len(train.encoded),
             "steps": steps, "epochs": round(steps * BATCH / len(train.encoded), 2), "train_seconds": train_s,
-            "eval_seconds": time.perf_counter() - start - train_s}
+            "eval_seconds": time.perf_counter() - start - train_s}, model
 
 
 def main(argv=None):
@@ -91,6 +92,9 @@ def main(argv=None):
     parser.add_argument("--fraction", type=float, default=0.15)
     parser.add_argument("--min-steps", type=int, default=60)
     parser.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of the fine-tuning")
+    parser.add_argument("--filter", action="store_true",
+                        help="a third arm: augmented rows kept only where the plain arm's classifier (trained on the "
+                             "same N sentences) gives them their source's label")
     parser.add_argument("--dev-limit", type=int, default=None, help="the first N dev sentences only (smoke tests)")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "augment"))
@@ -113,18 +117,30 @@ def main(argv=None):
                 aug_tsv = Path(tmp) / f"aug-{n}-{seed}.tsv"
                 augment_tsv(augmenter, plain_tsv, aug_tsv, args.per_example, seed)
                 aug_s = time.perf_counter() - t
-                for arm, path in (("plain", plain_tsv), ("augmented", aug_tsv)):
-                    r = finetune_steps(path, dev, steps, seed, tokenizer, task, args.lr)
-                    r.update(size=n, seed=seed, arm=arm, augment_seconds=aug_s if arm == "augmented" else 0.0)
+                arms = [("plain", plain_tsv), ("augmented", aug_tsv)] + ([("filtered", None)] if args.filter else [])
+                plain_model = None
+                for arm, path in arms:
+                    made = {"augmented": aug_s}
+                    if arm == "filtered":                # the plain arm's classifier filters the MLM's rows
+                        t, path = time.perf_counter(), Path(tmp) / f"filtered-{n}-{seed}.tsv"
+                        save_model(plain_model, tokenizer, task, Path(tmp) / f"filter-{n}-{seed}")
+                        counts = augment_tsv(augmenter, plain_tsv, path, args.per_example, seed,
+                                             filter_folder=Path(tmp) / f"filter-{n}-{seed}")
+                        made["filtered"] = time.perf_counter() - t
+                    r, model = finetune_steps(path, dev, steps, seed, tokenizer, task, args.lr)
+                    plain_model = model if arm == "plain" else plain_model
+                    r.update(size=n, seed=seed, arm=arm, augment_seconds=made.get(arm, 0.0))
+                    if arm == "filtered":
+                        r["filtered_out"] = counts["filtered_out"]
                     runs.append(r)
                     print(f"N={n:<5} seed {seed} {arm:<10} rows {r['rows']:<5} steps {steps:<4} "
                           f"dev accuracy {r['accuracy']:.4f}  ({r['train_seconds']:.0f} s train, "
-                          f"{r['eval_seconds']:.0f} s dev{f', {aug_s:.0f} s augment' if arm == 'augmented' else ''})",
+                          f"{r['eval_seconds']:.0f} s dev{f', {made[arm]:.0f} s augment' if arm in made else ''})",
                           flush=True)
     table = []
     for n in args.sizes:
         row = {"size": n}
-        for arm in ("plain", "augmented"):
+        for arm in ("plain", "augmented") + (("filtered",) if args.filter else ()):
             acc = [r["accuracy"] for r in runs if r["size"] == n and r["arm"] == arm]
             row[arm] = {"mean": float(numpy.mean(acc)), "std": float(numpy.std(acc, ddof=1)) if len(acc) > 1 else None,
                         "seeds": len(acc), "accuracies": acc}
@@ -132,11 +148,14 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     print(f"\nSST-2 dev accuracy ({len(dev.encoded)} sentences), MiniLM fine-tuned on N sampled sentences, equal steps; "
           f"augmentation: {args.per_example} rows per sentence from {args.mlm}; {seconds:.0f} s in all")
-    print(f"{'N':>6}  {'plain':>17}  {'augmented':>17}  {'difference':>10}  seeds")
+    filtered = f"  {'filtered':>17}  {'difference':>10}" if args.filter else ""
+    print(f"{'N':>6}  {'plain':>17}  {'augmented':>17}  {'difference':>10}{filtered}  seeds")
     for row in table:
         p, a = row["plain"], row["augmented"]
         fmt = lambda d: f"{d['mean']:.4f} ± {d['std']:.4f}" if d["std"] is not None else f"{d['mean']:.4f}"  # noqa: E731
-        print(f"{row['size']:>6}  {fmt(p):>17}  {fmt(a):>17}  {a['mean'] - p['mean']:>+10.4f}  {p['seeds']}")
+        f = row.get("filtered")
+        third = f"  {fmt(f):>17}  {f['mean'] - p['mean']:>+10.4f}" if f else ""
+        print(f"{row['size']:>6}  {fmt(p):>17}  {fmt(a):>17}  {a['mean'] - p['mean']:>+10.4f}{third}  {p['seeds']}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"settings": vars(args), "batch": BATCH, "max_seq_len": MAX_SEQ_LEN,

@@ -151,11 +151,15 @@ def test_the_benchmark_script_runs(run, tmp_path):
     data = data_path("sst2").parent
     r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "eval_augment.py"), "--mlm", str(run), "--sizes", "8",
                         "--seeds", "0", "--per-example", "1", "--min-steps", "2", "--dev-limit", "16",
-                        "--data", str(data), "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+                        "--data", str(data), "--out", str(tmp_path), "--filter"], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "rows 16" in r.stdout and "plain" in r.stdout
+    assert "rows 16" in r.stdout and "plain" in r.stdout and "filtered" in r.stdout
     result = json.loads((tmp_path / "results.json").read_text())
-    assert [(x["arm"], x["rows"], x["steps"]) for x in result["runs"]] == [("plain", 8, 3), ("augmented", 16, 3)]   # 3 epochs of 1 step
+    runs = [(x["arm"], x["rows"], x["steps"]) for x in result["runs"]]
+    assert runs[:2] == [("plain", 8, 3), ("augmented", 16, 3)]          # 3 epochs of 1 step
+    filtered = result["runs"][2]                                        # the plain arm's classifier kept some rows
+    assert filtered["arm"] == "filtered" and filtered["rows"] == 16 - filtered["filtered_out"] and filtered["steps"] == 3
 
 
 def test_runs_on_every_backend(run, xp):
