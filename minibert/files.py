@@ -18,7 +18,7 @@ Three promises, each kept here once for every command:
    model, a vocabulary, other files, or a file. `check_out_folder` and `check_out_files` are what a
    command calls before it reads or writes anything: an `--out` that holds a run of another kind,
    or is (or contains, or is inside) one of the command's inputs, is refused; one that holds an
-   earlier output of the same kind is refused unless the user says `--resume` (pretraining) or
+   earlier output of the same kind is refused unless the user says `--resume` (a run) or
    `--overwrite`. A single output file may replace an earlier one, never an input, a folder, or a
    file of a run, model or vocabulary.
 
@@ -247,16 +247,16 @@ def _run_contents(path: Path) -> Contents:
     if not isinstance(settings, dict) or not ({"corpus", "task"} & set(settings)):
         return Contents(path, OTHER, "a run.json that names no corpus and no task (damaged, or not minibert's)",
                         started=True)
-    if "task" in settings:
-        done = [what for what, name in (("its best model", "best"), ("metrics.json", "metrics.json"),
-                                        ("a log", "log.jsonl")) if (path / name).exists()]
-        words = f"a fine-tuning run of {settings['task']}" + (f" ({', '.join(done)})" if done else ", not started")
-        return Contents(path, FINETUNING_RUN, words, started=bool(done))
     steps = sorted(int(p.name[5:]) for p in (path / "checkpoints").glob("step-*")
                    if p.name[5:].isdigit() and (p / "state.json").is_file())
+    checkpoints = [f"{len(steps)} checkpoint{'s' if len(steps) > 1 else ''}, up to step {steps[-1]}"] if steps else []
+    if "task" in settings:
+        done = [what for what, name in (("its best model", "best"), ("metrics.json", "metrics.json"),
+                                        ("a log", "log.jsonl")) if (path / name).exists()] + checkpoints
+        words = f"a fine-tuning run of {settings['task']}" + (f" ({', '.join(done)})" if done else ", not started")
+        return Contents(path, FINETUNING_RUN, words, started=bool(done))
     trained = (path / "model.safetensors").is_file()
-    done = ([f"{len(steps)} checkpoint{'s' if len(steps) > 1 else ''}, up to step {steps[-1]}"] if steps else []) \
-        + (["the trained model"] if trained else [])
+    done = checkpoints + (["the trained model"] if trained else [])
     words = "a pretraining run" + (f" ({', '.join(done)})" if done else " with no checkpoint yet")
     return Contents(path, PRETRAINING_RUN, words, started=bool(done))
 
@@ -333,7 +333,7 @@ def check_out_folder(out, kind: str, *, inputs: Iterable[tuple[str, object]] = (
                            f"use another {flag}")
     if resume or overwrite or (kind in RUNS and not found.started):
         return found
-    continue_it = "--resume to continue it, " if kind == PRETRAINING_RUN else ""
+    continue_it = "--resume to continue it, " if kind in RUNS else ""
     raise OutPathError(f"{flag} {out} already holds {found.words}; use another {flag}, "
                        f"{continue_it}or --overwrite to replace it")
 
