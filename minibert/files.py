@@ -247,16 +247,16 @@ def _run_contents(path: Path) -> Contents:
     if not isinstance(settings, dict) or not ({"corpus", "task"} & set(settings)):
         return Contents(path, OTHER, "a run.json that names no corpus and no task (damaged, or not minibert's)",
                         started=True)
-    steps = sorted(int(p.name[5:]) for p in (path / "checkpoints").glob("step-*")
-                   if p.name[5:].isdigit() and (p / "state.json").is_file())
-    checkpoints = [f"{len(steps)} checkpoint{'s' if len(steps) > 1 else ''}, up to step {steps[-1]}"] if steps else []
-    if "task" in settings:
+    if "task" in settings:          # (a fine-tuning run writes its log from step 1, before any checkpoint)
         done = [what for what, name in (("its best model", "best"), ("metrics.json", "metrics.json"),
-                                        ("a log", "log.jsonl")) if (path / name).exists()] + checkpoints
+                                        ("a log", "log.jsonl")) if (path / name).exists()]
         words = f"a fine-tuning run of {settings['task']}" + (f" ({', '.join(done)})" if done else ", not started")
         return Contents(path, FINETUNING_RUN, words, started=bool(done))
+    steps = sorted(int(p.name[5:]) for p in (path / "checkpoints").glob("step-*")
+                   if p.name[5:].isdigit() and (p / "state.json").is_file())
     trained = (path / "model.safetensors").is_file()
-    done = checkpoints + (["the trained model"] if trained else [])
+    done = ([f"{len(steps)} checkpoint{'s' if len(steps) > 1 else ''}, up to step {steps[-1]}"] if steps else []) \
+        + (["the trained model"] if trained else [])
     words = "a pretraining run" + (f" ({', '.join(done)})" if done else " with no checkpoint yet")
     return Contents(path, PRETRAINING_RUN, words, started=bool(done))
 

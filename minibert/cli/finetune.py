@@ -65,8 +65,8 @@ def finetune_settings(args: FinetuneCommandArgs) -> FinetuneArgs:
     if not args.resume:
         missing = [flag(k) for k in REQUIRED if typed[k] is None]
         if missing:
-            raise FinetuneError(f"the following arguments are required: {', '.join(missing)} (or --resume to "
-                                f"continue the run in --out)")
+            raise FinetuneError(f"the following arguments are required: {', '.join(missing)}, or --resume to "
+                                f"continue the run in --out (see minibert finetune --help)")
         fields = {f.name: f.default for f in dataclasses.fields(FinetuneArgs) if f.name in RESUME_CHANGES}
         return FinetuneArgs(**{**fields, **given, "out": args.out, "progress": args.progress})
     check_out_folder(args.out, FINETUNING_RUN, resume=True, overwrite=args.overwrite)   # a fine-tuning run, free
