@@ -389,3 +389,47 @@ def test_the_library_settings_round_trip_through_run_json(world, tmp_path):
     args = settings(world, out)
     stopped_at(3, args)
     assert finetune.load_run_args(out, progress=False) == dataclasses.replace(args)
+
+
+# -- data-parallel: 2 ranks resume as they ran --------------------------------------------------------------------
+
+def test_two_ranks_resume_exactly(world, tmp_path):
+    """`mpiexec -n 2 minibert finetune` (dropout on: each rank its own stream), then the same run cut back to
+    its step-8 checkpoint (as a kill after it leaves it: later checkpoints and metrics.json gone, the log and
+    best/ ahead of it) and resumed on 2 ranks: the uninterrupted run's folder, file for file."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from helpers import REPO
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install -e .[mpi]): the 2-rank runs need it")
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
+    if not mpiexec:
+        pytest.skip("no mpiexec (pip install mpich)")
+    a = settings(world, tmp_path)
+    flags = ["finetune", "--no-progress", "--task", "sst2", "--train", a.train, "--dev", a.dev, "--model", a.model,
+             "--epochs", "3", "--batch-size", "8", "--max-seq-len", "16", "--lr", "3e-3", "--eval-every", "3",
+             "--checkpoint-every", "4", "--keep", "10"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    def ranks(*extra):
+        done = subprocess.run([mpiexec, "-n", "2", sys.executable, "-m", "minibert", *flags, *extra], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    for name in ("ref", "cut"):
+        ranks("--out", str(tmp_path / name))
+    cut = tmp_path / "cut"
+    for later in (p for p in (cut / "checkpoints").iterdir() if int(p.name[5:]) > 8):
+        shutil.rmtree(later)
+    for name in ("metrics.json", "curves.png", "confusion.png"):
+        (cut / name).unlink()
+    printed = ranks("--out", str(cut), "--resume")
+    assert "resuming from" in printed and "(step 8)" in printed
+    state = json.loads((cut / "checkpoints" / "step-00000018" / "state.json").read_text())
+    assert len(state["dropout_rng_ranks"]) == 2
+    for name in ("curves.png", "confusion.png"):       # drawn from the log (its timings differ)
+        (cut / name).unlink()
+        (tmp_path / "ref" / name).unlink()
+    assert_same_run(tmp_path / "ref", cut)
