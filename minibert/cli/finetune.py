@@ -12,6 +12,7 @@ from minibert.cli.precision import chosen_precision, precision_field, using_prec
 from minibert.files import FINETUNING_RUN, check_out_folder
 from minibert.train import finetune
 from minibert.train.finetune import RESUME_CHANGES, FinetuneArgs, FinetuneError, flag, load_finetuned, load_run_args
+from minibert.viz import plot_run
 
 REQUIRED = ("task", "train", "dev")          # FinetuneArgs' fields without a default: needed unless --resume
 
@@ -23,7 +24,6 @@ def _optional(name: str, with_resume: str):
     default = "" if base.default is dataclasses.MISSING else f"default: {base.default}; "
     return field(default=None, metadata={**base.metadata,
                                          "help": f"{base.metadata.get('help', '')} ({default}{with_resume})"})
-from minibert.viz import plot_run
 
 
 @dataclass(kw_only=True)

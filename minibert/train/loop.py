@@ -401,7 +401,8 @@ class TrainingLoop:
         """The best evaluation rebuilt from the log, with the private fields the checkpoint resumed from kept
         for it (the log has no "_" keys); as it is when the checkpoint holds none for that evaluation."""
         saved = self.resumed_state.get("best_private")
-        if best is None or not isinstance(saved, dict) or saved.get("step") != best["step"]:
+        if best is None or not isinstance(saved, dict) or saved.get("step") != best["step"] \
+                or not isinstance(saved.get("fields"), dict):
             return best
         return {**best, **saved["fields"]}
 

@@ -13,7 +13,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,7 @@ import pytest
 
 import minibert.train.finetune as finetune
 import minibert.train.loop
-from helpers import write
+from helpers import REPO, write
 from minibert.cli import main
 from minibert.model.bert import BertModel
 from minibert.model.config import BertConfig
@@ -187,14 +191,14 @@ def test_killed_right_after_best_is_saved_before_its_checkpoint(world, tmp_path)
     """The best model written at an evaluation after the newest checkpoint, then the kill: the resumed run
     evaluates again and writes best/ again; its best/ and metrics.json are the uninterrupted run's."""
     ref = reference(world)
-    improved = [r["step"] for r in log_rows(ref) if "dev_loss" in r]
+    evaluations = [r["step"] for r in log_rows(ref) if "dev_loss" in r]
     best_at, best = [], -1.0
     for row in (r for r in log_rows(ref) if "dev_loss" in r):
         if row["accuracy"] > best:
             best_at.append(row["step"])
             best = row["accuracy"]
     late = [s for s in best_at if s % 4]                   # saved at a step that has no checkpoint
-    assert late, f"the toy run improves only at checkpoints ({best_at}, evaluations {improved}): change it"
+    assert late, f"the toy run improves only at checkpoints ({best_at}, evaluations {evaluations}): change it"
     n = best_at.index(late[-1]) + 1                        # the n-th save_model call is that one
     real, calls = finetune.save_model, []
 
@@ -230,8 +234,7 @@ def test_ner_resumes_exactly(world, tmp_path):
     stopped_at(10, settings(world, out, task="wnut17"))
     finetune_run(settings(world, out, task="wnut17"), resume=True)
     assert_same_run(ref, out)
-    assert "entity_f1" in json.loads((out / "metrics.json").read_text()) or \
-        len(json.loads((out / "metrics.json").read_text())) > 6
+    assert json.loads((out / "metrics.json").read_text())["metric"] == "f1"
 
 
 # -- fp16: the loss scaler's state is in the checkpoint ---------------------------------------------------------
@@ -386,9 +389,10 @@ def test_the_command_resumes_with_the_settings_of_run_json(world, tmp_path, caps
 
 def test_the_library_settings_round_trip_through_run_json(world, tmp_path):
     out = tmp_path / "run"
-    args = settings(world, out)
+    args = settings(world, out, fp16=True, freeze_layers=1, patience=3)
     stopped_at(3, args)
-    assert finetune.load_run_args(out, progress=False) == dataclasses.replace(args)
+    assert finetune.load_run_args(out, progress=False) == args
+    assert finetune.load_run_args(out, progress=True) == dataclasses.replace(args, progress=True)
 
 
 # -- data-parallel: 2 ranks resume as they ran --------------------------------------------------------------------
@@ -397,11 +401,6 @@ def test_two_ranks_resume_exactly(world, tmp_path):
     """`mpiexec -n 2 minibert finetune` (dropout on: each rank its own stream), then the same run cut back to
     its step-8 checkpoint (as a kill after it leaves it: later checkpoints and metrics.json gone, the log and
     best/ ahead of it) and resumed on 2 ranks: the uninterrupted run's folder, file for file."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    from helpers import REPO
     pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install -e .[mpi]): the 2-rank runs need it")
     mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
     if not mpiexec:
