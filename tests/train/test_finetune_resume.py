@@ -395,6 +395,40 @@ def test_the_library_settings_round_trip_through_run_json(world, tmp_path):
     assert finetune.load_run_args(out, progress=True) == dataclasses.replace(args, progress=True)
 
 
+# -- a real kill -9 (tests/train/kill_at.py), from outside -----------------------------------------------------------
+
+KILL_AT = Path(__file__).with_name("kill_at.py")
+MOMENTS = {   # (function, its call to kill at, mode); checkpoints at 4, 8, ...: model then optimizer file each
+    "in the middle of the second checkpoint's optimizer file": ("minibert.train.checkpoint:save_arrays", 4, "torn"),
+    "right after best/ is written, before any checkpoint": ("minibert.train.finetune:save_model", 1, "after"),
+}
+
+
+def cli_flags(args: FinetuneArgs) -> list[str]:
+    """The `minibert finetune` flags of these settings (those settings() sets)."""
+    return ["finetune", "--no-progress", "--task", args.task, "--train", args.train, "--dev", args.dev, "--model",
+            args.model, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--max-seq-len",
+            str(args.max_seq_len), "--lr", str(args.lr), "--eval-every", str(args.eval_every), "--checkpoint-every",
+            str(args.checkpoint_every), "--keep", str(args.keep), "--out", args.out]
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_killed_then_resumed_by_the_command_is_the_uninterrupted_run(moment, world, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    spec, n, mode = MOMENTS[moment]
+    done = subprocess.run([sys.executable, str(KILL_AT), spec, str(n), mode, "--", *cli_flags(settings(world, out))],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert done.returncode == -9, f"not killed at {spec} #{n} ({done.returncode}): {done.stderr}"
+    assert not (out / "metrics.json").exists()
+    done = subprocess.run([sys.executable, "-m", "minibert", "finetune", "--out", str(out), "--resume",
+                           "--no-progress"], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    for figure in ("curves.png", "confusion.png"):                # drawn by the command (from the log's timings)
+        (out / figure).unlink()
+    assert_same_run(reference(world), out)
+
+
 # -- data-parallel: 2 ranks resume as they ran --------------------------------------------------------------------
 
 def test_two_ranks_resume_exactly(world, tmp_path):
