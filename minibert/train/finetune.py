@@ -123,10 +123,11 @@ class FinetuneArgs:
         "check": checks.positive,
         "help": "steps between checkpoints (and one after the last step), for --resume; 200 steps are minutes "
                 "of work on a CPU, while a checkpoint (weights and two Adam moments: 12 bytes a parameter, "
-                "270 MB for MiniLM) takes about a second to write"})
+                "273 MB for MiniLM) takes about 0.6 s to write (docs/finetuning.md, \"Interrupted runs\")"})
     keep: int = field(default=2, metadata={
         "check": checks.positive,
-        "help": "checkpoints kept (the newest; more than 1, so that a damaged newest one has one before it)"})
+        "help": "how many of the newest checkpoints are kept (with 2 or more, a damaged newest one has one "
+                "before it)"})
     dtype: str = field(default="float32", metadata={
         "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
     out: str = field(default="runs/finetune", metadata={"help": "run folder"})
