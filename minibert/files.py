@@ -18,7 +18,7 @@ Three promises, each kept here once for every command:
    model, a vocabulary, other files, or a file. `check_out_folder` and `check_out_files` are what a
    command calls before it reads or writes anything: an `--out` that holds a run of another kind,
    or is (or contains, or is inside) one of the command's inputs, is refused; one that holds an
-   earlier output of the same kind is refused unless the user says `--resume` (pretraining) or
+   earlier output of the same kind is refused unless the user says `--resume` (a run) or
    `--overwrite`. A single output file may replace an earlier one, never an input, a folder, or a
    file of a run, model or vocabulary.
 
@@ -249,7 +249,7 @@ def _run_contents(path: Path) -> Contents:
     if not isinstance(settings, dict) or not ({"corpus", "task"} & set(settings) or distilled):
         return Contents(path, OTHER, "a run.json that names no corpus and no task (damaged, or not minibert's)",
                         started=True)
-    if "task" in settings:
+    if "task" in settings:          # (a fine-tuning run writes its log from step 1, before any checkpoint)
         done = [what for what, name in (("its best model", "best"), ("metrics.json", "metrics.json"),
                                         ("a log", "log.jsonl")) if (path / name).exists()]
         words = f"a fine-tuning run of {settings['task']}" + (f" ({', '.join(done)})" if done else ", not started")
@@ -336,7 +336,7 @@ def check_out_folder(out, kind: str, *, inputs: Iterable[tuple[str, object]] = (
                            f"use another {flag}")
     if resume or overwrite or (kind in RUNS and not found.started):
         return found
-    continue_it = "--resume to continue it, " if kind == PRETRAINING_RUN else ""
+    continue_it = "--resume to continue it, " if kind in RUNS else ""
     raise OutPathError(f"{flag} {out} already holds {found.words}; use another {flag}, "
                        f"{continue_it}or --overwrite to replace it")
 

@@ -19,13 +19,22 @@ weights. What fine-tuning plugs in:
   (the best dev scores; for classification the confusion matrix), from which
   `minibert finetune` draws `curves.png` (train vs dev loss and the dev metric per
   evaluation: overfitting shows as dev loss going up while train loss goes
-  down) and, for classification, `confusion.png` (minibert.viz.plot_run).
+  down) and, for classification, `confusion.png` (minibert.viz.plot_run);
+- checkpoints (`RUN_DIR/checkpoints/step-N`, every `--checkpoint-every` steps and
+  after the last) and `--resume`: a run killed at any moment continues from its
+  newest checkpoint and ends with the same numbers as one never interrupted (log
+  rows, best/ model, metrics.json, final weights). The data order is a pure
+  function of (seed, epoch); the loop saves the weights, the optimizer and the
+  dropout generator; this module adds the fp16 loss scaler's state, the best
+  evaluation's confusion matrix (the loop keeps it) and a digest of the training
+  features (a changed --train file is an error, not a silently different run).
 
 Legend: B batch, T tokens, C labels.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +46,7 @@ from minibert.data.batches import consecutive_batches, epoch_batches
 from minibert.errors import MinibertError
 from minibert.files import FINETUNING_RUN, check_out_folder, claim_run_folder
 from minibert.model.config import BertConfig
-from minibert.model.io import check_vocab_size, read_json, write_json
+from minibert.model.io import CheckpointError, check_vocab_size, read_json, write_json
 from minibert.model.pretrained import default_model_dir
 from minibert.tokenization import BertTokenizer
 from minibert.train.amp import LossScaler
@@ -110,6 +119,15 @@ class FinetuneArgs:
         "check": checks.below_one,
         "help": "classifier dropout (default: the config's)"})
     seed: int = field(default=42, metadata={"help": "seed of the data order, the new head and dropout"})
+    checkpoint_every: int = field(default=200, metadata={
+        "check": checks.positive,
+        "help": "steps between checkpoints (and one after the last step), for --resume; 200 steps are minutes "
+                "of work on a CPU, while a checkpoint (weights and two Adam moments: 12 bytes a parameter, "
+                "273 MB for MiniLM) takes about 0.6 s to write (docs/finetuning.md, \"Interrupted runs\")"})
+    keep: int = field(default=2, metadata={
+        "check": checks.positive,
+        "help": "how many of the newest checkpoints are kept (with 2 or more, a damaged newest one has one "
+                "before it)"})
     dtype: str = field(default="float32", metadata={
         "choices": ["float32", "float64"], "help": "floating-point type of the weights and activations"})
     out: str = field(default="runs/finetune", metadata={"help": "run folder"})
@@ -219,8 +237,10 @@ def _load_model(task, model_dir: Path, args: FinetuneArgs, stream):
     return model
 
 
-def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False, group=SINGLE) -> dict:
-    """Fine-tune; return the best evaluation's metrics (also in RUN_DIR/metrics.json).
+def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False, group=SINGLE,
+        resume: bool = False) -> dict:
+    """Fine-tune (or continue the run in args.out with resume=True); return the best evaluation's metrics
+    (also in RUN_DIR/metrics.json).
 
     Writes into args.out: run.json, log.jsonl, best/ (the best model so far: weights, config, vocabulary,
     task.json) and metrics.json (curves and confusion matrix: minibert.viz.plot_finetuning, plot_confusion).
@@ -234,6 +254,11 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
     fine-tuning run (its best model, metrics or log) unless overwrite (it says so, then empties the
     folder). The folder stays locked (RUN/.lock) until the run ends.
 
+    resume: continue the run in args.out from its newest checkpoint (none yet: from step 0, saying so);
+    args must be its run.json's settings but for RESUME_CHANGES (_check_resume: any other that differs is
+    named in one error). A run that has ended (metrics.json) is left as it is: it says so and returns
+    its metrics.
+
     group: a data-parallel ProcessGroup (train/distributed.py): every rank reads and checks the inputs,
     rank 0 alone claims and writes the folder; each rank trains its share of every batch.
     """
@@ -246,7 +271,11 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
                     doc_stride=args.doc_stride if args.task == "squad" else None)
     model_dir = _model_dir(args)
     inputs = [("--model", model_dir), ("--train", args.train), ("--dev", args.dev)]
-    check_out_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite)
+    check_out_folder(args.out, FINETUNING_RUN, inputs=inputs, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_resume(args, Path(args.out))
+        if (Path(args.out) / "metrics.json").is_file():
+            return _ended(Path(args.out), stream)
     tokenizer = _checked_tokenizer(model_dir, task, args)
     extra = {"split_articles": args.split_articles} if args.split_articles is not None else {}
     train = task.load(args.train, tokenizer, limit=args.train_limit, split="train", **extra)
@@ -258,9 +287,105 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
     model = _load_model(task, model_dir, args, stream)
     group.barrier()                          # every rank has checked the folder before rank 0 claims it
     if not group.is_main:
-        return _run(args, task, tokenizer, train, dev, model, _silent, None, group)
-    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
-        return _run(args, task, tokenizer, train, dev, model, stream, callback, group)
+        return _run(args, task, tokenizer, train, dev, model, _silent, None, group, resume=resume)
+    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, resume=resume, overwrite=overwrite, say=stream):
+        return _run(args, task, tokenizer, train, dev, model, stream, callback, group, resume=resume)
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+RESUME_CHANGES = ("checkpoint_every", "keep")      # the settings --resume may change (they change no number)
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a FinetuneArgs field: train_limit -> --train-limit."""
+    return "--" + name.replace("_", "-")
+
+
+def load_run_args(run_dir, progress: bool = True) -> FinetuneArgs:
+    """The settings of the fine-tuning run in `run_dir`, from its run.json (`progress`: not a setting, the
+    caller's), checked as the flags are; a run.json of another kind of run, or edited into settings this
+    minibert does not know or accept, is an error naming the file."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise FinetuneError(f"--resume: no run to resume in {run_dir} (no run.json)")
+    saved = read_json(path)
+    if not isinstance(saved, dict):
+        raise FinetuneError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}; "
+                            f"it was not written by `minibert finetune`")
+    if "teacher" in saved:
+        raise FinetuneError(f"{path} is the run.json of a distillation run (`minibert distill`), not of a "
+                            f"fine-tuning run")
+    fields = {f.name: f for f in dataclasses.fields(FinetuneArgs)}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise FinetuneError(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
+                            f"was it written by another program or version?")
+    missing = sorted(f.name for f in fields.values() if f.name not in saved and
+                     f.default is dataclasses.MISSING)
+    if missing:
+        raise FinetuneError(f"{path} lacks the settings {', '.join(missing)} (edited by hand?)")
+    for name, value in saved.items():
+        problem = checks.field_problem(fields[name], value)
+        if problem is not None:
+            raise FinetuneError(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
+    return FinetuneArgs(**{**saved, "progress": progress})
+
+
+def _check_resume(args: FinetuneArgs, run_dir: Path) -> FinetuneArgs:
+    """`args` for resuming the run in `run_dir`, checked against its run.json: only the settings of
+    RESUME_CHANGES may differ; every other one that differs is named in one error. (The learning-rate
+    schedule spans the run's total steps, so --epochs, --batch-size and the data are fixed too.)"""
+    saved = load_run_args(run_dir, args.progress)
+    fixed = [f"{flag(k)} {v} (the run's: {getattr(saved, k)})" for k, v in dataclasses.asdict(args).items()
+             if k not in RESUME_CHANGES + ("progress", "out") and v != getattr(saved, k)]
+    if fixed:
+        raise FinetuneError(f"--resume keeps the settings in {run_dir / 'run.json'}, but got {', '.join(fixed)}; "
+                            f"only {', '.join(map(flag, RESUME_CHANGES))} may change: drop the others, or start a "
+                            f"new run with another --out")
+    return args
+
+
+def _ended(run_dir: Path, stream) -> dict:
+    """--resume on a run that has ended (its metrics.json is written last): nothing to do; its metrics."""
+    metrics = read_json(run_dir / "metrics.json")
+    stream(f"the run in {run_dir} has ended already (metrics.json, best/): nothing to resume; use another --out "
+           f"or --overwrite to train again")
+    return metrics
+
+
+def features_digest(encoded) -> str:
+    """A SHA-256 of the encoded training features: a checkpoint keeps it, so a resumed run on other data
+    (a --train file changed since) is refused instead of silently being another run."""
+    text = json.dumps(encoded.features, sort_keys=True,
+                      default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _resume_state(scaler, digest: str):
+    """(checkpoint_state, restore_state) for TrainingLoop: what a fine-tuning checkpoint holds besides
+    the loop's own (weights, optimizer, dropout generator, the best evaluation's confusion matrix):
+    the training features' digest and, with --fp16, the loss scaler (scale, good steps in a row, skipped
+    steps: without it a resumed run would scale, and skip, differently)."""
+    def checkpoint_state() -> dict:
+        state = {"train_digest": digest}
+        if scaler is not None:
+            state["loss_scaler"] = scaler.state_dict()
+        return state
+
+    def restore_state(state: dict) -> None:        # checks first: nothing changes unless all fits
+        if state.get("train_digest", digest) != digest:
+            raise FinetuneError("--resume: the training data differ from those the checkpoints were trained on "
+                                "(the --train file changed since?); restore it, or start a new run with "
+                                "another --out")
+        if scaler is None:
+            return
+        try:
+            scaler.load_state_dict(state["loss_scaler"])          # checks all, then sets
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"state.json has no usable loss_scaler state ({type(err).__name__}: {err})") \
+                from None
+    return checkpoint_state, restore_state
 
 
 def _silent(text) -> None:
@@ -268,16 +393,20 @@ def _silent(text) -> None:
 
 
 def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback, group=SINGLE,
-         objective=None) -> dict:
+         objective=None, resume: bool = False) -> dict:
     """The run itself, in a folder this process has claimed (rank 0), on inputs read and checked before.
 
     objective: what the training step optimises (train/step.py), by default the task's own loss;
-    distillation (train/distill.py) passes its own, evaluated and saved as the task's."""
+    distillation (train/distill.py) passes its own, evaluated and saved as the task's.
+    resume: continue from the newest checkpoint in args.out (run() has checked the settings)."""
     run_dir, main = Path(args.out), group.is_main
     group.seed_dropout(model, args.seed)     # rank r > 0: a dropout stream of its own
+    if main and resume:
+        _check_resume(args, run_dir)         # again, under the lock: another process may have written
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "run.json", dataclasses.asdict(args))
+        if not resume:                       # resumed: rewritten below, once the checkpoint is read
+            write_json(run_dir / "run.json", dataclasses.asdict(args))
     optimizer = AdamW(model.params, lr=args.lr, weight_decay=args.weight_decay, frozen=model.frozen_names())
     scaler = LossScaler() if args.fp16 else None
     plan = [(epoch + 1, rows) for epoch in range(args.epochs)
@@ -292,18 +421,25 @@ def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callbac
            + (f"; {group.size} ranks (data-parallel), {args.batch_size} sequences per step in all"
               if group.distributed else ""))
 
+    checkpoint_state, restore_state = _resume_state(scaler, features_digest(train.encoded))
     loop = TrainingLoop(
         model, task if objective is None else objective, optimizer, run_dir,
         step_metrics=getattr(objective, "step_metrics", None), max_grad_norm=args.max_grad_norm, scaler=scaler,
+        checkpoint_every=args.checkpoint_every, keep=args.keep, checkpoint_state=checkpoint_state,
+        restore_state=restore_state,
         lr_at=lambda i: linear_warmup_decay(i, args.lr, warmup_steps, total_steps),
         evaluate=lambda: evaluate(model, task, dev, args.batch_size),
         describe=lambda r: f"dev loss {r['dev_loss']:.4f}, {task.describe_metrics(r)}",
         eval_every=args.eval_every, metric=task.metric, patience=args.patience,
         save_best=lambda folder: save_model(model, tokenizer, task, folder),
         progress=args.progress, desc=f"finetune {args.task}", callback=callback, write=stream, group=group)
+    start = loop.resume() if resume else 0
+    if main and resume:
+        write_json(run_dir / "run.json", dataclasses.asdict(args))     # with the new --checkpoint-every, --keep
     # one process: rows[i*m:(i+1)*m] for m = batch_size / accumulate; rank r: its share, in as many pieces
     done = loop.run(plan, lambda rows: [train.encoded.batch(r)
-                                        for r in group.micro_rows(rows, args.accumulate, args.batch_size)])
+                                        for r in group.micro_rows(rows, args.accumulate, args.batch_size)],
+                    start=start)
     best = done["best"]
     summary = {"task": args.task, "metric": task.metric, "best_step": best["step"], "best_epoch": best["epoch"],
                "steps_run": done["steps_run"], "skipped_steps": scaler.skipped_steps if scaler else 0,

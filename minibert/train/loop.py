@@ -12,7 +12,8 @@ For every step the loop
     evaluates every `eval_every` steps, at the end of each epoch and after the last step,
       writing an evaluation row; keeps the best model by `metric` (higher is better) and stops
       early after `patience` evaluations without a better one,
-    writes a checkpoint every `checkpoint_every` steps and after the last one.
+    writes a checkpoint every `checkpoint_every` steps and after the last one (the end of the plan,
+      or the step that stopped early).
 
 log.jsonl has one JSON object per line: a step's row has "loss" (and "lr",
 "grad_norm", "tokens_per_s", "seconds", what the objective adds), an
@@ -25,6 +26,10 @@ before anything is appended: the rows a killed run wrote after its checkpoint ar
 so the log of a resumed run is, row for row, the log of one uninterrupted run, however often and
 wherever it was killed. A checkpoint that cannot be read, or does not fit the model, is moved
 aside (checkpoints/damaged-step-N) with a warning, and the one before it is used.
+What the log does not hold is in the checkpoint: besides weights, optimizer and dropout generator,
+whatever `checkpoint_state()` adds (given back to `restore_state(state)`, e.g. a loss scaler's
+state) and the best evaluation's private fields (keys starting with "_", never logged: e.g. a
+confusion matrix), so the resumed run ends with the same best evaluation as the uninterrupted one.
 """
 from __future__ import annotations
 
@@ -136,10 +141,13 @@ class TrainingLoop:
     metric, save_best(folder), patience
                      keep the model with the best evaluation[metric] in RUN_DIR/best, stop after
                      `patience` evaluations without a better one (None: never stop early)
-    checkpoint_every, keep, checkpoint_state()
+    checkpoint_every, keep, checkpoint_state(), restore_state(state)
                      write RUN_DIR/checkpoints/step-N every so many steps (0: never), keep the newest
                      `keep`; checkpoint_state() adds what a resume needs besides weights, optimizer and
-                     the dropout generator (e.g. the config)
+                     the dropout generator (e.g. the config, a loss scaler's state: JSON values);
+                     restore_state(state) takes it back on resume, from the checkpoint's state.json: it
+                     checks first and raises CheckpointError, changing nothing, if the state does not fit
+                     (the checkpoint is then treated as damaged)
     step_metrics(m)  what a step's log row adds to loss/lr/grad_norm (e.g. MLM and NSP accuracy)
     callback(row)    called with every log row as it is written (live plots in a notebook)
     write(text)      where messages go (print by default)
@@ -154,8 +162,8 @@ class TrainingLoop:
 
     def __init__(self, model, objective, optimizer, run_dir, *, lr_at, max_grad_norm=1.0, scaler=None,
                  evaluate=None, describe=None, eval_every=0, metric=None, save_best=None, patience=None,
-                 checkpoint_every=0, keep=3, checkpoint_state=None, step_metrics=None, progress=True,
-                 desc="train", callback=None, write=print, group=SINGLE, check_every=100):
+                 checkpoint_every=0, keep=3, checkpoint_state=None, restore_state=None, step_metrics=None,
+                 progress=True, desc="train", callback=None, write=print, group=SINGLE, check_every=100):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.run_dir = Path(run_dir)
         self.log_path = self.run_dir / "log.jsonl"
@@ -164,6 +172,8 @@ class TrainingLoop:
         self.metric, self.save_best, self.patience = metric, save_best, patience
         self.checkpoint_every, self.keep = checkpoint_every, keep
         self.checkpoint_state = checkpoint_state or dict
+        self.restore_state = restore_state or (lambda state: None)
+        self.resumed_state = {}                  # the state.json resumed from (resume()); {} for a fresh run
         self.step_metrics = step_metrics or (lambda m: {})
         self.group, self.check_every = group, check_every
         main = group.is_main                   # rank 0 speaks and writes; the other ranks train silently
@@ -230,9 +240,11 @@ class TrainingLoop:
             problems.append(f"state.json has no usable dropout_rng ({type(err).__name__}: {err})")
         if problems:
             raise CheckpointError(f"{path} does not fit: " + "; ".join(problems))
+        self.restore_state(state)                # checks first: CheckpointError changes nothing
         assign_params(self.model.params, params, where=str(path / "model.safetensors"))   # checks, then copies
         self.optimizer.load_state_dict(optimizer_state)
         rng.bit_generator.state = self._dropout_state(state, path)
+        self.resumed_state = state
         return state["step"]
 
     def _dropout_state(self, state: dict, path: Path) -> dict:
@@ -250,12 +262,17 @@ class TrainingLoop:
         rng = dropout_rng(self.model)
         return state["dropout_rng"] if self.group.is_main else rng.bit_generator.state
 
-    def _checkpoint(self, step: int) -> None:
+    def _checkpoint(self, step: int, best: dict | None) -> None:
+        """Write the checkpoint of `step` (rank 0; every rank hands in its dropout state). `best`: the best
+        evaluation so far, whose private fields (not in the log) the checkpoint keeps."""
         rng_state = dropout_rng(self.model).bit_generator.state
         ranks = self.group.gather_objects(rng_state)          # every rank's dropout stream (data-parallel)
         if not self.group.is_main:
             return
         state = {"dropout_rng": rng_state, **self.checkpoint_state()}
+        private = {k: v for k, v in (best or {}).items() if k.startswith("_")}
+        if private:
+            state["best_private"] = {"step": best["step"], "fields": private}
         if self.group.distributed:
             state["dropout_rng_ranks"] = ranks
         save_checkpoint(self.run_dir, step, self.model.params, self.optimizer.state_dict(), state, keep=self.keep)
@@ -328,6 +345,11 @@ class TrainingLoop:
                 best, best_value, without_gain = row, row[self.metric], 0
             elif self.metric is not None:
                 without_gain += 1
+        best = self._with_private_fields(best)
+        stopped = self.patience is not None and without_gain >= self.patience    # resumed after an early stop
+        if stopped:
+            self.write(f"the run stopped early at step {start} (no better {self.metric} in {self.patience} "
+                       f"evaluations): no step to train")
         bar = tqdm(total=total, initial=start, desc=self.desc, unit="step", disable=not self.progress,
                    dynamic_ncols=True)
         with bar, open(self.log_path if main else os.devnull, "a", encoding="utf-8", buffering=1) as log:
@@ -335,7 +357,11 @@ class TrainingLoop:
                 last_eval = self._evaluation(start, plan[-1][0], since_eval)      # resumed at the end
                 self._log(log, {k: v for k, v in last_eval.items() if not k.startswith("_")})
                 self._say(bar, f"step {start}: {self.describe(last_eval)}")
-            for number, (epoch, rows) in enumerate(plan[start:], start=start + 1):
+                if self.metric is not None and last_eval[self.metric] > best_value:   # as the last step would
+                    best, best_value = last_eval, last_eval[self.metric]
+                    if self.save_best is not None and main:
+                        self.save_best(self.run_dir / "best")
+            for number, (epoch, rows) in enumerate(plan[start:] if not stopped else [], start=start + 1):
                 row = self._step(number, epoch, make_batches(rows))
                 self._log(log, row)
                 since_eval.append(row["loss"])
@@ -360,15 +386,25 @@ class TrainingLoop:
                     self._say(bar, f"{where}: {self.describe(last_eval)}{'  (best so far)' if improved else ''}")
                 if self.group.distributed and self.check_every and (number % self.check_every == 0 or last):
                     self.group.check_consistent(self.model.params.buffers.data, step=number)
-                if self.checkpoint_every and (number % self.checkpoint_every == 0 or last):
+                stop = self.patience is not None and without_gain >= self.patience
+                if self.checkpoint_every and (number % self.checkpoint_every == 0 or last or stop):
                     if main:
                         log.flush()
                         os.fsync(log.fileno())       # the log reaches the disk before the checkpoint that needs it
-                    self._checkpoint(number)
-                if self.patience is not None and without_gain >= self.patience:
+                    self._checkpoint(number, best)
+                if stop:
                     self._say(bar, f"early stopping: no better {self.metric} in {self.patience} evaluations")
                     break
         return {"steps_run": number, "last_eval": last_eval, "best": best}
+
+    def _with_private_fields(self, best: dict | None) -> dict | None:
+        """The best evaluation rebuilt from the log, with the private fields the checkpoint resumed from kept
+        for it (the log has no "_" keys); as it is when the checkpoint holds none for that evaluation."""
+        saved = self.resumed_state.get("best_private")
+        if best is None or not isinstance(saved, dict) or saved.get("step") != best["step"] \
+                or not isinstance(saved.get("fields"), dict):
+            return best
+        return {**best, **saved["fields"]}
 
     def _say(self, bar, text: str) -> None:
         """A message under the progress bar (rank 0 only)."""

@@ -744,9 +744,24 @@ def _files() -> list[Probe]:
         F(f"{FT} --out {{case}}/r", r"--out .*r holds a pretraining run \(1 checkpoint, up to step 2, the trained "
                                     r"model\), not a fine-tuning run: it is never replaced", run_copy()),
         F(f"{FT} --out {{case}}/r", r"--out .*r already holds a fine-tuning run of sst2 \(its best model, "
-                                    r"metrics.json, a log\); use another --out, or --overwrite to replace it",
-          run_copy(source="ft")),
+                                    r"metrics.json, a log\); use another --out, --resume to continue it, or "
+                                    r"--overwrite to replace it", run_copy(source="ft")),
         F(f"{FT} --out {{case}}/r", in_use.format(path=".*r"), locked(None)),
+        # finetune --resume: a run to continue, its settings (tests/train/test_finetune_resume.py)
+        F("finetune --out {case}/none --resume", r"--resume: no run to resume in .*none \(no run.json\)"),
+        F("finetune --out {case}/r --resume --overwrite",
+          r"--resume continues the run in --out, --overwrite replaces it: give one of them", run_copy(source="ft")),
+        F("finetune --out {case}/r --resume", r"--out .*r holds a pretraining run .*not a fine-tuning run",
+          run_copy()),
+        F("finetune --out {case}/r --resume", in_use.format(path=".*r"), locked(None)),
+        F("finetune --out {case}/r --resume --epochs 2 --lr 0.1",
+          r"--resume keeps the settings in .*run.json, but got --epochs 2 \(the run's: 1\), --lr 0.1 \(the "
+          r"run's: 3e-05\); only --checkpoint-every, --keep may change", run_copy(source="ft")),
+        F("finetune --out {case}/r --resume --no-progress", r"r/run.json: epochs must be an integer >= 1, got 0 "
+                                                           r"\(edited by hand\?\)",
+          run_copy(edit_json(_set(epochs=0), "run.json"), source="ft")),
+        F("finetune --out {case}/r --resume", r"r/run.json holds settings this minibert does not know \(colour\)",
+          run_copy(edit_json(_set(colour="red"), "run.json"), source="ft")),
         # train-vocab: a model, a run, an earlier vocabulary, its corpus's folder
         F("train-vocab --corpus {corpus} --vocab-size 50 --out {case}/m", r"--out .*m holds a model .*not a "
                                                                          r"vocabulary", model_copy()),

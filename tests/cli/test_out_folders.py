@@ -134,7 +134,7 @@ CASES = {
         r"--out {run}/best is inside the --model input"),
     "finetune on an earlier fine-tuning run": (lambda p: finetune_argv(p, p["model"], p["finetune"]),
         r"--out {finetune} already holds a fine-tuning run of sst2 \(its best model, metrics.json, a log\); "
-        r"use another --out, or --overwrite to replace it"),
+        r"use another --out, --resume to continue it, or --overwrite to replace it"),
     "finetune on a pretraining run": (lambda p: finetune_argv(p, p["model"], p["run"], "--overwrite"),
         r"--out {run} holds a pretraining run .*, not a fine-tuning run"),
     "finetune around its --train": (lambda p: finetune_argv(p, p["model"], p["inputs"]),
