@@ -3,6 +3,7 @@
     minibert distill --teacher runs/sst2 --task sst2 --train train.tsv --dev dev.tsv --out runs/sst2-student
     minibert distill --pretraining --teacher runs/mini --steps 500 --out runs/mini-student
     minibert distill --pretraining --teacher runs/mini --steps 500 --out runs/mini-student --resume
+                                          (the same flags and --resume: continue a run that was stopped)
 
 The library is minibert/train/distill.py (task and pretraining distillation); docs/distillation.md.
 """
@@ -69,7 +70,8 @@ class DistillCommandArgs:
     eval_every: int | None = recipe_option("eval_every", TASK, PRETRAINING, help="steps between evaluations "
                                            "(0: at the end of every epoch)")
     eval_batches: int | None = recipe_option("eval_batches", PRETRAINING)
-    checkpoint_every: int | None = recipe_option("checkpoint_every", PRETRAINING)
+    checkpoint_every: int | None = recipe_option("checkpoint_every", TASK, PRETRAINING)
+    keep: int | None = recipe_option("keep", TASK)
     seed: int = field(default=42, metadata={"help": "seed of the data order, a random init and dropout"})
     overwrite: bool = field(default=False, metadata={"help": "replace an earlier run in --out"})
     resume: bool = field(default=False, metadata={
@@ -100,10 +102,7 @@ def recipe_settings(args: DistillCommandArgs, recipe):
 def run_distill(args: DistillCommandArgs) -> int:
     """Task distillation (a finetune run folder) or, with --pretraining, DistilBERT's pretraining recipe."""
     if not args.pretraining:
-        if args.resume:
-            raise DistillError("--resume: only a `distill --pretraining` run can be resumed (task distillation "
-                               "writes no checkpoints: run it again)")
-        distill.run_task(recipe_settings(args, TASK), overwrite=args.overwrite)
+        distill.run_task(recipe_settings(args, TASK), overwrite=args.overwrite, resume=args.resume)
         for path in plot_run(args.out):
             print(f"figure: {path}")
         return 0

@@ -191,12 +191,39 @@ class TaskDistillArgs(FinetuneArgs):
         "choices": ["teacher", "random"], "help": "student weights: copied from the teacher, or BERT's init"})
 
 
-def run_task(args: TaskDistillArgs, stream=print, callback=None, overwrite: bool = False) -> dict:
+RESUME_CHANGES = ("checkpoint_every", "keep", "progress")   # what `--resume` may change (no number depends on them)
+
+
+def check_resume(args, run_dir) -> None:
+    """`args` (TaskDistillArgs or PretrainDistillArgs) may continue the distillation in `run_dir`: its
+    run.json holds the settings of a run of the same recipe and they are args' (but RESUME_CHANGES);
+    else DistillError naming every setting that differs."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise DistillError(f"--resume: no distillation to resume in {run_dir} (no run.json)")
+    saved = read_json(path)
+    recipe, marker = (("`distill --pretraining`", "ce_weight") if isinstance(args, PretrainDistillArgs)
+                      else ("task distillation (`distill --task`)", "alpha"))
+    if not isinstance(saved, dict) or "teacher" not in saved or marker not in saved:
+        raise DistillError(f"--resume: {path} is not the run.json of a {recipe} run")
+    given = dataclasses.asdict(args)
+    differ = [f"--{k.replace('_', '-')} {given.get(k)!r} (the run's: {saved.get(k)!r})"
+              for k in sorted(set(saved) | set(given)) if k not in RESUME_CHANGES and given.get(k) != saved.get(k)]
+    if differ:
+        raise DistillError(f"--resume keeps the settings in {path}, but got {', '.join(differ)}; only "
+                           f"{', '.join('--' + k.replace('_', '-') for k in RESUME_CHANGES[:-1] if k in given)} may change")
+
+
+def run_task(args: TaskDistillArgs, stream=print, callback=None, overwrite: bool = False,
+             resume: bool = False) -> dict:
     """Distil a fine-tuned sequence classifier into a student; return the best dev metrics (metrics.json).
 
     Everything is checked before anything is written (the teacher's folder and head, the task, the data,
     --out), as `finetune` does; then finetune's own run (train/finetune.py) trains the student with
     TaskDistillation as the objective. alpha = 0 is the student fine-tuned without the teacher's logits.
+    resume=True continues the run in args.out from its newest checkpoint, exactly (finetune's machinery:
+    the settings must be its run.json's, but RESUME_CHANGES); a run that has ended (metrics.json) is left
+    as it is.
     """
     teacher_dir = Path(args.teacher)
     if not teacher_dir.is_dir():
@@ -211,7 +238,11 @@ def run_task(args: TaskDistillArgs, stream=print, callback=None, overwrite: bool
     task = get_task(task.name, max_seq_len=args.max_seq_len or task.max_seq_len)
     layers = parse_layers(args.student_layers, teacher.config.num_hidden_layers)
     inputs = [("--teacher", teacher_dir), ("--train", args.train), ("--dev", args.dev)]
-    check_out_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite)
+    check_out_folder(args.out, FINETUNING_RUN, inputs=inputs, resume=resume, overwrite=overwrite)
+    if resume:
+        check_resume(args, Path(args.out))
+        if (Path(args.out) / "metrics.json").is_file():
+            return finetune._ended(Path(args.out), stream)
     train = task.load(args.train, tokenizer, limit=args.train_limit, split="train")
     dev = task.load(args.dev, tokenizer, limit=args.dev_limit, split="dev")
     if not len(train.encoded) or not len(dev.encoded):
@@ -223,8 +254,9 @@ def run_task(args: TaskDistillArgs, stream=print, callback=None, overwrite: bool
            f"({'teacher layers ' + ', '.join(map(str, layers)) if args.init == 'teacher' else 'BERT init'}); "
            f"T={args.temperature:g}, alpha={args.alpha:g}")
     objective = TaskDistillation(task, teacher, args.temperature, args.alpha)
-    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, overwrite=overwrite, say=stream):
-        return finetune._run(args, task, tokenizer, train, dev, student, stream, callback, objective=objective)
+    with claim_run_folder(args.out, FINETUNING_RUN, inputs=inputs, resume=resume, overwrite=overwrite, say=stream):
+        return finetune._run(args, task, tokenizer, train, dev, student, stream, callback, objective=objective,
+                             resume=resume, check_resume=check_resume)
 
 
 def _as_dtype(model, dtype: str):
@@ -368,26 +400,6 @@ def teacher_data(teacher_dir, vocab_size: int) -> tuple[dict, dict, int]:
             raise DistillError(f"--teacher {teacher_dir}: {features}")
         data.append(features)
     return data[0], data[1], seq_len
-
-
-RESUME_CHANGES = ("checkpoint_every", "progress")      # what `--resume` may change (no number depends on them)
-
-
-def check_resume(args: PretrainDistillArgs, run_dir: Path) -> None:
-    """`args` may continue the distillation in `run_dir`: its run.json holds a pretraining distillation's
-    settings and they are args' (but RESUME_CHANGES); else DistillError naming every setting that differs."""
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise DistillError(f"--resume: no distillation to resume in {run_dir} (no run.json)")
-    saved = read_json(path)
-    if not isinstance(saved, dict) or "teacher" not in saved or "ce_weight" not in saved:
-        raise DistillError(f"--resume: {path} is not the run.json of a `distill --pretraining` run")
-    given = dataclasses.asdict(args)
-    differ = [f"--{k.replace('_', '-')} {given.get(k)!r} (the run's: {v!r})" for k, v in saved.items()
-              if k not in RESUME_CHANGES and given.get(k) != v]
-    if differ:
-        raise DistillError(f"--resume keeps the settings in {path}, but got {', '.join(differ)}; only "
-                           f"{', '.join('--' + k.replace('_', '-') for k in RESUME_CHANGES)} may change")
 
 
 def run_pretraining(args: PretrainDistillArgs, teacher, tokenizer, stream=print, callback=None,

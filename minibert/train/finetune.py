@@ -393,16 +393,17 @@ def _silent(text) -> None:
 
 
 def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callback, group=SINGLE,
-         objective=None, resume: bool = False) -> dict:
+         objective=None, resume: bool = False, check_resume=None) -> dict:
     """The run itself, in a folder this process has claimed (rank 0), on inputs read and checked before.
 
     objective: what the training step optimises (train/step.py), by default the task's own loss;
     distillation (train/distill.py) passes its own, evaluated and saved as the task's.
-    resume: continue from the newest checkpoint in args.out (run() has checked the settings)."""
+    resume: continue from the newest checkpoint in args.out (run() has checked the settings with
+    check_resume(args, run_dir), by default _check_resume; distillation checks its own run.json)."""
     run_dir, main = Path(args.out), group.is_main
     group.seed_dropout(model, args.seed)     # rank r > 0: a dropout stream of its own
-    if main and resume:
-        _check_resume(args, run_dir)         # again, under the lock: another process may have written
+    if main and resume:                      # again, under the lock: another process may have written
+        (check_resume or _check_resume)(args, run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resume:                       # resumed: rewritten below, once the checkpoint is read

@@ -333,3 +333,37 @@ def test_a_pretraining_distillation_resumes_exactly(tiny_pretrained, tmp_path):
                                 stream=quiet, resume=True)
     distill.run_pretraining(cut, teacher, tokenizer, stream=quiet, overwrite=True)     # a distillation run folder
     assert _steps_and_evaluations(tmp_path / "cut") == _steps_and_evaluations(tmp_path / "whole")
+
+
+def test_a_task_distillation_resumes_exactly(sst2_teacher, tmp_path):
+    """Task distillation runs through finetune's loop: stopped at step 5 (checkpoint: step 4) and resumed, its
+    log, best model and metrics are those of the run never stopped; a changed setting is named."""
+    from minibert.model.io import load_arrays
+    quiet = lambda *a: None  # noqa: E731
+    whole = task_args(sst2_teacher, tmp_path / "whole", epochs=2, eval_every=2, checkpoint_every=2)
+    distill.run_task(whole, stream=quiet)
+    cut = dataclasses.replace(whole, out=str(tmp_path / "cut"))
+
+    def stop_at_5(row):
+        if row.get("step") == 5 and "loss" in row:
+            raise Stop
+    with pytest.raises(Stop):
+        distill.run_task(cut, stream=quiet, callback=stop_at_5)
+    said = []
+    distill.run_task(cut, stream=said.append, resume=True)
+    assert any("resuming from" in line and "step 4" in line for line in said), said
+    assert _steps_and_evaluations(tmp_path / "cut") == _steps_and_evaluations(tmp_path / "whole")
+    a = load_arrays(tmp_path / "whole" / "best" / "model.safetensors")
+    b = load_arrays(tmp_path / "cut" / "best" / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text()) == \
+        json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    said = []
+    distill.run_task(cut, stream=said.append, resume=True)                 # ended: nothing to do
+    assert any("has ended already" in line for line in said)
+    with pytest.raises(DistillError, match=r"--resume keeps the settings .*--alpha 0.9 \(the run's: 0.5\)"):
+        distill.run_task(dataclasses.replace(cut, alpha=0.9), stream=quiet, resume=True)
+    (tmp_path / "fine-tuned").mkdir()
+    write(tmp_path / "fine-tuned" / "run.json", {"task": "sst2"})          # a fine-tuning run's, not started
+    with pytest.raises(DistillError, match=r"is not the run.json of a task distillation"):
+        distill.run_task(dataclasses.replace(cut, out=str(tmp_path / "fine-tuned")), stream=quiet, resume=True)
