@@ -824,6 +824,8 @@ def _distill() -> list[Probe]:
                                                      r"of task distillation"),
         T(f"{DISTILL_PRE} --alpha 0.9", r"--alpha: a setting of task distillation, not of --pretraining"),
         T(f"{DISTILL_PRE} --resume", r"--resume: no distillation to resume in .*out \(no run.json\)"),
+        T("distill --out {case}/out", r"task distillation needs --teacher, --task, --train, --dev \(or --resume"),
+        T("distill --out {ft} --resume", r"--resume: .*run.json is not the run.json of a `minibert distill` run"),
         T(f"{DISTILL_PRE} --ce-weight 0 --mlm-weight 0 --cos-weight 0", r"are all 0: nothing to train"),
         T(f"{DISTILL} --student-layers 0,3", r"--student-layers '0,3': the teacher has layers 0..0; 3 is not"),
         T(f"{DISTILL} --student-layers two", r"--student-layers 'two': give teacher layer numbers"),

@@ -12,6 +12,7 @@ from helpers import DATA, TINY_PRETRAINING_CONFIG, data_path, made_up_corpus, mi
 from minibert import backend, gradcheck
 from minibert.checks import SettingError
 from minibert.cli.args import add_arguments, from_namespace
+from minibert.cli import main
 from minibert.cli.distill import DistillCommandArgs, recipe_settings
 from minibert.model.bert import BertModel
 from minibert.model.config import BertConfig
@@ -323,6 +324,11 @@ def test_a_pretraining_distillation_resumes_exactly(tiny_pretrained, tmp_path):
     distill.run_pretraining(cut, teacher, tokenizer, stream=said.append, resume=True)
     assert any("resuming from" in line and "step 4" in line for line in said), said
     assert _steps_and_evaluations(tmp_path / "cut") == _steps_and_evaluations(tmp_path / "whole")
+    # the command: `distill --out OUT --resume` takes the recipe and the settings from OUT/run.json
+    with pytest.raises(Stop):
+        distill.run_pretraining(cut, teacher, tokenizer, stream=quiet, callback=stop_at_5, overwrite=True)
+    assert main(["distill", "--no-progress", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    assert _steps_and_evaluations(tmp_path / "cut") == _steps_and_evaluations(tmp_path / "whole")
     a, b = load_arrays(tmp_path / "whole" / "model.safetensors"), load_arrays(tmp_path / "cut" / "model.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
@@ -361,6 +367,9 @@ def test_a_task_distillation_resumes_exactly(sst2_teacher, tmp_path):
     said = []
     distill.run_task(cut, stream=said.append, resume=True)                 # ended: nothing to do
     assert any("has ended already" in line for line in said)
+    assert main(["distill", "--no-progress", "--out", str(tmp_path / "cut"), "--resume"]) == 0        # the same
+    with pytest.raises(SystemExit, match="--pretraining --resume: the run in .* is a task distillation"):
+        main(["distill", "--pretraining", "--out", str(tmp_path / "cut"), "--resume"])
     with pytest.raises(DistillError, match=r"--resume keeps the settings .*--alpha 0.9 \(the run's: 0.5\)"):
         distill.run_task(dataclasses.replace(cut, alpha=0.9), stream=quiet, resume=True)
     (tmp_path / "fine-tuned").mkdir()
