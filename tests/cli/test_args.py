@@ -9,8 +9,9 @@ import pytest
 
 from minibert.cli import GROUPS, build_parser
 from minibert.cli.args import add_arguments, flag_names, from_namespace
+from minibert.cli.finetune import FinetuneCommandArgs, finetune_settings
 from minibert.cli.pretrain import PretrainCommandArgs, pretrain_settings
-from minibert.train.finetune import FinetuneArgs
+from minibert.train.finetune import FinetuneArgs, FinetuneError
 from minibert.train.pretrain import PretrainArgs
 
 
@@ -49,9 +50,10 @@ def test_the_parsed_flags_build_the_dataclass_back():
                                 vocab_score="likelihood")
     assert parse("pretrain", "--resume").resume is True                    # the command's own flag
     required = ("finetune", "--task", "sst2", "--train", "t.tsv", "--dev", "d.tsv")
-    assert from_namespace(FinetuneArgs, parse(*required)) == FinetuneArgs(task="sst2", train="t.tsv", dev="d.tsv")
-    args = from_namespace(FinetuneArgs, parse(*required, "--max-seq-len", "64", "--fp16", "--patience", "2",
-                                              "--dropout", "0.2", "--no-progress"))
+    finetune_args = lambda *argv: finetune_settings(from_namespace(FinetuneCommandArgs, parse(*argv)))  # noqa: E731
+    assert finetune_args(*required) == FinetuneArgs(task="sst2", train="t.tsv", dev="d.tsv")
+    args = finetune_args(*required, "--max-seq-len", "64", "--fp16", "--patience", "2", "--dropout", "0.2",
+                         "--no-progress")
     assert args == FinetuneArgs(task="sst2", train="t.tsv", dev="d.tsv", max_seq_len=64, fp16=True, patience=2,
                                 dropout=0.2, progress=False)
 
@@ -65,12 +67,14 @@ def test_every_command_field_has_help_text():
 
 
 def test_bad_values_are_argparse_errors(capsys):
-    for argv in (["pretrain", "--steps", "many"], ["finetune", "--task", "mnli", "--train", "a", "--dev", "b"],
-                 ["finetune", "--train", "a", "--dev", "b"]):
+    for argv in (["pretrain", "--steps", "many"], ["finetune", "--task", "mnli", "--train", "a", "--dev", "b"]):
         with pytest.raises(SystemExit) as done:
             parse(*argv)
         assert done.value.code == 2
     assert "invalid choice: 'mnli'" in capsys.readouterr().err
+    # --task is required unless --resume (it is then the run's): the command says so, as argparse would
+    with pytest.raises(FinetuneError, match=r"the following arguments are required: --task, or --resume"):
+        finetune_settings(from_namespace(FinetuneCommandArgs, parse("finetune", "--train", "a", "--dev", "b")))
 
 
 @dataclass(kw_only=True)

@@ -21,7 +21,7 @@ def runs(monkeypatch):
     """The commands' runs replaced by a recorder of (fp16 setting, precision in effect during the run)."""
     seen = []
 
-    def finetune_run(settings, overwrite=False, group=None):
+    def finetune_run(settings, overwrite=False, group=None, resume=False):
         seen.append((settings.fp16, precision.get_precision()))
 
     def pretrain_run(settings, resume=False, overwrite=False, group=None):
