@@ -29,7 +29,9 @@ The checks, each a `Check` whose `what` completes "must be ...":
 An optional setting (`int | None = None`) is checked only when it is given.
 
 Settings read back from a file (a run's run.json, for --resume) have not been through argparse:
-`field_problem(field, value)` checks their type (from the annotation) and choices as well.
+`field_problem(field, value)` checks their type (from the annotation) and choices as well, and
+`settings_from_json(saved, args_class, path, error)` checks a whole run.json against the dataclass
+of its settings (an object, no unknown or missing setting, every value fits its field).
 
 The other thing every reader of a user's file checks is here too: `decode_utf8(data, path)` decodes
 the bytes of a text file, and bytes that are not UTF-8 (a Latin-1 CSV from a spreadsheet) are an
@@ -47,6 +49,7 @@ from minibert.errors import InputError
 
 __all__ = ["Check", "SettingError", "at_least", "positive", "non_negative", "finite_positive", "finite_non_negative",
            "in_range", "fraction", "below_one", "probability", "check_fields", "field_problem", "flag_of",
+           "settings_from_json",
            "NotUTF8Error", "decode_utf8"]
 
 
@@ -150,6 +153,33 @@ def field_problem(f: dataclasses.Field, value) -> str | None:
         return f"must be one of {', '.join(map(str, choices))}"
     check = f.metadata.get("check")
     return check.problem(value) if check is not None and value is not None else None
+
+
+def settings_from_json(saved, args_class, path, error: type[Exception], *, command: str,
+                       ignore: tuple[str, ...] = ()) -> dict:
+    """The settings `saved` (a run's run.json, read as JSON from `path`) as keyword arguments of the
+    dataclass `args_class`, checked: an object (else "was not written by `minibert <command>`"), no
+    setting the class does not know (but the names in `ignore`, which are dropped: records of the run
+    kept beside its settings), none it needs missing, each value fitting its field. Every problem is an
+    `error` naming the file: a run.json edited by hand, or written by another program or version, is
+    stopped here, not deep in a resumed run."""
+    if not isinstance(saved, dict):
+        raise error(f"{path} should hold a JSON object of settings, got {type(saved).__name__}; "
+                    f"it was not written by `minibert {command}`")
+    fields = {f.name: f for f in dataclasses.fields(args_class)}
+    unknown = sorted(set(saved) - set(fields) - set(ignore))
+    if unknown:
+        raise error(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
+                    f"was it written by another program or version?")
+    missing = sorted(name for name, f in fields.items() if name not in saved and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise error(f"{path} lacks the settings {', '.join(missing)} (edited by hand?)")
+    for name, value in saved.items():
+        problem = field_problem(fields[name], value) if name in fields else None
+        if problem is not None:
+            raise error(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
+    return {name: value for name, value in saved.items() if name in fields}
 
 
 # -- text files ---------------------------------------------------------------------------------

@@ -75,3 +75,26 @@ def test_load_run_args_refuses_what_is_not_a_pretraining_runs_settings(tmp_path,
 def test_load_run_args_without_a_run(tmp_path):
     with pytest.raises(PretrainError, match=r"--resume: no run to resume in .* \(no run.json\)"):
         load_run_args(tmp_path)
+
+
+@dataclasses.dataclass
+class _Settings:
+    name: str
+    steps: int = 3
+
+
+@pytest.mark.parametrize("saved, message", [
+    ("text", r"r.json should hold a JSON object of settings, got str; it was not written by `minibert x`"),
+    ({"name": "a", "colour": 1}, r"r.json holds settings this minibert does not know \(colour\)"),
+    ({"steps": 2}, r"r.json lacks the settings name \(edited by hand\?\)"),
+    ({"name": "a", "steps": 2.5}, r"r.json: steps must be an integer, got 2.5 \(edited by hand\?\)"),
+])
+def test_settings_from_json_names_the_file_and_the_problem(saved, message):
+    with pytest.raises(ValueError, match=message):
+        checks.settings_from_json(saved, _Settings, "r.json", ValueError, command="x")
+
+
+def test_settings_from_json_drops_the_records_it_is_told_to_ignore():
+    saved = {"name": "a", "history": [1, 2]}
+    assert checks.settings_from_json(saved, _Settings, "r.json", ValueError, command="x", ignore=("history",)) == \
+        {"name": "a"}

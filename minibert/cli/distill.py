@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from minibert import checks
 from minibert.apps.fill_mask import load_pretraining_model
 from minibert.cli.command import Command
 from minibert.model.io import read_json
@@ -100,9 +101,9 @@ def recipe_settings(args: DistillCommandArgs, recipe, saved: dict | None = None)
         raise DistillError(f"{', '.join(wrong)}: a setting of {RECIPE_NAMES[other]}, not of "
                            f"{RECIPE_NAMES[recipe]}{hint}")
     if saved is not None:
-        names = {f.name for f in dataclasses.fields(recipe)}
-        return recipe(**{**{k: v for k, v in saved.items() if k in names}, **given, "out": args.out,
-                         "progress": args.progress})
+        settings = checks.settings_from_json(saved, recipe, Path(args.out) / "run.json", DistillError,
+                                             command="distill")
+        return recipe(**{**settings, **given, "out": args.out, "progress": args.progress})
     needed = ("teacher",) + (("task", "train", "dev") if recipe is TASK else ())
     missing = [f"--{name}" for name in needed if name not in given]
     if missing:

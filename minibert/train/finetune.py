@@ -310,26 +310,11 @@ def load_run_args(run_dir, progress: bool = True) -> FinetuneArgs:
     if not path.is_file():
         raise FinetuneError(f"--resume: no run to resume in {run_dir} (no run.json)")
     saved = read_json(path)
-    if not isinstance(saved, dict):
-        raise FinetuneError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}; "
-                            f"it was not written by `minibert finetune`")
-    if "teacher" in saved:
+    if isinstance(saved, dict) and "teacher" in saved:
         raise FinetuneError(f"{path} is the run.json of a distillation run (`minibert distill`), not of a "
                             f"fine-tuning run")
-    fields = {f.name: f for f in dataclasses.fields(FinetuneArgs)}
-    unknown = sorted(set(saved) - set(fields))
-    if unknown:
-        raise FinetuneError(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
-                            f"was it written by another program or version?")
-    missing = sorted(f.name for f in fields.values() if f.name not in saved and
-                     f.default is dataclasses.MISSING)
-    if missing:
-        raise FinetuneError(f"{path} lacks the settings {', '.join(missing)} (edited by hand?)")
-    for name, value in saved.items():
-        problem = checks.field_problem(fields[name], value)
-        if problem is not None:
-            raise FinetuneError(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
-    return FinetuneArgs(**{**saved, "progress": progress})
+    settings = checks.settings_from_json(saved, FinetuneArgs, path, FinetuneError, command="finetune")
+    return FinetuneArgs(**{**settings, "progress": progress})
 
 
 def _check_resume(args: FinetuneArgs, run_dir: Path) -> FinetuneArgs:

@@ -421,22 +421,12 @@ def load_run_args(run_dir, progress: bool = True) -> PretrainArgs:
     if not path.is_file():
         raise PretrainError(f"--resume: no run to resume in {run_dir} (no run.json)")
     saved = read_json(path)
-    if not isinstance(saved, dict):
-        raise PretrainError(f"{path} should hold a JSON object of settings, got {type(saved).__name__}; "
-                            f"it was not written by `minibert pretrain`")
-    if "task" in saved and "corpus" not in saved:
+    if isinstance(saved, dict) and "task" in saved and "corpus" not in saved:
         raise PretrainError(f"{path} is the run.json of a fine-tuning run (task {saved['task']!r}), not of a "
                             f"pretraining run")
-    fields = {f.name: f for f in dataclasses.fields(PretrainArgs)}
-    unknown = sorted(set(saved) - set(fields) - {"schedule"})
-    if unknown:
-        raise PretrainError(f"{path} holds settings this minibert does not know ({', '.join(unknown)}); "
-                            f"was it written by another program or version?")
-    for name, value in saved.items():
-        problem = checks.field_problem(fields[name], value) if name in fields else None
-        if problem is not None:
-            raise PretrainError(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
-    return PretrainArgs(**{**{k: v for k, v in saved.items() if k in fields}, "progress": progress})
+    settings = checks.settings_from_json(saved, PretrainArgs, path, PretrainError, command="pretrain",
+                                         ignore=("schedule",))     # the run's learning-rate history, not a setting
+    return PretrainArgs(**{**settings, "progress": progress})
 
 
 def _check_resume(args: PretrainArgs, run_dir: Path) -> PretrainArgs:

@@ -807,7 +807,7 @@ DISTILL_PRE = "distill --no-progress --pretraining --teacher {run} --out {case}/
 def _distill() -> list[Probe]:
     """`minibert distill` (issue 19): task distillation from {ft}, pretraining distillation from {run}."""
     P = lambda cmd, flag, match: Probe("flag range", cmd, rf"argument {re.escape(flag)}: {match}")  # noqa: E731
-    T = lambda cmd, match: Probe("flags together", cmd, match)  # noqa: E731
+    T = lambda cmd, match, setup=None: Probe("flags together", cmd, match, setup)  # noqa: E731
     return [
         P(f"{DISTILL} --temperature 0", "--temperature", "must be a finite number > 0, got 0"),
         P(f"{DISTILL} --temperature nan", "--temperature", "must be a finite number > 0, got nan"),
@@ -826,6 +826,12 @@ def _distill() -> list[Probe]:
         T(f"{DISTILL_PRE} --resume", r"--resume: no distillation to resume in .*out \(no run.json\)"),
         T("distill --out {case}/out", r"task distillation needs --teacher, --task, --train, --dev \(or --resume"),
         T("distill --out {ft} --resume", r"--resume: .*run.json is not the run.json of a `minibert distill` run"),
+        T("distill --out {case}/out --resume", r"out/run.json: ce_weight must be a number, got 'lots' \(edited by "
+                                              r"hand\?\)", files(out__run_DOT_json='{"teacher": "t", "ce_weight": "lots"}')),
+        T("distill --out {case}/out --resume", r"out/run.json holds settings this minibert does not know \(colour\)",
+          files(out__run_DOT_json='{"teacher": "t", "alpha": 0.5, "colour": "red"}')),
+        T("distill --out {case}/out --resume", r"out/run.json lacks the settings dev, task, train \(edited by hand\?\)",
+          files(out__run_DOT_json='{"teacher": "t", "alpha": 0.5}')),
         T(f"{DISTILL_PRE} --ce-weight 0 --mlm-weight 0 --cos-weight 0", r"are all 0: nothing to train"),
         T(f"{DISTILL} --student-layers 0,3", r"--student-layers '0,3': the teacher has layers 0..0; 3 is not"),
         T(f"{DISTILL} --student-layers two", r"--student-layers 'two': give teacher layer numbers"),
