@@ -26,8 +26,9 @@ weights. What fine-tuning plugs in:
   rows, best/ model, metrics.json, final weights). The data order is a pure
   function of (seed, epoch); the loop saves the weights, the optimizer and the
   dropout generator; this module adds the fp16 loss scaler's state, the best
-  evaluation's confusion matrix (the loop keeps it) and a digest of the training
-  features (a changed --train file is an error, not a silently different run).
+  evaluation's confusion matrix (the loop keeps it) and digests of the training
+  and dev features (a changed --train or --dev file is an error, not a silently
+  different run: the dev set picks best/ and early stopping).
 
 Legend: B batch, T tokens, C labels.
 """
@@ -340,29 +341,34 @@ def _ended(run_dir: Path, stream) -> dict:
 
 
 def features_digest(encoded) -> str:
-    """A SHA-256 of the encoded training features: a checkpoint keeps it, so a resumed run on other data
-    (a --train file changed since) is refused instead of silently being another run."""
+    """A SHA-256 of encoded features (the training or the dev set's): a checkpoint keeps both, so a resumed
+    run on other data (a --train or --dev file changed since) is refused instead of silently being another
+    run."""
     text = json.dumps(encoded.features, sort_keys=True,
                       default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _resume_state(scaler, digest: str):
+def _resume_state(scaler, train_digest: str, dev_digest: str):
     """(checkpoint_state, restore_state) for TrainingLoop: what a fine-tuning checkpoint holds besides
     the loop's own (weights, optimizer, dropout generator, the best evaluation's confusion matrix):
-    the training features' digest and, with --fp16, the loss scaler (scale, good steps in a row, skipped
-    steps: without it a resumed run would scale, and skip, differently)."""
+    the training and dev features' digests and, with --fp16, the loss scaler (scale, good steps in a row,
+    skipped steps: without it a resumed run would scale, and skip, differently)."""
     def checkpoint_state() -> dict:
-        state = {"train_digest": digest}
+        state = {"train_digest": train_digest, "dev_digest": dev_digest}
         if scaler is not None:
             state["loss_scaler"] = scaler.state_dict()
         return state
 
     def restore_state(state: dict) -> None:        # checks first: nothing changes unless all fits
-        if state.get("train_digest", digest) != digest:
+        if state.get("train_digest", train_digest) != train_digest:
             raise FinetuneError("--resume: the training data differ from those the checkpoints were trained on "
                                 "(the --train file changed since?); restore it, or start a new run with "
                                 "another --out")
+        if state.get("dev_digest", dev_digest) != dev_digest:   # (a checkpoint of before dev digests: none)
+            raise FinetuneError("--resume: the dev data differ from those the run evaluated on so far (the --dev "
+                                "file changed since?): best/ and early stopping would compare scores on "
+                                "different sets; restore it, or start a new run with another --out")
         if scaler is None:
             return
         try:
@@ -407,7 +413,8 @@ def _run(args: FinetuneArgs, task, tokenizer, train, dev, model, stream, callbac
            + (f"; {group.size} ranks (data-parallel), {args.batch_size} sequences per step in all"
               if group.distributed else ""))
 
-    checkpoint_state, restore_state = _resume_state(scaler, features_digest(train.encoded))
+    checkpoint_state, restore_state = _resume_state(scaler, features_digest(train.encoded),
+                                                    features_digest(dev.encoded))
     loop = TrainingLoop(
         model, task if objective is None else objective, optimizer, run_dir,
         step_metrics=getattr(objective, "step_metrics", None), max_grad_norm=args.max_grad_norm, scaler=scaler,

@@ -367,6 +367,22 @@ def test_changed_training_data_is_an_error(world, tmp_path):
         run(settings(world, out, train=str(data)), stream=lambda *x: None, resume=True)
 
 
+def test_changed_dev_data_is_an_error(world, tmp_path):
+    """The dev set picks best/ and stops early: a resumed run evaluating on other sentences would compare
+    scores across sets."""
+    out = tmp_path / "run"
+    data = tmp_path / "dev.tsv"
+    data.write_text((world / "sst2" / "dev.tsv").read_text())
+    stopped_at(6, settings(world, out, dev=str(data)))
+    run(settings(world, out, dev=str(data)), stream=lambda *x: None, resume=True)        # the same file: fine
+    stopped_at(6, settings(world, tmp_path / "again", dev=str(data)))
+    text = data.read_text()
+    assert "cat" in text
+    data.write_text(text.replace("cat", "dog"))
+    with pytest.raises(FinetuneError, match=r"the dev data differ from those the run evaluated on so far"):
+        run(settings(world, tmp_path / "again", dev=str(data)), stream=lambda *x: None, resume=True)
+
+
 def test_no_run_to_resume(world, tmp_path):
     with pytest.raises(FinetuneError, match=r"--resume: no run to resume in .*nowhere \(no run.json\)"):
         run(settings(world, tmp_path / "nowhere"), stream=lambda *x: None, resume=True)
