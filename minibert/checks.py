@@ -31,7 +31,8 @@ An optional setting (`int | None = None`) is checked only when it is given.
 Settings read back from a file (a run's run.json, for --resume) have not been through argparse:
 `field_problem(field, value)` checks their type (from the annotation) and choices as well, and
 `settings_from_json(saved, args_class, path, error)` checks a whole run.json against the dataclass
-of its settings (an object, no unknown or missing setting, every value fits its field).
+of its settings (an object, no unknown or missing setting, every value fits its field), and
+`check_unchanged(args, saved, ...)` names every setting a --resume was given that is not the run's.
 
 The other thing every reader of a user's file checks is here too: `decode_utf8(data, path)` decodes
 the bytes of a text file, and bytes that are not UTF-8 (a Latin-1 CSV from a spreadsheet) are an
@@ -49,7 +50,7 @@ from minibert.errors import InputError
 
 __all__ = ["Check", "SettingError", "at_least", "positive", "non_negative", "finite_positive", "finite_non_negative",
            "in_range", "fraction", "below_one", "probability", "check_fields", "field_problem", "flag_of",
-           "settings_from_json",
+           "settings_from_json", "check_unchanged",
            "NotUTF8Error", "decode_utf8"]
 
 
@@ -180,6 +181,23 @@ def settings_from_json(saved, args_class, path, error: type[Exception], *, comma
         if problem is not None:
             raise error(f"{path}: {name} {problem}, got {value!r} (edited by hand?)")
     return {name: value for name, value in saved.items() if name in fields}
+
+
+def _dashes(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_unchanged(args, saved, run_json, may_change: tuple[str, ...], error: type[Exception]) -> None:
+    """--resume: `args` (a dataclass of settings) must be the run's `saved` ones (the same dataclass, read
+    from `run_json`) but for the settings in `may_change` (and the run's folder and the progress bar,
+    which change no number); else `error` naming every one that differs: "--lr 0.1 (the run's: 3e-05)"."""
+    fixed = [f"{_dashes(name)} {value} (the run's: {getattr(saved, name)})"
+             for name, value in dataclasses.asdict(args).items()
+             if name not in (*may_change, "progress", "out") and value != getattr(saved, name)]
+    if fixed:
+        raise error(f"--resume keeps the settings in {run_json}, but got {', '.join(fixed)}; only "
+                    f"{', '.join(map(_dashes, may_change))} may change: drop the others, or start a new run "
+                    f"with another --out")
 
 
 # -- text files ---------------------------------------------------------------------------------

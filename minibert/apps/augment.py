@@ -52,7 +52,6 @@ from minibert.data.tasks.glue import SequenceExample, encode_glue, read_glue
 from minibert.errors import InputError
 from minibert.files import atomic_open
 from minibert.ops.losses import IGNORE_INDEX
-from minibert.tokenization.chars import is_punctuation
 from minibert.train.finetune import load_finetuned
 
 __all__ = ["Augmenter", "augment_examples", "augment_tsv", "replaceable", "LabelFilter"]

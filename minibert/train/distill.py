@@ -191,13 +191,13 @@ class TaskDistillArgs(FinetuneArgs):
         "choices": ["teacher", "random"], "help": "student weights: copied from the teacher, or BERT's init"})
 
 
-RESUME_CHANGES = ("checkpoint_every", "keep", "progress")   # what `--resume` may change (no number depends on them)
+RESUME_CHANGES = ("checkpoint_every", "keep")   # what `--resume` may change (no number depends on them)
 
 
 def check_resume(args, run_dir) -> None:
     """`args` (TaskDistillArgs or PretrainDistillArgs) may continue the distillation in `run_dir`: its
-    run.json holds the settings of a run of the same recipe and they are args' (but RESUME_CHANGES);
-    else DistillError naming every setting that differs."""
+    run.json holds the settings of a run of the same recipe, each fitting its field, and they are args'
+    (but RESUME_CHANGES); else DistillError naming every setting that differs."""
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise DistillError(f"--resume: no distillation to resume in {run_dir} (no run.json)")
@@ -206,12 +206,9 @@ def check_resume(args, run_dir) -> None:
                       else ("task distillation (`distill --task`)", "alpha"))
     if not isinstance(saved, dict) or "teacher" not in saved or marker not in saved:
         raise DistillError(f"--resume: {path} is not the run.json of a {recipe} run")
-    given = dataclasses.asdict(args)
-    differ = [f"--{k.replace('_', '-')} {given.get(k)!r} (the run's: {saved.get(k)!r})"
-              for k in sorted(set(saved) | set(given)) if k not in RESUME_CHANGES and given.get(k) != saved.get(k)]
-    if differ:
-        raise DistillError(f"--resume keeps the settings in {path}, but got {', '.join(differ)}; only "
-                           f"{', '.join('--' + k.replace('_', '-') for k in RESUME_CHANGES[:-1] if k in given)} may change")
+    settings = type(args)(**checks.settings_from_json(saved, type(args), path, DistillError, command="distill"))
+    may_change = tuple(name for name in RESUME_CHANGES if hasattr(args, name))
+    checks.check_unchanged(args, settings, path, may_change, DistillError)
 
 
 def run_task(args: TaskDistillArgs, stream=print, callback=None, overwrite: bool = False,

@@ -322,13 +322,8 @@ def _check_resume(args: FinetuneArgs, run_dir: Path) -> FinetuneArgs:
     """`args` for resuming the run in `run_dir`, checked against its run.json: only the settings of
     RESUME_CHANGES may differ; every other one that differs is named in one error. (The learning-rate
     schedule spans the run's total steps, so --epochs, --batch-size and the data are fixed too.)"""
-    saved = load_run_args(run_dir, args.progress)
-    fixed = [f"{flag(k)} {v} (the run's: {getattr(saved, k)})" for k, v in dataclasses.asdict(args).items()
-             if k not in RESUME_CHANGES + ("progress", "out") and v != getattr(saved, k)]
-    if fixed:
-        raise FinetuneError(f"--resume keeps the settings in {run_dir / 'run.json'}, but got {', '.join(fixed)}; "
-                            f"only {', '.join(map(flag, RESUME_CHANGES))} may change: drop the others, or start a "
-                            f"new run with another --out")
+    checks.check_unchanged(args, load_run_args(run_dir, args.progress), run_dir / "run.json", RESUME_CHANGES,
+                           FinetuneError)
     return args
 
 

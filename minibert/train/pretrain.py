@@ -433,13 +433,8 @@ def _check_resume(args: PretrainArgs, run_dir: Path) -> PretrainArgs:
     """`args` for resuming the run in `run_dir`, checked against its run.json: only the settings of
     RESUME_CHANGES may differ (any other that differs is named in one error), and --steps cannot end the
     run before its newest checkpoint."""
-    saved = load_run_args(run_dir, args.progress)
-    fixed = [f"{flag(k)} {v} (the run's: {getattr(saved, k)})" for k, v in dataclasses.asdict(args).items()
-             if k not in RESUME_CHANGES + ("progress", "out") and v != getattr(saved, k)]
-    if fixed:
-        raise PretrainError(f"--resume keeps the settings in {run_dir / 'run.json'}, but got {', '.join(fixed)}; "
-                            f"only {', '.join(map(flag, RESUME_CHANGES))} may change: drop the others, or start a "
-                            f"new run with another --out")
+    checks.check_unchanged(args, load_run_args(run_dir, args.progress), run_dir / "run.json", RESUME_CHANGES,
+                           PretrainError)
     checkpoints = list_checkpoints(run_dir)
     if checkpoints and args.steps < folder_step(checkpoints[-1]):
         raise PretrainError(f"--steps {args.steps} would end the run before its newest checkpoint "
