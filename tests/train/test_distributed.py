@@ -221,8 +221,9 @@ def test_pretrain_command_on_two_ranks_is_the_one_process_run(small_run):
 
 def test_a_killed_rank_ends_the_job_and_resume_is_the_uninterrupted_run(small_run):
     """Dropout on. Rank 1 SIGKILLed as its 7th step starts (tests/train/kill_at.py; rank 0 waits for it in the
-    all-reduce): the job exits non-zero at once. `--resume` on 2 ranks from the step-4 checkpoint (every
-    rank's dropout state in it) ends bit for bit as the uninterrupted 2-rank run: model and log."""
+    all-reduce): the job exits non-zero at once, hydra naming a PID of the job. `--resume` on 2 ranks from the
+    step-4 checkpoint (every rank's dropout state in it) ends bit for bit as the uninterrupted 2-rank run: model
+    and log."""
     from safetensors.numpy import load_file
     mpiexec = _mpiexec()
     folder, flags = small_run
@@ -237,8 +238,11 @@ def test_a_killed_rank_ends_the_job_and_resume_is_the_uninterrupted_run(small_ru
     assert killed.returncode != 0
     out = killed.stdout + killed.stderr
     assert "BAD TERMINATION" in out                                           # MPICH's hydra ends the job
+    assert "Killed (signal 9)" in out
     pids = dict(re.findall(r"rank (\d) pid (\d+)", out))                    # rank 0's map of ranks to processes
-    assert re.search(r"PID (\d+)", out).group(1) == pids["1"]                # the dead process: rank 1's
+    # the process hydra names: rank 1's as a rule, but its clean-up SIGKILLs rank 0 too and it reports the
+    # first it reaps, so under load now and then rank 0's (docs/distributed.md, "A rank that dies")
+    assert re.search(r"PID (\d+)", out).group(1) in (pids["1"], pids["0"]), out
     assert (folder / "cut" / "checkpoints" / "step-00000004").is_dir()
     assert not (folder / "cut" / "model.safetensors").exists()
     resumed = _command([mpiexec, "-n", "2", *minibert, "--out", str(folder / "cut"), "--resume"])
