@@ -49,7 +49,7 @@ from typing import Callable
 from minibert.errors import InputError
 
 __all__ = ["Check", "SettingError", "at_least", "positive", "non_negative", "finite_positive", "finite_non_negative",
-           "in_range", "fraction", "below_one", "probability", "check_fields", "field_problem", "flag_of",
+           "in_range", "fraction", "below_one", "probability", "check_fields", "field_problem", "flag_of", "flag_name",
            "settings_from_json", "check_unchanged",
            "NotUTF8Error", "decode_utf8"]
 
@@ -101,13 +101,18 @@ below_one = in_range(0, 1, high_open=True)
 probability = in_range(0, 1)
 
 
+def flag_name(name: str) -> str:
+    """The command-line flag of a setting's name: train_limit -> --train-limit."""
+    return "--" + name.replace("_", "-")
+
+
 def flag_of(f: dataclasses.Field) -> str:
     """The command-line name of a field: its metadata "flags", else --name-with-dashes (a positional: its name)."""
     if f.metadata.get("positional"):
         return f.name
     if "flags" in f.metadata:
         return f.metadata["flags"][0]
-    return "--" + f.name.replace("_", "-")
+    return flag_name(f.name)
 
 
 def check_fields(settings) -> None:
@@ -183,20 +188,16 @@ def settings_from_json(saved, args_class, path, error: type[Exception], *, comma
     return {name: value for name, value in saved.items() if name in fields}
 
 
-def _dashes(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def check_unchanged(args, saved, run_json, may_change: tuple[str, ...], error: type[Exception]) -> None:
     """--resume: `args` (a dataclass of settings) must be the run's `saved` ones (the same dataclass, read
     from `run_json`) but for the settings in `may_change` (and the run's folder and the progress bar,
     which change no number); else `error` naming every one that differs: "--lr 0.1 (the run's: 3e-05)"."""
-    fixed = [f"{_dashes(name)} {value} (the run's: {getattr(saved, name)})"
+    fixed = [f"{flag_name(name)} {value} (the run's: {getattr(saved, name)})"
              for name, value in dataclasses.asdict(args).items()
              if name not in (*may_change, "progress", "out") and value != getattr(saved, name)]
     if fixed:
         raise error(f"--resume keeps the settings in {run_json}, but got {', '.join(fixed)}; only "
-                    f"{', '.join(map(_dashes, may_change))} may change: drop the others, or start a new run "
+                    f"{', '.join(map(flag_name, may_change))} may change: drop the others, or start a new run "
                     f"with another --out")
 
 

@@ -93,7 +93,7 @@ def recipe_settings(args: DistillCommandArgs, recipe, saved: dict | None = None)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(args)
              if ("recipes" in f.metadata or f.name in ("teacher", "seed")) and getattr(args, f.name) is not None}
     options = {f.name: f.metadata["recipes"] for f in dataclasses.fields(args) if "recipes" in f.metadata}
-    wrong = [f"--{name.replace('_', '-')}" for name in given if name in options and recipe not in options[name]]
+    wrong = [checks.flag_name(name) for name in given if name in options and recipe not in options[name]]
     if wrong:
         other = PRETRAINING if recipe is TASK else TASK
         hint = " (task distillation runs --epochs)" if "--steps" in wrong else \

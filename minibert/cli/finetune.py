@@ -11,7 +11,7 @@ from minibert.cli.distributed import abort_on_error, distributed_field, process_
 from minibert.cli.precision import chosen_precision, precision_field, using_precision
 from minibert.files import FINETUNING_RUN, check_out_folder
 from minibert.train import finetune
-from minibert.train.finetune import RESUME_CHANGES, FinetuneArgs, FinetuneError, flag, load_finetuned, load_run_args
+from minibert.train.finetune import RESUME_CHANGES, FinetuneArgs, FinetuneError, load_finetuned, load_run_args
 from minibert.viz import plot_run
 
 REQUIRED = ("task", "train", "dev")          # FinetuneArgs' fields without a default: needed unless --resume
@@ -63,7 +63,7 @@ def finetune_settings(args: FinetuneCommandArgs) -> FinetuneArgs:
     given = {k: v for k, v in typed.items()
              if (v is not None if k in optional else v != defaults[k]) and k not in ("progress", "out")}
     if not args.resume:
-        missing = [flag(k) for k in REQUIRED if typed[k] is None]
+        missing = [checks.flag_name(k) for k in REQUIRED if typed[k] is None]
         if missing:
             raise FinetuneError(f"the following arguments are required: {', '.join(missing)}, or --resume to "
                                 f"continue the run in --out (see minibert finetune --help)")

@@ -298,11 +298,6 @@ def run(args: FinetuneArgs, stream=print, callback=None, overwrite: bool = False
 RESUME_CHANGES = ("checkpoint_every", "keep")      # the settings --resume may change (they change no number)
 
 
-def flag(name: str) -> str:
-    """The command-line flag of a FinetuneArgs field: train_limit -> --train-limit."""
-    return "--" + name.replace("_", "-")
-
-
 def load_run_args(run_dir, progress: bool = True) -> FinetuneArgs:
     """The settings of the fine-tuning run in `run_dir`, from its run.json (`progress`: not a setting, the
     caller's), checked as the flags are; a run.json of another kind of run, or edited into settings this

@@ -408,11 +408,6 @@ def unigram_top(train: dict, tokenizer) -> list[tuple[str, float]]:
 RESUME_CHANGES = ("steps", "lr", "checkpoint_every", "keep")      # the settings --resume may change
 
 
-def flag(name: str) -> str:
-    """The command-line flag of a PretrainArgs field: seq_len -> --seq-len."""
-    return "--" + name.replace("_", "-")
-
-
 def load_run_args(run_dir, progress: bool = True) -> PretrainArgs:
     """The settings of the run in `run_dir`, from its run.json (`progress`: not a setting, the caller's),
     checked as the flags are: a run.json that is not a pretraining run's settings (a fine-tuning run's,
@@ -575,7 +570,7 @@ def describe_resume(saved: PretrainArgs, args: PretrainArgs, start: int,
         lines.append(f"--lr {args.lr:g}: the peak learning rate from step {start + 1} on (was {saved.lr:g})")
     if lines and start < args.steps:
         lines[-1] += f"; step {start + 1} runs at lr {schedule(start):.3g}"
-    lines += [f"{flag(k)} {getattr(args, k)} (was {getattr(saved, k)})" for k in ("checkpoint_every", "keep")
+    lines += [f"{checks.flag_name(k)} {getattr(args, k)} (was {getattr(saved, k)})" for k in ("checkpoint_every", "keep")
               if getattr(args, k) != getattr(saved, k)]
     return lines
 
