@@ -570,8 +570,8 @@ def describe_resume(saved: PretrainArgs, args: PretrainArgs, start: int,
         lines.append(f"--lr {args.lr:g}: the peak learning rate from step {start + 1} on (was {saved.lr:g})")
     if lines and start < args.steps:
         lines[-1] += f"; step {start + 1} runs at lr {schedule(start):.3g}"
-    lines += [f"{checks.flag_name(k)} {getattr(args, k)} (was {getattr(saved, k)})" for k in ("checkpoint_every", "keep")
-              if getattr(args, k) != getattr(saved, k)]
+    lines += [f"{checks.flag_name(k)} {getattr(args, k)} (was {getattr(saved, k)})"
+              for k in ("checkpoint_every", "keep") if getattr(args, k) != getattr(saved, k)]
     return lines
 
 

@@ -827,7 +827,8 @@ def _distill() -> list[Probe]:
         T("distill --out {case}/out", r"task distillation needs --teacher, --task, --train, --dev \(or --resume"),
         T("distill --out {ft} --resume", r"--resume: .*run.json is not the run.json of a `minibert distill` run"),
         T("distill --out {case}/out --resume", r"out/run.json: ce_weight must be a number, got 'lots' \(edited by "
-                                              r"hand\?\)", files(out__run_DOT_json='{"teacher": "t", "ce_weight": "lots"}')),
+                                              r"hand\?\)",
+          files(out__run_DOT_json='{"teacher": "t", "ce_weight": "lots"}')),
         T("distill --out {case}/out --resume", r"out/run.json holds settings this minibert does not know \(colour\)",
           files(out__run_DOT_json='{"teacher": "t", "alpha": 0.5, "colour": "red"}')),
         T("distill --out {case}/out --resume", r"out/run.json lacks the settings dev, task, train \(edited by hand\?\)",
